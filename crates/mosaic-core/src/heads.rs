@@ -1,0 +1,49 @@
+//! Moving between `(batch, time, channels)` and `(batch, head, time, head_size)`, plus the
+//! small helpers every unit shares.
+
+use burn::module::Param;
+use burn::tensor::{Device, Distribution, Tensor};
+
+/// `(B, T, H * hs)` -> `(B, H, T, hs)`.
+pub fn split_heads(x: Tensor<3>, n_head: usize) -> Tensor<4> {
+    let [b, t, c] = x.dims();
+    x.reshape([b, t, n_head, c / n_head]).swap_dims(1, 2)
+}
+
+/// `(B, H, T, hs)` -> `(B, T, H * hs)`.
+pub fn merge_heads(x: Tensor<4>) -> Tensor<3> {
+    let [b, h, t, hs] = x.dims();
+    x.swap_dims(1, 2).reshape([b, t, h * hs])
+}
+
+/// A per-head scalar `(H,)` shaped to broadcast against `(B, H, T, hs)`.
+pub fn per_head(s: Tensor<1>) -> Tensor<4> {
+    let [h] = s.dims();
+    s.reshape([1, h, 1, 1])
+}
+
+/// Divides each vector along the last axis by its Euclidean norm. No epsilon, as the reference:
+/// a zero vector becomes NaN rather than silently zero.
+pub fn l2_normalize(x: Tensor<4>) -> Tensor<4> {
+    let norm = x.clone().square().sum_dim(3).sqrt();
+    x / norm
+}
+
+/// A weight matrix stored `(d_in, d_out)` (PyTorch stores `(d_out, d_in)`), drawn from
+/// N(0, std^2).
+pub fn normal_weight(d_in: usize, d_out: usize, std: f64, device: &Device) -> Param<Tensor<2>> {
+    Param::from_tensor(Tensor::random(
+        [d_in, d_out],
+        Distribution::Normal(0.0, std),
+        device,
+    ))
+}
+
+/// `torch.linspace(start, end, n)`.
+pub fn linspace(start: f64, end: f64, n: usize) -> Vec<f32> {
+    if n == 1 {
+        return vec![start as f32];
+    }
+    let step = (end - start) / (n - 1) as f64;
+    (0..n).map(|i| (start + step * i as f64) as f32).collect()
+}

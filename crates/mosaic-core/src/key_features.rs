@@ -1,0 +1,60 @@
+//! Key feature extractor: `k_t = s_h * kbar_t / |kbar_t|`, where `kbar` is the leaky average of
+//! `W_k x`. Keys look back: `k_t` depends on `x_t, x_{t-1}, ...` only.
+
+use burn::module::{Module, Param};
+use burn::tensor::module::linear;
+use burn::tensor::{Device, Tensor, TensorData};
+
+use crate::EXP_PARAM_SCALE;
+use crate::heads::{l2_normalize, normal_weight, per_head, split_heads};
+use crate::leaky_average::LeakyAverage;
+
+/// The reference caps `10 * kappa` at 5 so that `s^2` stays inside fp16 range.
+pub const KERNEL_SCALE_CAP: f64 = 5.0;
+
+#[derive(Module, Debug)]
+pub struct KeyFeatures {
+    /// `W_k`, stored `(d_in, d_out)` (the reference's `k_featurizer.conv.weight`, a
+    /// kernel-size-1 convolution).
+    pub weight: Param<Tensor<2>>,
+    pub leaky: LeakyAverage,
+    /// `kappa_h`, stored divided by 10 (the reference's `kernel_beta`).
+    pub kappa: Param<Tensor<1>>,
+    pub n_head: usize,
+    /// The key is scaled by `s_h^scale_power`: 1 in a contextual memory, where the kernel
+    /// `k_t . k_i` gets `s_h` from both sides, 2 in a persistent memory, whose stored keys have
+    /// no scale of their own.
+    pub scale_power: usize,
+}
+
+impl KeyFeatures {
+    pub fn new(n_embd: usize, n_head: usize, scale_power: usize, device: &Device) -> Self {
+        let kappa = vec![(1.0 / EXP_PARAM_SCALE) as f32; n_head];
+        Self {
+            weight: normal_weight(n_embd, n_embd, 1.0 / (n_embd as f64).sqrt(), device),
+            leaky: LeakyAverage::new(n_head, device),
+            kappa: Param::from_data(TensorData::new(kappa, [n_head]), device),
+            n_head,
+            scale_power,
+        }
+    }
+
+    /// `s_h^scale_power` with `s_h = exp(min(10 kappa_h, 5))`, shape `(H,)`.
+    pub fn scale(&self) -> Tensor<1> {
+        let s = (self.kappa.val() * EXP_PARAM_SCALE)
+            .clamp_max(KERNEL_SCALE_CAP)
+            .exp();
+        match self.scale_power {
+            1 => s,
+            2 => s.square(),
+            p => s.powi_scalar(p as i32),
+        }
+    }
+
+    /// `x`: `(B, T, d)` -> keys `(B, H, T, hs)`.
+    pub fn forward(&self, x: Tensor<3>) -> Tensor<4> {
+        let u = split_heads(linear(x, self.weight.val(), None), self.n_head);
+        let kbar = self.leaky.forward(u);
+        l2_normalize(kbar) * per_head(self.scale())
+    }
+}

@@ -1,0 +1,116 @@
+//! The leaky average: a key summarises the recent past with an exponentially decaying sum.
+//!
+//! `kbar_t = (1 - lambda) * sum_{j<=t} lambda^(t-j) u_j`, i.e. the recurrence
+//! `kbar_t = lambda * kbar_{t-1} + (1 - lambda) * u_t`, with `lambda_h = exp(-b_h)` per head.
+//! The reference builds the full `T x T` matrix of coefficients; [`leaky_average`] computes the
+//! same numbers in O(T) with a chunked scan, and [`leaky_average_quadratic`] keeps the matrix
+//! form as the test oracle.
+
+use burn::module::{Module, Param};
+use burn::tensor::{Bool, Device, Tensor, TensorData};
+
+use crate::EXP_PARAM_SCALE;
+use crate::heads::linspace;
+
+/// Chunk length of the scan: within a chunk the matrix form (one small matmul for all chunks at
+/// once), across chunks the recurrence, so the work is `O(T * CHUNK)` and the sequential part
+/// `T / CHUNK` steps.
+pub const CHUNK: usize = 64;
+
+/// Leaky average with a learned per-head decay `b_h = 10 |theta_h|`.
+#[derive(Module, Debug)]
+pub struct LeakyAverage {
+    /// `theta_h`, stored divided by 10 (the reference's `leaky_key_beta`).
+    pub theta: Param<Tensor<1>>,
+}
+
+impl LeakyAverage {
+    /// The reference initialisation: `theta = linspace(0.5, 5, n_head) / 10`, so heads range
+    /// from a long memory (`lambda = 0.61`) to almost none (`lambda = 0.007`).
+    pub fn new(n_head: usize, device: &Device) -> Self {
+        let theta: Vec<f32> = linspace(0.5, 5.0, n_head)
+            .into_iter()
+            .map(|v| v / EXP_PARAM_SCALE as f32)
+            .collect();
+        Self {
+            theta: Param::from_data(TensorData::new(theta, [n_head]), device),
+        }
+    }
+
+    /// The decay rates `b_h = 10 |theta_h|`, shape `(H,)`.
+    pub fn decay(&self) -> Tensor<1> {
+        self.theta.val().abs() * EXP_PARAM_SCALE
+    }
+
+    /// `u`: `(B, H, T, hs)` -> the leaky averages, same shape.
+    pub fn forward(&self, u: Tensor<4>) -> Tensor<4> {
+        leaky_average(u, self.decay())
+    }
+}
+
+/// The leaky average of `u` `(B, H, T, hs)` with per-head decay rates `decay` `(H,)`, in O(T).
+pub fn leaky_average(u: Tensor<4>, decay: Tensor<1>) -> Tensor<4> {
+    let [b, h, t, hs] = u.dims();
+    if t <= CHUNK {
+        return leaky_average_quadratic(u, decay);
+    }
+    let n = t.div_ceil(CHUNK);
+    let padded = if n * CHUNK > t {
+        let zeros = Tensor::zeros([b, h, n * CHUNK - t, hs], (&u.device(), u.dtype()));
+        Tensor::cat(vec![u, zeros], 2)
+    } else {
+        u
+    };
+    // Every chunk averaged as if the past before it were empty, all chunks in one matmul.
+    let coef = decay_matrix(decay.clone(), CHUNK).reshape([1, h, 1, CHUNK, CHUNK]);
+    let local = coef.matmul(padded.reshape([b, h, n, CHUNK, hs]));
+
+    // Then the state at the end of each chunk carries into the next: position r of a chunk
+    // gets lambda^(r+1) of it.
+    let steps: Vec<f32> = (1..=CHUNK).map(|r| r as f32).collect();
+    let steps = Tensor::<1>::from_data(
+        TensorData::new(steps, [CHUNK]),
+        (&decay.device(), decay.dtype()),
+    );
+    let carry = (steps.reshape([1, CHUNK]) * decay.reshape([h, 1]).neg())
+        .exp()
+        .reshape([1, h, CHUNK, 1]);
+
+    let mut out = Vec::with_capacity(n);
+    let mut state: Option<Tensor<4>> = None;
+    for i in 0..n {
+        let chunk: Tensor<4> = local.clone().narrow(2, i, 1).reshape([b, h, CHUNK, hs]);
+        let chunk = match state {
+            Some(s) => chunk + carry.clone() * s,
+            None => chunk,
+        };
+        state = Some(chunk.clone().narrow(2, CHUNK - 1, 1));
+        out.push(chunk);
+    }
+    Tensor::cat(out, 2).narrow(2, 0, t)
+}
+
+/// The reference's matrix form, O(T^2): `kbar = C @ u` with
+/// `C[h, i, j] = exp(-(i - j) b_h) (1 - exp(-b_h))` for `j <= i`, else 0.
+pub fn leaky_average_quadratic(u: Tensor<4>, decay: Tensor<1>) -> Tensor<4> {
+    let [b, h, t, _] = u.dims();
+    let coef = decay_matrix(decay, t).unsqueeze::<4>().expand([b, h, t, t]);
+    coef.matmul(u)
+}
+
+/// `C[h, i, j]` of [`leaky_average_quadratic`], shape `(H, T, T)`.
+fn decay_matrix(decay: Tensor<1>, t: usize) -> Tensor<3> {
+    let [h] = decay.dims();
+    let device = decay.device();
+    // Distances i - j, zero above the diagonal so exp never overflows there (an inf times the
+    // mask's zero gradient would still be NaN).
+    let dist: Vec<f32> = (0..t)
+        .flat_map(|i| (0..t).map(move |j| if j <= i { (i - j) as f32 } else { 0.0 }))
+        .collect();
+    let dist = Tensor::<2>::from_data(TensorData::new(dist, [t, t]), (&device, decay.dtype()));
+    let future = Tensor::<2, Bool>::tril_mask([t, t], 0, &device).unsqueeze::<3>();
+    let b = decay.reshape([h, 1, 1]);
+    let gain = b.clone().neg().exp().neg() + 1.0;
+    let coef = (dist.unsqueeze::<3>() * b.neg()).exp() * gain;
+    coef.mask_fill(future.expand([h, t, t]), 0.0)
+}

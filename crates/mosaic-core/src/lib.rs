@@ -1,0 +1,27 @@
+//! The memory units of Memory Mosaics (Zhang et al., ICLR 2025).
+//!
+//! Each paper concept lives in one file: [`LeakyAverage`] (the key's decaying sum over the
+//! past), [`KeyFeatures`] and [`ValueFeatures`] (what a memory stores and looks up),
+//! [`retrieval`] (Gaussian-kernel regression with the strictly-past mask), and the two units
+//! built from them, [`ContextMemory`] and [`PersistentMemory`].
+//!
+//! Tensors are laid out `(batch, time, channels)` at the boundaries of a unit and
+//! `(batch, head, time, head_size)` inside.
+
+pub mod context_memory;
+pub mod heads;
+pub mod key_features;
+pub mod leaky_average;
+pub mod persistent_memory;
+pub mod retrieval;
+pub mod value_features;
+
+pub use context_memory::{ContextMemory, ContextMemoryConfig};
+pub use key_features::KeyFeatures;
+pub use leaky_average::LeakyAverage;
+pub use persistent_memory::{PersistentMemory, PersistentMemoryConfig};
+pub use value_features::ValueFeatures;
+
+/// The reference stores every per-head scalar divided by this factor and uses it multiplied by
+/// it, a learning-rate reparameterisation: the scalars then move ten times faster under AdamW.
+pub const EXP_PARAM_SCALE: f64 = 10.0;

@@ -1,0 +1,101 @@
+//! Persistent memory unit (P-mem), the Memory Mosaic's replacement for the feed-forward block:
+//! every head looks its key up in a learned bank of `pmem_size` key/value pairs. With
+//! `pmem_count > 1` banks, their answers are averaged.
+
+use burn::module::{Module, Param};
+use burn::nn::{Dropout, DropoutConfig};
+use burn::tensor::module::linear;
+use burn::tensor::{Device, Distribution, Tensor, TensorData};
+
+use crate::EXP_PARAM_SCALE;
+use crate::heads::{merge_heads, normal_weight, per_head};
+use crate::key_features::KeyFeatures;
+use crate::retrieval::bank_retrieval;
+use crate::value_features::VALUE_SCALE_INIT;
+
+#[derive(Debug, Clone)]
+pub struct PersistentMemoryConfig {
+    pub n_embd: usize,
+    pub n_head: usize,
+    pub n_layer: usize,
+    /// Pairs per head and bank; `3.5 * n_embd` makes the block as large as a GPT-2 block.
+    pub pmem_size: usize,
+    pub pmem_count: usize,
+    /// Dropout on the retrieval weights (`ic_dropout`).
+    pub attn_dropout: f64,
+    /// Dropout on the unit's output (`hd_dropout`).
+    pub resid_dropout: f64,
+}
+
+#[derive(Module, Debug)]
+pub struct PersistentMemory {
+    pub key: KeyFeatures,
+    /// Stored keys, `(pmem_count, H, pmem_size, hs)` (the reference's `pmem.M_k{i}`).
+    pub bank_keys: Param<Tensor<4>>,
+    /// Stored values, same shape (the reference's `pmem.M_v{i}`).
+    pub bank_values: Param<Tensor<4>>,
+    /// `nu_h`, stored divided by 10 (the reference's `value_beta`).
+    pub nu: Param<Tensor<1>>,
+    pub c_proj: Param<Tensor<2>>,
+    pub attn_dropout: Dropout,
+    pub resid_dropout: Dropout,
+}
+
+impl PersistentMemoryConfig {
+    pub fn init(&self, device: &Device) -> PersistentMemory {
+        let d = self.n_embd;
+        let h = self.n_head;
+        assert!(
+            d.is_multiple_of(h),
+            "n_embd {d} is not a multiple of n_head {h}"
+        );
+        assert!(self.pmem_count >= 1, "pmem_count must be at least 1");
+        let hs = d / h;
+        let shape = [self.pmem_count, h, self.pmem_size, hs];
+        let bank = || {
+            Param::from_tensor(Tensor::random(
+                shape,
+                Distribution::Normal(0.0, 1.0 / (hs as f64).sqrt()),
+                device,
+            ))
+        };
+        let proj_std = 1.0 / (d as f64).sqrt() / (self.n_layer as f64).sqrt();
+        PersistentMemory {
+            key: KeyFeatures::new(d, h, 2, device),
+            bank_keys: bank(),
+            bank_values: bank(),
+            nu: Param::from_data(TensorData::new(vec![VALUE_SCALE_INIT; h], [h]), device),
+            c_proj: normal_weight(d, d, proj_std, device),
+            attn_dropout: DropoutConfig::new(self.attn_dropout).init(),
+            resid_dropout: DropoutConfig::new(self.resid_dropout).init(),
+        }
+    }
+}
+
+impl PersistentMemory {
+    /// `exp(10 nu_h)`, shape `(H,)`.
+    pub fn value_scale(&self) -> Tensor<1> {
+        (self.nu.val() * EXP_PARAM_SCALE).exp()
+    }
+
+    /// `x`: `(B, T, d)`, already layer-normalised -> `(B, T, d)`.
+    pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        let k = self.key.forward(x);
+        let [count, h, p, hs] = self.bank_keys.dims();
+        let keys = self.bank_keys.val();
+        let values = self.bank_values.val();
+        let mut y: Option<Tensor<4>> = None;
+        for i in 0..count {
+            let bank_k = keys.clone().narrow(0, i, 1).reshape([h, p, hs]);
+            let bank_v = values.clone().narrow(0, i, 1).reshape([h, p, hs]);
+            let yi = bank_retrieval(k.clone(), bank_k, bank_v, &self.attn_dropout);
+            y = Some(match y {
+                Some(y) => y + yi,
+                None => yi,
+            });
+        }
+        let y = y.expect("pmem_count >= 1") / count as f64 * per_head(self.value_scale());
+        self.resid_dropout
+            .forward(linear(merge_heads(y), self.c_proj.val(), None))
+    }
+}

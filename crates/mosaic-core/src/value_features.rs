@@ -1,0 +1,60 @@
+//! Value feature extractor: values peek one step ahead,
+//! `vbar_t = (1 - c_h) w_{t+1} + c_h w_t` with `w = W_v x` and `w_T = 0` past the end, then
+//! `v_t = exp(10 nu_h) vbar_t / |vbar_t|`. A value stored at `t` has seen `x_{t+1}`: the
+//! strictly-past mask of retrieval is what keeps it from leaking the future.
+
+use burn::module::{Module, Param};
+use burn::tensor::module::linear;
+use burn::tensor::{Device, Distribution, Tensor, TensorData};
+
+use crate::EXP_PARAM_SCALE;
+use crate::heads::{l2_normalize, normal_weight, per_head, split_heads};
+
+/// Initial `nu_h` (stored value); the value scale starts at `exp(-0.5)`.
+pub const VALUE_SCALE_INIT: f32 = -0.05;
+
+#[derive(Module, Debug)]
+pub struct ValueFeatures {
+    /// `W_v`, stored `(d_in, d_out)` (the reference's `v_featurizer.linear.weight`).
+    pub weight: Param<Tensor<2>>,
+    /// `c_h`, the weight of the present against the next step (the reference's
+    /// `v_featurizer.coef`), used as is.
+    pub mix: Param<Tensor<1>>,
+    /// `nu_h`, stored divided by 10 (the reference's `value_beta`).
+    pub nu: Param<Tensor<1>>,
+    pub n_head: usize,
+}
+
+impl ValueFeatures {
+    pub fn new(n_embd: usize, n_head: usize, device: &Device) -> Self {
+        Self {
+            weight: normal_weight(n_embd, n_embd, 1.0 / (n_embd as f64).sqrt(), device),
+            mix: Param::from_tensor(Tensor::random(
+                [n_head],
+                Distribution::Uniform(0.0, 1.0),
+                device,
+            )),
+            nu: Param::from_data(
+                TensorData::new(vec![VALUE_SCALE_INIT; n_head], [n_head]),
+                device,
+            ),
+            n_head,
+        }
+    }
+
+    /// `exp(10 nu_h)`, shape `(H,)`.
+    pub fn scale(&self) -> Tensor<1> {
+        (self.nu.val() * EXP_PARAM_SCALE).exp()
+    }
+
+    /// `x`: `(B, T, d)` -> values `(B, H, T, hs)`.
+    pub fn forward(&self, x: Tensor<3>) -> Tensor<4> {
+        let w = split_heads(linear(x, self.weight.val(), None), self.n_head);
+        let [b, h, t, hs] = w.dims();
+        let zero = Tensor::zeros([b, h, 1, hs], (&w.device(), w.dtype()));
+        let next = Tensor::cat(vec![w.clone().narrow(2, 1, t - 1), zero], 2);
+        let c = per_head(self.mix.val());
+        let vbar = next * (c.clone().neg() + 1.0) + w * c;
+        l2_normalize(vbar) * per_head(self.scale())
+    }
+}

@@ -1,0 +1,130 @@
+//! The GPT-2 baseline, nanoGPT's model without biases: learned positions, causal softmax
+//! attention with `1/sqrt(hs)`, tanh-GELU MLP of width `4d`, tied embeddings.
+
+use burn::module::{Module, Param};
+use burn::nn::{Dropout, DropoutConfig};
+use burn::tensor::activation::{gelu_approximate, softmax};
+use burn::tensor::module::{embedding, linear};
+use burn::tensor::{Bool, Device, Distribution, Int, Tensor};
+use mosaic_core::heads::{merge_heads, normal_weight, split_heads};
+
+use crate::Forward;
+use crate::InputError;
+use crate::config::GptConfig;
+use crate::layer_norm::LayerNorm;
+
+/// nanoGPT's initialisation scale.
+const INIT_STD: f64 = 0.02;
+
+#[derive(Module, Debug)]
+pub struct GptBlock {
+    pub ln_1: LayerNorm,
+    /// Query, key and value maps side by side, `(d, 3d)`.
+    pub c_attn: Param<Tensor<2>>,
+    pub attn_proj: Param<Tensor<2>>,
+    pub ln_2: LayerNorm,
+    pub c_fc: Param<Tensor<2>>,
+    pub mlp_proj: Param<Tensor<2>>,
+    pub attn_dropout: Dropout,
+    pub resid_dropout: Dropout,
+    pub n_head: usize,
+}
+
+impl GptBlock {
+    pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        let x = x.clone() + self.attention(self.ln_1.forward(x));
+        let h = gelu_approximate(linear(self.ln_2.forward(x.clone()), self.c_fc.val(), None));
+        x + self
+            .resid_dropout
+            .forward(linear(h, self.mlp_proj.val(), None))
+    }
+
+    fn attention(&self, x: Tensor<3>) -> Tensor<3> {
+        let [b, t, d] = x.dims();
+        let qkv = linear(x, self.c_attn.val(), None);
+        let heads = |i: usize| split_heads(qkv.clone().narrow(2, i * d, d), self.n_head);
+        let (q, k, v) = (heads(0), heads(1), heads(2));
+        let hs = d / self.n_head;
+        let scores = q.matmul(k.swap_dims(2, 3)) * (1.0 / (hs as f64).sqrt());
+        let future = Tensor::<2, Bool>::tril_mask([t, t], 0, &scores.device())
+            .unsqueeze::<4>()
+            .expand([b, self.n_head, t, t]);
+        let weights = softmax(scores.mask_fill(future, f32::NEG_INFINITY), 3);
+        let y = self.attn_dropout.forward(weights).matmul(v);
+        self.resid_dropout
+            .forward(linear(merge_heads(y), self.attn_proj.val(), None))
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct Gpt {
+    /// Token embedding `(vocab, d)`, also the output head.
+    pub wte: Param<Tensor<2>>,
+    /// Position embedding `(block_size, d)`.
+    pub wpe: Param<Tensor<2>>,
+    pub blocks: Vec<GptBlock>,
+    pub ln_f: LayerNorm,
+    pub dropout: Dropout,
+}
+
+impl GptConfig {
+    /// nanoGPT's initialisation: N(0, 0.02) everywhere, residual projections
+    /// N(0, 0.02 / sqrt(2 n_layer)). Panics on a config that [`GptConfig::validate`] refuses.
+    pub fn init(&self, device: &Device) -> Gpt {
+        let d = self.n_embd;
+        assert!(
+            d.is_multiple_of(self.n_head),
+            "n_embd {d} is not a multiple of n_head {}",
+            self.n_head
+        );
+        let proj_std = INIT_STD / (2.0 * self.n_layer as f64).sqrt();
+        let normal = |shape: [usize; 2]| {
+            Param::from_tensor(Tensor::random(
+                shape,
+                Distribution::Normal(0.0, INIT_STD),
+                device,
+            ))
+        };
+        let blocks = (0..self.n_layer)
+            .map(|_| GptBlock {
+                ln_1: LayerNorm::new(d, device),
+                c_attn: normal_weight(d, 3 * d, INIT_STD, device),
+                attn_proj: normal_weight(d, d, proj_std, device),
+                ln_2: LayerNorm::new(d, device),
+                c_fc: normal_weight(d, 4 * d, INIT_STD, device),
+                mlp_proj: normal_weight(4 * d, d, proj_std, device),
+                attn_dropout: DropoutConfig::new(self.dropout).init(),
+                resid_dropout: DropoutConfig::new(self.dropout).init(),
+                n_head: self.n_head,
+            })
+            .collect();
+        Gpt {
+            wte: normal([self.vocab_size, d]),
+            wpe: normal([self.block_size, d]),
+            blocks,
+            ln_f: LayerNorm::new(d, device),
+            dropout: DropoutConfig::new(self.dropout).init(),
+        }
+    }
+}
+
+impl Gpt {
+    pub fn block_size(&self) -> usize {
+        self.wpe.dims()[0]
+    }
+
+    /// `ids`: `(B, T)` token ids with `T <= block_size`.
+    pub fn forward(&self, ids: Tensor<2, Int>) -> Result<Forward, InputError> {
+        let [_, t] = ids.dims();
+        InputError::check_length(t, self.block_size())?;
+        let pos = self.wpe.val().narrow(0, 0, t).unsqueeze::<3>();
+        let mut x = self.dropout.forward(embedding(self.wte.val(), ids) + pos);
+        let mut hidden = Vec::with_capacity(self.blocks.len());
+        for block in &self.blocks {
+            x = block.forward(x);
+            hidden.push(x.clone());
+        }
+        let logits = linear(self.ln_f.forward(x), self.wte.val().transpose(), None);
+        Ok(Forward { logits, hidden })
+    }
+}

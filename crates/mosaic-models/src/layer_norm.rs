@@ -1,0 +1,24 @@
+//! LayerNorm without bias (nanoGPT's), `eps = 1e-5` as the reference.
+
+use burn::module::{Module, Param};
+use burn::tensor::module::layer_norm;
+use burn::tensor::{Device, Tensor};
+
+pub const LAYER_NORM_EPS: f64 = 1e-5;
+
+#[derive(Module, Debug)]
+pub struct LayerNorm {
+    pub gain: Param<Tensor<1>>,
+}
+
+impl LayerNorm {
+    pub fn new(d: usize, device: &Device) -> Self {
+        Self {
+            gain: Param::from_tensor(Tensor::ones([d], device)),
+        }
+    }
+
+    pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        layer_norm(x, self.gain.val(), None, LAYER_NORM_EPS)
+    }
+}

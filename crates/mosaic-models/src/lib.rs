@@ -1,0 +1,51 @@
+//! Stacked, transformer-comparable language models: the Memory Mosaic
+//! ([`MemoryMosaic`], the reference's `StackAssoMem`) and its GPT-2 baseline ([`Gpt`]), plus
+//! [`official`], which turns a safetensors file holding an official PyTorch `state_dict` into
+//! one of them.
+
+pub mod config;
+pub mod gpt;
+pub mod layer_norm;
+pub mod loss;
+pub mod memory_mosaic;
+pub mod official;
+pub mod tensor_file;
+
+pub use config::{ConfigError, GptConfig, MemoryMosaicConfig};
+pub use gpt::Gpt;
+pub use loss::cross_entropy;
+pub use memory_mosaic::MemoryMosaic;
+pub use official::{LanguageModel, OfficialError, load_official};
+pub use tensor_file::TensorFile;
+
+use burn::tensor::Tensor;
+
+/// What a forward pass returns: the logits `(B, T, vocab)` and the residual stream after each
+/// block, `(B, T, d)` each.
+#[derive(Debug, Clone)]
+pub struct Forward {
+    pub logits: Tensor<3>,
+    pub hidden: Vec<Tensor<3>>,
+}
+
+/// Input a model cannot take.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum InputError {
+    #[error(
+        "a sequence of {len} tokens is longer than the model's block_size {block_size}; \
+         keep only the last {block_size} tokens"
+    )]
+    TooLong { len: usize, block_size: usize },
+    #[error("an empty sequence: give the model at least one token")]
+    Empty,
+}
+
+impl InputError {
+    pub(crate) fn check_length(len: usize, block_size: usize) -> Result<(), InputError> {
+        match len {
+            0 => Err(InputError::Empty),
+            len if len > block_size => Err(InputError::TooLong { len, block_size }),
+            _ => Ok(()),
+        }
+    }
+}

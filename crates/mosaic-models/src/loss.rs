@@ -1,0 +1,20 @@
+//! The language-modelling loss.
+
+use burn::tensor::activation::log_softmax;
+use burn::tensor::{Int, Tensor};
+
+/// Mean cross-entropy of `logits` `(B, T, V)` against `targets` `(B, T)`; targets equal to -1
+/// are ignored, as PyTorch's `ignore_index=-1`. Returns a one-element tensor.
+pub fn cross_entropy(logits: Tensor<3>, targets: Tensor<2, Int>) -> Tensor<1> {
+    let [b, t, v] = logits.dims();
+    let n = b * t;
+    let log_probs = log_softmax(logits.reshape([n, v]), 1);
+    let targets = targets.reshape([n]);
+    let ignored = targets.clone().lower_elem(0);
+    let picked = log_probs
+        .gather(1, targets.clamp_min(0).reshape([n, 1]))
+        .reshape([n])
+        .mask_fill(ignored.clone(), 0.0);
+    let count = ignored.bool_not().float().sum();
+    picked.sum().neg() / count
+}

@@ -1,0 +1,187 @@
+//! Properties of freshly built models: causality, parameter counts, input checks.
+
+use burn::module::Module;
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use mosaic_models::{Forward, GptConfig, InputError, LanguageModel, MemoryMosaicConfig};
+
+fn ids(rows: &[Vec<i64>], device: &Device) -> Tensor<2, Int> {
+    let t = rows[0].len();
+    let flat: Vec<i64> = rows.concat();
+    Tensor::from_data(TensorData::new(flat, [rows.len(), t]), device)
+}
+
+fn logits_at(out: &Forward, pos: usize) -> Vec<f32> {
+    out.logits
+        .clone()
+        .narrow(1, pos, 1)
+        .into_data()
+        .try_to_vec_as::<f32>()
+        .unwrap()
+}
+
+fn models(device: &Device) -> Vec<LanguageModel> {
+    device.seed(3);
+    vec![
+        LanguageModel::MemoryMosaic(MemoryMosaicConfig::new(40, 2, 4, 32, 100).init(device)),
+        LanguageModel::Gpt(
+            GptConfig {
+                vocab_size: 40,
+                n_layer: 2,
+                n_head: 4,
+                n_embd: 32,
+                block_size: 100,
+                dropout: 0.0,
+            }
+            .init(device),
+        ),
+    ]
+}
+
+/// Changing the tokens after position t changes no logit at positions <= t, and does change
+/// the ones after (so the test can fail).
+#[test]
+fn future_tokens_do_not_change_past_logits() {
+    let device = Device::flex();
+    let t_len = 90; // longer than one leaky-average chunk
+    let a: Vec<i64> = (0..t_len as i64).map(|i| (i * 7 + 3) % 40).collect();
+    for model in models(&device) {
+        for t in [0, 1, 40, 70] {
+            let mut b = a.clone();
+            for (i, tok) in b.iter_mut().enumerate().skip(t + 1) {
+                *tok = (i as i64 * 13 + 5) % 40;
+            }
+            let out_a = model
+                .forward(ids(std::slice::from_ref(&a), &device))
+                .unwrap();
+            let out_b = model.forward(ids(&[b], &device)).unwrap();
+            for pos in 0..=t {
+                assert_eq!(
+                    logits_at(&out_a, pos),
+                    logits_at(&out_b, pos),
+                    "{}: logits at {pos} moved when tokens after {t} changed",
+                    model.kind()
+                );
+            }
+            assert_ne!(
+                logits_at(&out_a, t + 2),
+                logits_at(&out_b, t + 2),
+                "{}",
+                model.kind()
+            );
+        }
+    }
+}
+
+#[test]
+fn memory_mosaic_block_has_twelve_d_squared_weights() {
+    let device = Device::flex();
+    for (d, h, layers) in [(32, 4, 1), (64, 8, 3), (48, 6, 2)] {
+        let config = MemoryMosaicConfig::new(50, layers, h, d, 64);
+        assert_eq!(config.pmem_size * 2, 7 * d);
+        let model = config.init(&device);
+        assert_eq!(model.num_params(), config.num_params(), "d={d}");
+        // Per block: 12 d^2 weights plus two LayerNorm gains and seven per-head scalars.
+        let per_block = (model.num_params() - 50 * d - d) / layers;
+        assert_eq!(per_block, 12 * d * d + 2 * d + 7 * h, "d={d}");
+    }
+}
+
+#[test]
+fn pmem_count_multiplies_the_banks() {
+    let device = Device::flex();
+    let mut config = MemoryMosaicConfig::new(50, 1, 4, 32, 64);
+    let one = config.init(&device).num_params();
+    config.pmem_count = 2;
+    let two = config.init(&device).num_params();
+    assert_eq!(two - one, 2 * config.pmem_size * 32);
+}
+
+#[test]
+fn gpt_block_has_twelve_d_squared_weights() {
+    let device = Device::flex();
+    let config = GptConfig {
+        vocab_size: 50,
+        n_layer: 3,
+        n_head: 4,
+        n_embd: 32,
+        block_size: 64,
+        dropout: 0.0,
+    };
+    let model = config.init(&device);
+    assert_eq!(model.num_params(), config.num_params());
+    assert_eq!(
+        config.num_params(),
+        3 * (12 * 32 * 32 + 2 * 32) + (50 + 64) * 32 + 32
+    );
+}
+
+#[test]
+fn too_long_and_empty_sequences_are_errors() {
+    let device = Device::flex();
+    for model in models(&device) {
+        let long: Vec<i64> = vec![1; 101];
+        let err = model.forward(ids(&[long], &device)).unwrap_err();
+        assert_eq!(
+            err,
+            InputError::TooLong {
+                len: 101,
+                block_size: 100
+            }
+        );
+        assert!(err.to_string().contains("block_size 100"));
+        let empty =
+            Tensor::<2, Int>::from_data(TensorData::new(Vec::<i64>::new(), [1, 0]), &device);
+        assert_eq!(model.forward(empty).unwrap_err(), InputError::Empty);
+    }
+}
+
+#[test]
+fn invalid_configs_name_the_key() {
+    let mut config = MemoryMosaicConfig::new(50, 2, 4, 30, 64);
+    assert!(
+        config
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("`n_embd` (30)")
+    );
+    config.n_embd = 32;
+    config.validate().unwrap();
+    config.attn_dropout = 1.0;
+    assert!(
+        config
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("attn_dropout")
+    );
+    let gpt = GptConfig {
+        vocab_size: 0,
+        n_layer: 1,
+        n_head: 1,
+        n_embd: 8,
+        block_size: 8,
+        dropout: 0.0,
+    };
+    assert!(
+        gpt.validate()
+            .unwrap_err()
+            .to_string()
+            .contains("vocab_size")
+    );
+}
+
+/// The TOML form of a config, as experiment files will hold it; unknown keys are errors.
+#[test]
+fn configs_deserialise_strictly() {
+    let config: MemoryMosaicConfig = serde_json::from_str(
+        r#"{"vocab_size": 65, "n_layer": 4, "n_head": 4, "n_embd": 128, "block_size": 64, "pmem_size": 448}"#,
+    )
+    .unwrap();
+    assert_eq!(config.pmem_count, 1);
+    let err = serde_json::from_str::<MemoryMosaicConfig>(
+        r#"{"vocab_size": 65, "n_layer": 4, "n_head": 4, "n_embd": 128, "block_size": 64, "pmem_size": 448, "n_heads": 2}"#,
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("n_heads"), "{err}");
+}

@@ -1,0 +1,70 @@
+//! `cargo xtask reference` as a user runs it: exit status and what it prints.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn xtask(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(args)
+        .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))
+        .output()
+        .unwrap()
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("xtask-tests-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join(name)
+}
+
+#[test]
+fn shipped_files_pass() {
+    let out = xtask(&["reference"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("memory_mosaic_small.safetensors"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("gpt_small.safetensors"), "{stdout}");
+    assert_eq!(stdout.matches("\n  ok\n").count(), 2, "{stdout}");
+}
+
+/// Bad input: one line on stderr naming the file, exit status 2, no panic.
+fn assert_refused(path: &str, expected: &str) {
+    let out = xtask(&["reference", path]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.starts_with("error: "), "{stderr}");
+    assert!(
+        stderr.contains(path) && stderr.contains(expected),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[test]
+fn missing_file_exits_2() {
+    assert_refused("no/such/model.safetensors", "cannot read");
+}
+
+#[test]
+fn text_file_exits_2() {
+    let path = scratch("readme.safetensors");
+    std::fs::write(&path, "# not tensors\n").unwrap();
+    assert_refused(path.to_str().unwrap(), "not a safetensors file");
+}
+
+#[test]
+fn a_bad_file_does_not_hide_the_good_ones() {
+    let good = "datasets/reference/gpt_small.safetensors";
+    let out = xtask(&["reference", "no/such.safetensors", good]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("gpt_small.safetensors"));
+}
