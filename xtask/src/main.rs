@@ -1,5 +1,6 @@
 //! Project tasks, run as `cargo xtask <task>`.
 
+mod bench;
 mod reference;
 
 use std::process::ExitCode;
@@ -23,12 +24,32 @@ enum Task {
     Reference {
         /// Files to check; by default the ones shipped in datasets/reference/.
         files: Vec<std::path::PathBuf>,
+        /// Backend to run on: flex (the CPU), wgpu or cuda (built with that cargo feature).
+        #[arg(long, default_value = "flex")]
+        device: String,
+    },
+    /// Measure `mosaic prepare` throughput (MB of text per second) for the bpe and gpt2
+    /// tokenizers.
+    BenchPrepare {
+        /// Corpus to prepare.
+        #[arg(long, default_value = "datasets/text/tinystories-train.txt")]
+        input: std::path::PathBuf,
+        /// Runs of each measurement; the best is reported.
+        #[arg(long, default_value_t = 3)]
+        repeats: usize,
     },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.task {
-        Task::Reference { files } => reference::run(files),
+        Task::Reference { files, device } => reference::run(files, &device),
+        Task::BenchPrepare { input, repeats } => match bench::prepare_throughput(input, repeats) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::from(2)
+            }
+        },
     }
 }

@@ -1,12 +1,13 @@
-//! `cargo xtask reference`: run each recorded input through our model, on the CPU backend in
-//! eval mode, and compare with what the official PyTorch code produced.
+//! `cargo xtask reference`: run each recorded input through our model, on the CPU backend (or
+//! the one `--device` names) in eval mode, and compare with what the official PyTorch code
+//! produced.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use burn::tensor::{Device, Tensor};
-use mosaic_models::{TensorFile, cross_entropy, load_official};
+use mosaic_models::{TensorFile, cross_entropy, device_from_name, load_official};
 
 /// Largest accepted absolute error of any logit.
 pub const LOGITS_TOLERANCE: f32 = 1e-4;
@@ -22,7 +23,7 @@ enum Outcome {
     Unusable,
 }
 
-pub fn run(files: Vec<PathBuf>) -> ExitCode {
+pub fn run(files: Vec<PathBuf>, device: &str) -> ExitCode {
     let files = if files.is_empty() {
         shipped()
     } else {
@@ -35,7 +36,13 @@ pub fn run(files: Vec<PathBuf>) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let device = Device::flex();
+    let device = match device_from_name(device) {
+        Ok(device) => device,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let mut worst = 0u8;
     for file in &files {
         let outcome = match check(file, &device) {

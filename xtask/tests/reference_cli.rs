@@ -68,3 +68,10 @@ fn a_bad_file_does_not_hide_the_good_ones() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stdout).contains("gpt_small.safetensors"));
 }
+
+#[test]
+fn unknown_device_exits_2() {
+    let out = xtask(&["reference", "--device", "tpu"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown device `tpu`"));
+}

@@ -1,4 +1,27 @@
 //! Data for Memory Mosaics experiments: text corpora, tokenizers, token files and samplers,
-//! and the synthetic tasks of the paper (three moons, RegBench).
+//! as nanoGPT's `prepare.py` and data loader provide them for the paper's runs.
 //!
-//! Empty for now: the data pipeline is the next piece of work (see `docs/architecture.md`).
+//! - [`corpus`]: text files as a list of stories (plain text, `<|endoftext|>`-separated,
+//!   JSON lines).
+//! - [`tokenizer`]: the [`Tokenizer`] trait and its three kinds (character, trained byte-level
+//!   BPE, exact GPT-2 BPE).
+//! - [`prepare`]: corpus -> `train.bin`, `val.bin`, `meta.json`.
+//! - [`token_file`]: memory-mapped token files.
+//! - [`sampler`]: seeded random windows for training, sequential windows for evaluation.
+
+pub mod corpus;
+pub mod error;
+pub mod prepare;
+pub mod sampler;
+pub mod token_file;
+pub mod tokenizer;
+
+pub use corpus::Corpus;
+pub use error::DataError;
+pub use prepare::{Meta, PrepareOptions, prepare};
+pub use sampler::{Batch, RandomWindows, SequentialWindows};
+pub use token_file::{Split, TokenFile};
+pub use tokenizer::{Tokenizer, TokenizerKind, load_tokenizer};
+
+/// The separator between stories, GPT-2's end-of-text token.
+pub const END_OF_TEXT: &str = "<|endoftext|>";

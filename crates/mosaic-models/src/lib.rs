@@ -4,6 +4,7 @@
 //! one of them.
 
 pub mod config;
+pub mod device;
 pub mod gpt;
 pub mod layer_norm;
 pub mod loss;
@@ -12,6 +13,7 @@ pub mod official;
 pub mod tensor_file;
 
 pub use config::{ConfigError, GptConfig, MemoryMosaicConfig};
+pub use device::{DeviceError, device_from_name};
 pub use gpt::Gpt;
 pub use loss::cross_entropy;
 pub use memory_mosaic::MemoryMosaic;

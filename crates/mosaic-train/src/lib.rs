@@ -1,4 +1,6 @@
-//! Training and evaluation of the models of `mosaic-models`: optimiser groups, schedules,
-//! checkpoints, metrics, and the `mosaic` command.
+//! Training and evaluation of the models of `mosaic-models`, and the `mosaic` command.
 //!
-//! Empty for now: training is built on top of the data pipeline (see `docs/architecture.md`).
+//! For now the command has one subcommand, `prepare` (from `mosaic-data`); training arrives
+//! next (see `docs/architecture.md`).
+
+pub mod progress;

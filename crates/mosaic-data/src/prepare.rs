@@ -1,0 +1,284 @@
+//! `mosaic prepare`: a text corpus -> `train.bin`, `val.bin` (token ids, little-endian u16 when
+//! the vocabulary fits, else u32) and `meta.json`, in one directory, as nanoGPT's `prepare.py`.
+//! Every file is written under a temporary name and renamed when complete, `meta.json` last:
+//! a failed run leaves what was there before.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::corpus::Corpus;
+use crate::error::DataError;
+use crate::tokenizer::{BpeTokenizer, CharTokenizer, Gpt2Tokenizer, Tokenizer, TokenizerKind};
+
+pub const META_FILE: &str = "meta.json";
+pub const TRAIN_FILE: &str = "train.bin";
+pub const VAL_FILE: &str = "val.bin";
+/// BPE vocabulary size when none is given.
+pub const DEFAULT_BPE_VOCAB: usize = 4096;
+
+/// Width of the ids in a token file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TokenWidth {
+    U16,
+    U32,
+}
+
+impl std::fmt::Display for TokenWidth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(match self {
+            Self::U16 => "u16",
+            Self::U32 => "u32",
+        })
+    }
+}
+
+impl TokenWidth {
+    pub fn for_vocab(vocab_size: usize) -> Result<Self, DataError> {
+        match vocab_size {
+            0..=65536 => Ok(Self::U16),
+            n if n as u64 <= 1 << 32 => Ok(Self::U32),
+            n => Err(DataError::VocabTooLarge {
+                vocab_size: n,
+                bits: 32,
+            }),
+        }
+    }
+
+    pub fn bytes(self) -> usize {
+        match self {
+            Self::U16 => 2,
+            Self::U32 => 4,
+        }
+    }
+
+    pub fn max_vocab(self) -> u64 {
+        match self {
+            Self::U16 => 1 << 16,
+            Self::U32 => 1 << 32,
+        }
+    }
+}
+
+/// `meta.json`: what was prepared, from what.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Meta {
+    pub tokenizer: TokenizerKind,
+    pub vocab_size: usize,
+    pub dtype: TokenWidth,
+    pub train_tokens: u64,
+    pub val_tokens: u64,
+    /// The id that ends each story, when the corpus has several.
+    pub end_of_text: Option<u32>,
+    /// File name of the corpus.
+    pub source: String,
+    pub source_sha256: String,
+    /// File name of the separate validation corpus, if one was given.
+    #[serde(default)]
+    pub valid_source: Option<String>,
+}
+
+impl Meta {
+    pub fn read(dir: &Path) -> Result<Meta, DataError> {
+        let path = dir.join(META_FILE);
+        let text = std::fs::read_to_string(&path).map_err(|error| DataError::Read {
+            path: path.clone(),
+            error,
+        })?;
+        let meta: Meta = serde_json::from_str(&text).map_err(|e| DataError::Meta {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
+        if meta.vocab_size as u64 > meta.dtype.max_vocab() {
+            return Err(DataError::VocabTooLarge {
+                vocab_size: meta.vocab_size,
+                bits: 8 * meta.dtype.bytes() as u32,
+            });
+        }
+        Ok(meta)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct PrepareOptions {
+    pub tokenizer: TokenizerKind,
+    pub input: PathBuf,
+    /// A separate validation corpus; without it, the last 10 % of `input`.
+    pub valid: Option<PathBuf>,
+    /// BPE vocabulary size (BPE only).
+    pub vocab_size: Option<usize>,
+    pub out: PathBuf,
+}
+
+/// Prepares the data directory; `progress(done, total)` is called with bytes of text encoded.
+pub fn prepare(
+    opts: &PrepareOptions,
+    progress: &(dyn Fn(usize, usize) + Sync),
+) -> Result<Meta, DataError> {
+    let bytes = std::fs::read(&opts.input).map_err(|error| DataError::Read {
+        path: opts.input.clone(),
+        error,
+    })?;
+    let source_sha256 = format!("{:x}", Sha256::digest(&bytes));
+    let corpus = Corpus::from_bytes(&bytes, &opts.input)?;
+    drop(bytes);
+    let (train, val) = match &opts.valid {
+        Some(path) => (corpus, Corpus::read(path)?),
+        None => corpus.split_validation(),
+    };
+    // Stories end with the end-of-text id when there are several; one long text has none.
+    let several = match &opts.valid {
+        Some(_) => train.stories.len() > 1 || val.stories.len() > 1,
+        None => train.stories.len() + val.stories.len() > 2,
+    };
+    if opts.vocab_size.is_some() && opts.tokenizer != TokenizerKind::Bpe {
+        return Err(DataError::Invalid(
+            "--vocab-size applies to the bpe tokenizer only".into(),
+        ));
+    }
+
+    let tokenizer: Box<dyn Tokenizer> = match opts.tokenizer {
+        TokenizerKind::Char => {
+            // The vocabulary covers both splits, as nanoGPT's: validation text must encode.
+            let mut all = train.clone();
+            all.stories.extend(val.stories.iter().cloned());
+            Box::new(CharTokenizer::from_corpus(&all, several))
+        }
+        TokenizerKind::Bpe => Box::new(BpeTokenizer::train(
+            &train,
+            opts.vocab_size.unwrap_or(DEFAULT_BPE_VOCAB),
+        )?),
+        TokenizerKind::Gpt2 => Box::new(Gpt2Tokenizer::new()?),
+    };
+    let width = TokenWidth::for_vocab(tokenizer.vocab_size())?;
+    let separator = several.then(|| tokenizer.end_of_text()).flatten();
+
+    let total = train.num_bytes() + val.num_bytes();
+    let done = AtomicUsize::new(0);
+    let report = |n: usize| progress(done.fetch_add(n, Ordering::Relaxed) + n, total);
+    let train_ids = encode_corpus(tokenizer.as_ref(), &train, separator, &report)?;
+    let val_ids = encode_corpus(tokenizer.as_ref(), &val, separator, &report)?;
+
+    std::fs::create_dir_all(&opts.out).map_err(|error| DataError::Write {
+        path: opts.out.clone(),
+        error,
+    })?;
+    let file_name = |p: &Path| {
+        p.file_name()
+            .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
+    };
+    let meta = Meta {
+        tokenizer: opts.tokenizer,
+        vocab_size: tokenizer.vocab_size(),
+        dtype: width,
+        train_tokens: train_ids.len() as u64,
+        val_tokens: val_ids.len() as u64,
+        end_of_text: separator,
+        source: file_name(&opts.input),
+        source_sha256,
+        valid_source: opts.valid.as_deref().map(file_name),
+    };
+    let mut staged = Staged::default();
+    staged.write(&opts.out.join(TRAIN_FILE), &token_bytes(&train_ids, width))?;
+    staged.write(&opts.out.join(VAL_FILE), &token_bytes(&val_ids, width))?;
+    let json = serde_json::to_vec_pretty(&meta).map_err(|e| DataError::Invalid(e.to_string()))?;
+    staged.write(&opts.out.join(META_FILE), &json)?;
+    tokenizer.save(&opts.out)?;
+    staged.commit()?;
+    Ok(meta)
+}
+
+/// Encodes every story (in parallel, over the machine's cores), each followed by `separator`.
+pub fn encode_corpus(
+    tokenizer: &dyn Tokenizer,
+    corpus: &Corpus,
+    separator: Option<u32>,
+    report: &(dyn Fn(usize) + Sync),
+) -> Result<Vec<u32>, DataError> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let per_thread = corpus.stories.len().div_ceil(threads).max(1);
+    let parts: Vec<Result<Vec<u32>, DataError>> = std::thread::scope(|s| {
+        let handles: Vec<_> = corpus
+            .stories
+            .chunks(per_thread)
+            .map(|stories| {
+                s.spawn(move || {
+                    let mut ids = Vec::new();
+                    for story in stories {
+                        ids.extend(tokenizer.encode(story)?);
+                        ids.extend(separator);
+                        report(story.len());
+                    }
+                    Ok(ids)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("an encoding thread panicked"))
+            .collect()
+    });
+    let mut ids = Vec::new();
+    for part in parts {
+        ids.extend(part?);
+    }
+    Ok(ids)
+}
+
+fn token_bytes(ids: &[u32], width: TokenWidth) -> Vec<u8> {
+    match width {
+        TokenWidth::U16 => ids.iter().flat_map(|&i| (i as u16).to_le_bytes()).collect(),
+        TokenWidth::U32 => ids.iter().flat_map(|&i| i.to_le_bytes()).collect(),
+    }
+}
+
+/// Writes `bytes` to `path` through a temporary file in the same directory and a rename, so
+/// that `path` is either the old file or the complete new one.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), DataError> {
+    let mut staged = Staged::default();
+    staged.write(path, bytes)?;
+    staged.commit()
+}
+
+/// Files written under temporary names, renamed into place together by `commit`; dropped
+/// uncommitted, the temporaries are removed.
+#[derive(Default)]
+struct Staged {
+    files: Vec<(PathBuf, PathBuf)>,
+}
+
+impl Staged {
+    fn write(&mut self, path: &Path, bytes: &[u8]) -> Result<(), DataError> {
+        let name = path
+            .file_name()
+            .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+        let tmp = path.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
+        let err = |error| DataError::Write {
+            path: path.to_path_buf(),
+            error,
+        };
+        self.files.push((tmp.clone(), path.to_path_buf()));
+        let mut file = std::fs::File::create(&tmp).map_err(err)?;
+        file.write_all(bytes).map_err(err)?;
+        file.sync_all().map_err(err)
+    }
+
+    fn commit(mut self) -> Result<(), DataError> {
+        for (tmp, path) in std::mem::take(&mut self.files) {
+            std::fs::rename(&tmp, &path).map_err(|error| DataError::Write { path, error })?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Staged {
+    fn drop(&mut self) {
+        for (tmp, _) in &self.files {
+            let _ = std::fs::remove_file(tmp);
+        }
+    }
+}

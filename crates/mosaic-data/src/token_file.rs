@@ -1,0 +1,102 @@
+//! A prepared split, memory-mapped: a corpus of hundreds of millions of tokens is paged in as
+//! the sampler touches it, never loaded whole.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use memmap2::Mmap;
+
+use crate::error::DataError;
+use crate::prepare::{META_FILE, Meta, TRAIN_FILE, TokenWidth, VAL_FILE};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Split {
+    Train,
+    Val,
+}
+
+/// The token ids of one split; cheap to clone (the mapping is shared).
+#[derive(Clone)]
+pub struct TokenFile {
+    map: Arc<Mmap>,
+    width: TokenWidth,
+    len: usize,
+    path: PathBuf,
+}
+
+impl TokenFile {
+    /// Opens `split` of the data directory `dir`, checking the file against `meta.json`.
+    pub fn open(dir: &Path, split: Split) -> Result<TokenFile, DataError> {
+        let meta = Meta::read(dir)?;
+        let (name, tokens) = match split {
+            Split::Train => (TRAIN_FILE, meta.train_tokens),
+            Split::Val => (VAL_FILE, meta.val_tokens),
+        };
+        let path = dir.join(name);
+        let file = std::fs::File::open(&path).map_err(|error| DataError::Read {
+            path: path.clone(),
+            error,
+        })?;
+        // Safety: the file is only read; a concurrent writer replaces it by rename, which
+        // leaves this mapping on the old inode.
+        let map = unsafe { Mmap::map(&file) }.map_err(|error| DataError::Read {
+            path: path.clone(),
+            error,
+        })?;
+        let width = meta.dtype.bytes() as u64;
+        if map.len() as u64 != tokens * width {
+            return Err(DataError::SizeMismatch {
+                path,
+                bytes: map.len() as u64,
+                tokens,
+                width,
+            });
+        }
+        if tokens == 0 {
+            return Err(DataError::Meta {
+                path: dir.join(META_FILE),
+                reason: format!("the {name} split holds no tokens"),
+            });
+        }
+        Ok(TokenFile {
+            map: Arc::new(map),
+            width: meta.dtype,
+            len: tokens as usize,
+            path,
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The ids `start..start + n`. Panics past the end: callers (the samplers) keep in range.
+    pub fn read(&self, start: usize, n: usize, out: &mut Vec<u32>) {
+        assert!(
+            start + n <= self.len,
+            "window {start}..{} past the end {}",
+            start + n,
+            self.len
+        );
+        match self.width {
+            TokenWidth::U16 => out.extend(
+                self.map[2 * start..2 * (start + n)]
+                    .chunks_exact(2)
+                    .map(|b| u16::from_le_bytes([b[0], b[1]]) as u32),
+            ),
+            TokenWidth::U32 => out.extend(
+                self.map[4 * start..4 * (start + n)]
+                    .chunks_exact(4)
+                    .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]])),
+            ),
+        }
+    }
+}

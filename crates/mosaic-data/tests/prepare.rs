@@ -1,0 +1,378 @@
+//! `prepare`: corpora to token files, their metadata, the samplers over them, and bad input.
+
+use std::path::{Path, PathBuf};
+
+use mosaic_data::prepare::{TokenWidth, encode_corpus};
+use mosaic_data::{
+    Corpus, DataError, Meta, PrepareOptions, RandomWindows, SequentialWindows, Split, TokenFile,
+    TokenizerKind, load_tokenizer, prepare,
+};
+
+fn corpus_path(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../datasets/text")
+        .join(name)
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("mosaic-data-prep-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn options(tokenizer: TokenizerKind, input: PathBuf, out: &Path) -> PrepareOptions {
+    PrepareOptions {
+        tokenizer,
+        input,
+        valid: None,
+        vocab_size: None,
+        out: out.to_path_buf(),
+    }
+}
+
+fn tokens(file: &TokenFile) -> Vec<u32> {
+    let mut out = Vec::new();
+    file.read(0, file.len(), &mut out);
+    out
+}
+
+/// nanoGPT's shakespeare_char: 1,003,854 train and 111,540 validation characters.
+#[test]
+fn shakespeare_char_matches_nanogpt() {
+    let out = scratch("char");
+    let meta = prepare(
+        &options(
+            TokenizerKind::Char,
+            corpus_path("tinyshakespeare.txt"),
+            &out,
+        ),
+        &|_, _| {},
+    )
+    .unwrap();
+    assert_eq!(
+        (meta.vocab_size, meta.train_tokens, meta.val_tokens),
+        (65, 1_003_854, 111_540)
+    );
+    assert_eq!(meta.dtype, TokenWidth::U16);
+    assert_eq!(meta.end_of_text, None);
+    assert_eq!(meta.source, "tinyshakespeare.txt");
+    assert_eq!(meta.source_sha256.len(), 64);
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("meta.json")).unwrap()).unwrap();
+    for key in [
+        "tokenizer",
+        "vocab_size",
+        "train_tokens",
+        "val_tokens",
+        "source",
+        "source_sha256",
+    ] {
+        assert!(json.get(key).is_some(), "meta.json lacks {key}");
+    }
+    assert_eq!(
+        std::fs::metadata(out.join("train.bin")).unwrap().len(),
+        2 * 1_003_854
+    );
+
+    // The files hold exactly what the saved tokenizer gives for the text.
+    let text = std::fs::read_to_string(corpus_path("tinyshakespeare.txt")).unwrap();
+    let tokenizer = load_tokenizer(&out, TokenizerKind::Char).unwrap();
+    let val = TokenFile::open(&out, Split::Val).unwrap();
+    let cut = text.char_indices().nth(1_003_854).unwrap().0;
+    assert_eq!(tokens(&val), tokenizer.encode(&text[cut..]).unwrap());
+}
+
+/// nanoGPT's shakespeare (GPT-2 BPE): 301,966 train and 36,059 validation tokens.
+#[test]
+fn shakespeare_gpt2_matches_nanogpt() {
+    let out = scratch("gpt2");
+    let meta = prepare(
+        &options(
+            TokenizerKind::Gpt2,
+            corpus_path("tinyshakespeare.txt"),
+            &out,
+        ),
+        &|_, _| {},
+    )
+    .unwrap();
+    assert_eq!((meta.train_tokens, meta.val_tokens), (301_966, 36_059));
+    assert_eq!(meta.vocab_size, 50257);
+    assert_eq!(meta.dtype, TokenWidth::U16);
+}
+
+/// Stories end with the end-of-text id; the token count is the tokenizer's, story by story.
+#[test]
+fn stories_are_separated_and_counted() {
+    let dir = scratch("stories");
+    let input = dir.join("stories.txt");
+    let stories = [
+        "Tom had a red ball.",
+        "Mia liked the sea.\nShe swam.",
+        "The end.",
+    ];
+    std::fs::write(
+        &input,
+        stories.join("\n<|endoftext|>\n") + "\n<|endoftext|>\n",
+    )
+    .unwrap();
+    let valid = dir.join("valid.jsonl");
+    std::fs::write(
+        &valid,
+        "\"A cat sat.\"\n{\"story\": \"A dog ran.\", \"id\": 7}\n\n",
+    )
+    .unwrap();
+    let out = dir.join("out");
+    let mut opts = options(TokenizerKind::Gpt2, input, &out);
+    opts.valid = Some(valid);
+    let meta = prepare(&opts, &|_, _| {}).unwrap();
+    assert_eq!(meta.end_of_text, Some(50256));
+    assert_eq!(meta.valid_source.as_deref(), Some("valid.jsonl"));
+
+    let tokenizer = load_tokenizer(&out, TokenizerKind::Gpt2).unwrap();
+    let expected: Vec<u32> = stories
+        .iter()
+        .flat_map(|s| {
+            let mut ids = tokenizer.encode(s).unwrap();
+            ids.push(50256);
+            ids
+        })
+        .collect();
+    assert_eq!(
+        tokens(&TokenFile::open(&out, Split::Train).unwrap()),
+        expected
+    );
+    let val = tokens(&TokenFile::open(&out, Split::Val).unwrap());
+    assert_eq!(val.iter().filter(|&&t| t == 50256).count(), 2);
+    assert_eq!(
+        tokenizer.decode(&val).unwrap(),
+        "A cat sat.<|endoftext|>A dog ran.<|endoftext|>"
+    );
+}
+
+#[test]
+fn split_takes_the_last_tenth() {
+    // Ten stories of ten characters: the last one is the validation split.
+    let text: Vec<String> = (0..10).map(|i| format!("story {i:03}")).collect();
+    let corpus = Corpus::from_separated_text(&text.join("\n<|endoftext|>\n"));
+    assert_eq!(corpus.stories.len(), 10);
+    let (train, val) = corpus.split_validation();
+    assert_eq!(train.stories.len(), 9);
+    assert_eq!(val.stories, vec!["story 009"]);
+    // One text: the last 10 % of its characters.
+    let (train, val) = Corpus::from_separated_text(&"é".repeat(95)).split_validation();
+    assert_eq!((train.num_chars(), val.num_chars()), (85, 10));
+}
+
+#[test]
+fn random_windows_are_deterministic_and_in_bounds() {
+    let out = scratch("sampler");
+    prepare(
+        &options(
+            TokenizerKind::Char,
+            corpus_path("tinyshakespeare.txt"),
+            &out,
+        ),
+        &|_, _| {},
+    )
+    .unwrap();
+    let val = TokenFile::open(&out, Split::Val).unwrap();
+    let all = tokens(&val);
+    let batches = |seed| {
+        let mut s = RandomWindows::new(val.clone(), 64, 12, seed).unwrap();
+        (0..20).map(|_| s.next_batch()).collect::<Vec<_>>()
+    };
+    let (a, b, c) = (batches(1), batches(1), batches(2));
+    assert_eq!(a, b);
+    assert_ne!(a, c);
+    // Pinned: the first window of seed 1 starts where it always has, on every machine.
+    let first = &a[0].inputs[..64];
+    let start = (0..all.len() - 64)
+        .find(|&i| &all[i..i + 64] == first)
+        .unwrap();
+    assert_eq!(start, 61_242, "the seeded sampler changed");
+    for batch in &a {
+        assert_eq!(batch.inputs.len(), 12 * 64);
+        for row in 0..12 {
+            let x = &batch.inputs[row * 64..(row + 1) * 64];
+            let y = &batch.targets[row * 64..(row + 1) * 64];
+            assert_eq!(&x[1..], &y[..63], "targets are the inputs shifted by one");
+        }
+    }
+    // A file exactly one window long: every window is the whole file, never past its end.
+    let tiny = scratch("tiny");
+    std::fs::write(tiny.join("t.txt"), "abcdefghij").unwrap();
+    prepare(
+        &options(TokenizerKind::Char, tiny.join("t.txt"), &tiny),
+        &|_, _| {},
+    )
+    .unwrap();
+    let train = TokenFile::open(&tiny, Split::Train).unwrap();
+    assert_eq!(train.len(), 9);
+    let mut s = RandomWindows::new(train.clone(), 8, 4, 0).unwrap();
+    assert_eq!(s.next_batch().inputs, [0, 1, 2, 3, 4, 5, 6, 7].repeat(4));
+    assert!(RandomWindows::new(train, 9, 1, 0).is_err());
+}
+
+#[test]
+fn sequential_windows_cover_the_split_once() {
+    let out = scratch("seq");
+    std::fs::write(out.join("t.txt"), "abcdefghijklmnopqrstuvwxyz".repeat(10)).unwrap();
+    prepare(
+        &options(TokenizerKind::Char, out.join("t.txt"), &out),
+        &|_, _| {},
+    )
+    .unwrap();
+    let train = TokenFile::open(&out, Split::Train).unwrap(); // 234 tokens
+    let windows = SequentialWindows::new(train.clone(), 10, 7).unwrap();
+    assert_eq!(windows.num_windows(), 23);
+    let batches: Vec<_> = windows.collect();
+    assert_eq!(
+        batches.iter().map(|b| b.batch_size).collect::<Vec<_>>(),
+        vec![7, 7, 7, 2]
+    );
+    let inputs: Vec<u32> = batches.iter().flat_map(|b| b.inputs.clone()).collect();
+    assert_eq!(inputs, tokens(&train)[..230]);
+}
+
+#[test]
+fn encode_corpus_appends_the_separator() {
+    let tokenizer = load_tokenizer(Path::new("."), TokenizerKind::Gpt2).unwrap();
+    let corpus = Corpus::from_separated_text("Hello world\n<|endoftext|>\nHello world\n");
+    assert_eq!(
+        encode_corpus(tokenizer.as_ref(), &corpus, Some(50256), &|_| {}).unwrap(),
+        vec![15496, 995, 50256, 15496, 995, 50256]
+    );
+}
+
+// Bad input: a clear error naming the file, and nothing half-written left behind.
+
+fn assert_nothing_written(out: &Path) {
+    if let Ok(entries) = std::fs::read_dir(out) {
+        let names: Vec<_> = entries.map(|e| e.unwrap().file_name()).collect();
+        assert!(names.is_empty(), "left behind: {names:?}");
+    }
+}
+
+#[test]
+fn missing_corpus() {
+    let out = scratch("missing");
+    let err = prepare(
+        &options(TokenizerKind::Char, out.join("nope.txt"), &out),
+        &|_, _| {},
+    )
+    .unwrap_err();
+    assert!(
+        matches!(err, DataError::Read { .. }) && err.to_string().contains("nope.txt"),
+        "{err}"
+    );
+    assert_nothing_written(&out);
+}
+
+#[test]
+fn empty_corpus() {
+    let dir = scratch("empty");
+    std::fs::write(dir.join("e.txt"), "\n  \n").unwrap();
+    let out = dir.join("out");
+    let err = prepare(
+        &options(TokenizerKind::Gpt2, dir.join("e.txt"), &out),
+        &|_, _| {},
+    )
+    .unwrap_err();
+    assert!(
+        matches!(err, DataError::Empty { .. }) && err.to_string().contains("e.txt"),
+        "{err}"
+    );
+    assert_nothing_written(&out);
+}
+
+#[test]
+fn non_utf8_corpus() {
+    let dir = scratch("latin1");
+    std::fs::write(dir.join("l.txt"), b"caf\xe9 au lait").unwrap();
+    let out = dir.join("out");
+    let err = prepare(
+        &options(TokenizerKind::Char, dir.join("l.txt"), &out),
+        &|_, _| {},
+    )
+    .unwrap_err();
+    assert!(matches!(err, DataError::NotUtf8 { offset: 3, .. }), "{err}");
+    assert!(err.to_string().contains("l.txt"), "{err}");
+    assert_nothing_written(&out);
+}
+
+#[test]
+fn malformed_json_line() {
+    let dir = scratch("jsonl");
+    std::fs::write(dir.join("s.jsonl"), "\"ok\"\n{\"title\": \"no text\"}\n").unwrap();
+    let err = Corpus::read(&dir.join("s.jsonl")).unwrap_err();
+    assert!(matches!(err, DataError::JsonLine { line: 2, .. }), "{err}");
+}
+
+#[test]
+fn token_file_that_disagrees_with_its_metadata() {
+    let out = scratch("mismatch");
+    std::fs::write(out.join("t.txt"), "hello there, general kenobi").unwrap();
+    prepare(
+        &options(TokenizerKind::Char, out.join("t.txt"), &out),
+        &|_, _| {},
+    )
+    .unwrap();
+    let bin = out.join("train.bin");
+    let bytes = std::fs::read(&bin).unwrap();
+    std::fs::write(&bin, &bytes[..bytes.len() - 2]).unwrap();
+    let err = TokenFile::open(&out, Split::Train).err().unwrap();
+    assert!(matches!(err, DataError::SizeMismatch { .. }), "{err}");
+    assert!(err.to_string().contains("train.bin"), "{err}");
+}
+
+#[test]
+fn vocabulary_larger_than_the_token_format() {
+    let out = scratch("vocab");
+    std::fs::write(out.join("t.txt"), "hello there").unwrap();
+    let mut meta = prepare(
+        &options(TokenizerKind::Char, out.join("t.txt"), &out),
+        &|_, _| {},
+    )
+    .unwrap();
+    meta.vocab_size = 70_000; // u16 ids cannot hold it
+    std::fs::write(out.join("meta.json"), serde_json::to_string(&meta).unwrap()).unwrap();
+    let err = Meta::read(&out).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            DataError::VocabTooLarge {
+                vocab_size: 70_000,
+                bits: 16
+            }
+        ),
+        "{err}"
+    );
+    assert!(TokenWidth::for_vocab(70_000).unwrap() == TokenWidth::U32);
+}
+
+/// A failed run keeps the previous, complete output.
+#[test]
+fn failed_run_keeps_the_previous_output() {
+    let out = scratch("keep");
+    std::fs::write(out.join("t.txt"), "first corpus").unwrap();
+    let before = prepare(
+        &options(TokenizerKind::Char, out.join("t.txt"), &out),
+        &|_, _| {},
+    )
+    .unwrap();
+    std::fs::write(out.join("bad.txt"), b"\xff\xfe").unwrap();
+    assert!(
+        prepare(
+            &options(TokenizerKind::Char, out.join("bad.txt"), &out),
+            &|_, _| {}
+        )
+        .is_err()
+    );
+    assert_eq!(Meta::read(&out).unwrap(), before);
+    let names: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(names.iter().all(|n| !n.contains(".tmp")), "{names:?}");
+}
