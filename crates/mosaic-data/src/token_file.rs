@@ -18,10 +18,19 @@ pub enum Split {
 /// The token ids of one split; cheap to clone (the mapping is shared).
 #[derive(Clone)]
 pub struct TokenFile {
-    map: Arc<Mmap>,
-    width: TokenWidth,
+    storage: Storage,
     len: usize,
     path: PathBuf,
+}
+
+#[derive(Clone)]
+enum Storage {
+    Mapped {
+        map: Arc<Mmap>,
+        width: TokenWidth,
+    },
+    /// Ids held in memory: text tokenized on the spot (an out-of-distribution corpus).
+    Owned(Arc<Vec<u32>>),
 }
 
 impl TokenFile {
@@ -59,11 +68,22 @@ impl TokenFile {
             });
         }
         Ok(TokenFile {
-            map: Arc::new(map),
-            width: meta.dtype,
+            storage: Storage::Mapped {
+                map: Arc::new(map),
+                width: meta.dtype,
+            },
             len: tokens as usize,
             path,
         })
+    }
+
+    /// Ids already in memory; `origin` names them in messages.
+    pub fn from_ids(ids: Vec<u32>, origin: &Path) -> TokenFile {
+        TokenFile {
+            len: ids.len(),
+            storage: Storage::Owned(Arc::new(ids)),
+            path: origin.to_path_buf(),
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -86,14 +106,21 @@ impl TokenFile {
             start + n,
             self.len
         );
-        match self.width {
-            TokenWidth::U16 => out.extend(
-                self.map[2 * start..2 * (start + n)]
+        match &self.storage {
+            Storage::Owned(ids) => out.extend_from_slice(&ids[start..start + n]),
+            Storage::Mapped {
+                map,
+                width: TokenWidth::U16,
+            } => out.extend(
+                map[2 * start..2 * (start + n)]
                     .chunks_exact(2)
                     .map(|b| u16::from_le_bytes([b[0], b[1]]) as u32),
             ),
-            TokenWidth::U32 => out.extend(
-                self.map[4 * start..4 * (start + n)]
+            Storage::Mapped {
+                map,
+                width: TokenWidth::U32,
+            } => out.extend(
+                map[4 * start..4 * (start + n)]
                     .chunks_exact(4)
                     .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]])),
             ),

@@ -15,7 +15,7 @@ pub mod tensor_file;
 pub use config::{ConfigError, GptConfig, MemoryMosaicConfig};
 pub use device::{DeviceError, device_from_name};
 pub use gpt::Gpt;
-pub use loss::cross_entropy;
+pub use loss::{cross_entropy, cross_entropy_per_token};
 pub use memory_mosaic::MemoryMosaic;
 pub use official::{LanguageModel, OfficialError, load_official};
 pub use tensor_file::TensorFile;

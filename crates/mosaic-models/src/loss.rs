@@ -3,6 +3,16 @@
 use burn::tensor::activation::log_softmax;
 use burn::tensor::{Int, Tensor};
 
+/// Cross-entropy of every position, `(B, T)`, of `logits` `(B, T, V)` against `targets`
+/// `(B, T)` (no target may be negative here).
+pub fn cross_entropy_per_token(logits: Tensor<3>, targets: Tensor<2, Int>) -> Tensor<2> {
+    let [b, t, _] = logits.dims();
+    log_softmax(logits, 2)
+        .gather(2, targets.reshape([b, t, 1]))
+        .reshape([b, t])
+        .neg()
+}
+
 /// Mean cross-entropy of `logits` `(B, T, V)` against `targets` `(B, T)`; targets equal to -1
 /// are ignored, as PyTorch's `ignore_index=-1`. Returns a one-element tensor.
 pub fn cross_entropy(logits: Tensor<3>, targets: Tensor<2, Int>) -> Tensor<1> {

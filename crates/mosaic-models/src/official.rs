@@ -66,6 +66,21 @@ impl LanguageModel {
         }
     }
 
+    /// The device the parameters live on.
+    pub fn device(&self) -> burn::tensor::Device {
+        match self {
+            Self::MemoryMosaic(m) => m.emb.val().device(),
+            Self::Gpt(m) => m.wte.val().device(),
+        }
+    }
+
+    pub fn block_size(&self) -> usize {
+        match self {
+            Self::MemoryMosaic(m) => m.block_size,
+            Self::Gpt(m) => m.block_size(),
+        }
+    }
+
     /// `"memory_mosaic"` or `"gpt"`, as in the official metadata.
     pub fn kind(&self) -> &'static str {
         match self {

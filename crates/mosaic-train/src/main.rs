@@ -1,12 +1,20 @@
-//! The `mosaic` command.
+//! The `mosaic` command: prepare data, train, evaluate, sample.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
+use burn::tensor::Device;
 use clap::{Parser, Subcommand};
-use mosaic_data::{PrepareOptions, TokenizerKind, prepare};
-use mosaic_train::progress::bytes_bar;
+use indicatif::{ProgressBar, ProgressStyle};
+use mosaic_data::{Meta, PrepareOptions, Split, TokenFile, TokenizerKind, load_tokenizer, prepare};
+use mosaic_models::{LanguageModel, device_from_name};
+use mosaic_train::checkpoint;
+use mosaic_train::evaluate::{losses, tokenize_file};
+use mosaic_train::model::build;
+use mosaic_train::progress::{bytes_bar, is_shown};
+use mosaic_train::sample::{SampleOptions, generate};
+use mosaic_train::{RunConfig, Trainer};
 
 #[derive(Parser)]
 #[command(
@@ -41,6 +49,53 @@ enum Command {
         /// Output directory.
         #[arg(long)]
         out: PathBuf,
+    },
+    /// Train a model as a TOML config describes (see experiments/).
+    Train {
+        #[arg(long)]
+        config: PathBuf,
+        /// Override a config key, e.g. `--set train.max_iters=100` (repeatable).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        overrides: Vec<String>,
+        /// flex (CPU), wgpu or cuda.
+        #[arg(long, default_value = "flex")]
+        device: String,
+        /// Continue from the checkpoint in the config's out_dir.
+        #[arg(long)]
+        resume: bool,
+    },
+    /// Evaluate a checkpoint on the whole validation split.
+    Eval {
+        /// A run's out_dir, or its checkpoint directory.
+        #[arg(long)]
+        checkpoint: PathBuf,
+        /// Also report the mean loss at each position of the window.
+        #[arg(long)]
+        per_position: bool,
+        /// Also evaluate on this out-of-distribution text file.
+        #[arg(long)]
+        ood: Option<PathBuf>,
+        #[arg(long, default_value = "flex")]
+        device: String,
+        #[arg(long, default_value_t = 32)]
+        batch_size: usize,
+    },
+    /// Generate text from a checkpoint.
+    Sample {
+        #[arg(long)]
+        checkpoint: PathBuf,
+        #[arg(long)]
+        prompt: String,
+        #[arg(long, default_value_t = 200)]
+        max_new_tokens: usize,
+        #[arg(long, default_value_t = 0.8)]
+        temperature: f64,
+        #[arg(long)]
+        top_k: Option<usize>,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        #[arg(long, default_value = "flex")]
+        device: String,
     },
 }
 
@@ -78,7 +133,6 @@ fn run(cli: Cli) -> Result<()> {
                 bar.set_position(done as u64);
             })?;
             bar.finish_and_clear();
-            let secs = start.elapsed().as_secs_f64();
             println!(
                 "{}: {} tokenizer, vocabulary {}, {} train and {} validation tokens ({}), {:.1} s",
                 opts.out.display(),
@@ -87,9 +141,164 @@ fn run(cli: Cli) -> Result<()> {
                 meta.train_tokens,
                 meta.val_tokens,
                 meta.dtype,
-                secs
+                start.elapsed().as_secs_f64()
             );
             Ok(())
         }
+        Command::Train {
+            config,
+            overrides,
+            device,
+            resume,
+        } => train(&config, &overrides, &device, resume, cli.quiet),
+        Command::Eval {
+            checkpoint,
+            per_position,
+            ood,
+            device,
+            batch_size,
+        } => {
+            let (model, config) = load(&checkpoint, &device)?;
+            let block = config.model.block_size();
+            let val = TokenFile::open(&config.data.dir, Split::Val)?;
+            let report = losses(&model, &val, block, batch_size)?;
+            println!(
+                "val loss {:.4} over {} windows of {block} tokens",
+                report.loss, report.windows
+            );
+            let mut json = serde_json::json!({ "val": report });
+            if let Some(path) = ood {
+                let meta = Meta::read(&config.data.dir)?;
+                let tokenizer = load_tokenizer(&config.data.dir, meta.tokenizer)?;
+                let tokens = tokenize_file(&path, tokenizer.as_ref(), meta.end_of_text.is_some())?;
+                let ood_report = losses(&model, &tokens, block, batch_size)?;
+                println!(
+                    "{}: loss {:.4} over {} windows",
+                    path.display(),
+                    ood_report.loss,
+                    ood_report.windows
+                );
+                json["ood"] = serde_json::to_value(&ood_report)?;
+                json["ood_file"] = serde_json::json!(path.display().to_string());
+            }
+            if per_position {
+                let per_position = &json["val"]["per_position"];
+                let values: Vec<f64> = serde_json::from_value(per_position.clone())?;
+                let marks = [0, 1, 3, 7, 15, 31, 63, 127, 255, 511];
+                let shown: Vec<String> = marks
+                    .iter()
+                    .filter(|&&p| p < values.len())
+                    .map(|&p| format!("{}: {:.3}", p, values[p]))
+                    .collect();
+                println!("per-position val loss ({})", shown.join(", "));
+                println!("{}", serde_json::to_string(&json)?);
+            }
+            Ok(())
+        }
+        Command::Sample {
+            checkpoint,
+            prompt,
+            max_new_tokens,
+            temperature,
+            top_k,
+            seed,
+            device,
+        } => {
+            let (model, config) = load(&checkpoint, &device)?;
+            let meta = Meta::read(&config.data.dir)?;
+            let tokenizer = load_tokenizer(&config.data.dir, meta.tokenizer)?;
+            let ids = tokenizer.encode(&prompt).context("the prompt")?;
+            let opts = SampleOptions {
+                max_new_tokens,
+                temperature,
+                top_k,
+                seed,
+            };
+            let out = generate(&model, &ids, &opts)?;
+            println!("{}", tokenizer.decode(&out)?);
+            Ok(())
+        }
     }
+}
+
+fn train(
+    config_path: &std::path::Path,
+    overrides: &[String],
+    device: &str,
+    resume: bool,
+    quiet: bool,
+) -> Result<()> {
+    let config = RunConfig::load(config_path, overrides, |dir| {
+        Meta::read(dir)
+            .map(|m| m.vocab_size)
+            .map_err(|e| e.to_string())
+    })?;
+    let device = device_from_name(device)?;
+    if !resume
+        && config
+            .train
+            .out_dir
+            .join(checkpoint::CHECKPOINT_DIR)
+            .exists()
+    {
+        anyhow::bail!(
+            "{}: holds a checkpoint already; pass --resume to continue it, or choose another train.out_dir",
+            config.train.out_dir.display()
+        );
+    }
+    let mut trainer = match resume {
+        true => Trainer::resume(config, &device)?,
+        false => Trainer::new(config, &device)?,
+    };
+    let max_iters = trainer.config.train.max_iters;
+    let bar = step_bar(max_iters as u64, quiet);
+    bar.set_position(trainer.step as u64);
+    let summary = trainer.run(
+        &mut |s| {
+            bar.set_position(s.step as u64);
+            bar.set_message(format!(
+                "loss {:.4}, {:.0} tok/s",
+                s.loss,
+                s.tokens as f64 / s.seconds
+            ));
+        },
+        &mut |line| match bar.is_hidden() {
+            true => println!("{line}"),
+            false => bar.println(line),
+        },
+    )?;
+    bar.finish_and_clear();
+    println!(
+        "{}: {} steps, val loss {:.4} (best {:.4}), {:.0} s, {:.0} tokens/s; {}",
+        summary.model,
+        summary.steps,
+        summary.val_loss,
+        summary.best_val_loss,
+        summary.wall_seconds,
+        summary.tokens_per_second,
+        trainer.config.train.out_dir.display()
+    );
+    Ok(())
+}
+
+fn step_bar(len: u64, quiet: bool) -> ProgressBar {
+    if !is_shown(quiet) {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(len);
+    bar.set_style(
+        ProgressStyle::with_template("[{elapsed_precise}] {bar:40} {pos}/{len} {msg}")
+            .expect("a valid template")
+            .progress_chars("=> "),
+    );
+    bar
+}
+
+/// The model of a checkpoint, in eval mode on `device`, with its run configuration.
+fn load(dir: &std::path::Path, device: &str) -> Result<(LanguageModel, RunConfig)> {
+    let dir = checkpoint::locate(dir);
+    let state = checkpoint::read_state(&dir)?;
+    let device: Device = device_from_name(device)?;
+    let model = checkpoint::load_model(&dir, build(&state.config.model, &device))?;
+    Ok((model, state.config))
 }

@@ -4,9 +4,14 @@ use std::io::IsTerminal;
 
 use indicatif::{ProgressBar, ProgressStyle};
 
+/// Whether bars are drawn: on a terminal, unless `quiet`.
+pub fn is_shown(quiet: bool) -> bool {
+    !quiet && std::io::stderr().is_terminal()
+}
+
 /// A byte-counting bar on stderr, hidden when stderr is not a terminal or `quiet`.
 pub fn bytes_bar(message: &str, quiet: bool) -> ProgressBar {
-    if quiet || !std::io::stderr().is_terminal() {
+    if !is_shown(quiet) {
         return ProgressBar::hidden();
     }
     let bar = ProgressBar::new(0);

@@ -1,0 +1,74 @@
+//! Autoregressive sampling: temperature, top-k, a seeded generator.
+
+use anyhow::{Result, bail};
+use burn::tensor::{Int, Tensor, TensorData};
+use mosaic_models::LanguageModel;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+#[derive(Debug, Clone)]
+pub struct SampleOptions {
+    pub max_new_tokens: usize,
+    pub temperature: f64,
+    pub top_k: Option<usize>,
+    pub seed: u64,
+}
+
+/// Continues `prompt` by `max_new_tokens` ids; the context is the last `block_size` ids.
+pub fn generate(model: &LanguageModel, prompt: &[u32], opts: &SampleOptions) -> Result<Vec<u32>> {
+    let block_size = model.block_size();
+    if prompt.is_empty() {
+        bail!("the prompt is empty; give at least one token of text");
+    }
+    if prompt.len() > block_size {
+        bail!(
+            "the prompt is {} tokens, longer than the model's block_size {block_size}; shorten it",
+            prompt.len()
+        );
+    }
+    if opts.temperature.is_nan() || opts.temperature <= 0.0 {
+        bail!("--temperature must be positive, got {}", opts.temperature);
+    }
+    let device = model.device();
+    let mut rng = ChaCha8Rng::seed_from_u64(opts.seed);
+    let mut ids: Vec<u32> = prompt.to_vec();
+    for _ in 0..opts.max_new_tokens {
+        let context = &ids[ids.len().saturating_sub(block_size)..];
+        let input: Vec<i64> = context.iter().map(|&x| x as i64).collect();
+        let input =
+            Tensor::<2, Int>::from_data(TensorData::new(input, [1, context.len()]), &device);
+        let logits = model.forward(input)?.logits;
+        let [_, t, v] = logits.dims();
+        let last: Vec<f64> = logits
+            .narrow(1, t - 1, 1)
+            .reshape([v])
+            .into_data()
+            .try_to_vec_as::<f64>()
+            .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        ids.push(draw(&last, opts, &mut rng));
+    }
+    Ok(ids)
+}
+
+fn draw(logits: &[f64], opts: &SampleOptions, rng: &mut ChaCha8Rng) -> u32 {
+    let mut scaled: Vec<f64> = logits.iter().map(|l| l / opts.temperature).collect();
+    if let Some(k) = opts.top_k.filter(|&k| k > 0 && k < scaled.len()) {
+        let mut sorted = scaled.clone();
+        sorted.sort_by(|a, b| b.total_cmp(a));
+        let kth = sorted[k - 1];
+        for l in scaled.iter_mut().filter(|l| **l < kth) {
+            *l = f64::NEG_INFINITY;
+        }
+    }
+    let max = scaled.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+    let weights: Vec<f64> = scaled.iter().map(|l| (l - max).exp()).collect();
+    let total: f64 = weights.iter().sum();
+    let mut u = rng.random::<f64>() * total;
+    for (i, w) in weights.iter().enumerate() {
+        if u < *w {
+            return i as u32;
+        }
+        u -= w;
+    }
+    (weights.len() - 1) as u32
+}

@@ -1,0 +1,226 @@
+//! `mosaic train`, `eval` and `sample` as a user runs them, bad input included: exit status 2,
+//! a message naming the problem, no panic, no checkpoint overwritten.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use common::{config_file, scratch, shakespeare};
+
+fn mosaic(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_mosaic"))
+        .args(args)
+        .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."))
+        .output()
+        .unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn assert_refused(args: &[&str], expected: &str) {
+    let o = mosaic(args);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+    assert!(
+        err.contains(expected),
+        "{args:?}: expected `{expected}` in: {err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn train_then_eval_and_sample() {
+    let dir = scratch("cli-run");
+    let data = shakespeare(&dir);
+    let config = config_file(&dir, &data, "gpt", "checkpoint_interval = 10");
+    let c = config.to_str().unwrap();
+    let o = mosaic(&[
+        "train",
+        "--config",
+        c,
+        "--set",
+        "train.max_iters=20",
+        "--quiet",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains("step 20: train loss") && out.contains("gpt: 20 steps"),
+        "{out}"
+    );
+    let run = dir.join("run");
+    for f in [
+        "metrics.jsonl",
+        "summary.json",
+        "checkpoint/model.bpk",
+        "checkpoint/optim.bpk",
+        "checkpoint/state.json",
+    ] {
+        assert!(run.join(f).is_file(), "{f} missing");
+    }
+    let metrics = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
+    let lines: Vec<serde_json::Value> = metrics
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(lines.iter().any(|l| l.get("val_loss").is_some()));
+    assert!(lines.iter().any(|l| l.get("tokens_per_sec").is_some()));
+
+    // Continue the same run to 30 steps.
+    let o = mosaic(&[
+        "train",
+        "--config",
+        c,
+        "--set",
+        "train.max_iters=30",
+        "--resume",
+        "--quiet",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("gpt: 30 steps"));
+    // Starting afresh over a checkpoint is refused.
+    assert_refused(&["train", "--config", c], "pass --resume");
+
+    let run_s = run.to_str().unwrap();
+    let o = mosaic(&[
+        "eval",
+        "--checkpoint",
+        run_s,
+        "--per-position",
+        "--ood",
+        "datasets/text/tinyshakespeare.txt",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains("val loss") && out.contains("per-position val loss (0: "),
+        "{out}"
+    );
+
+    let o = mosaic(&[
+        "sample",
+        "--checkpoint",
+        run_s,
+        "--prompt",
+        "ROMEO:",
+        "--max-new-tokens",
+        "20",
+        "--seed",
+        "3",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        text.starts_with("ROMEO:") && text.trim_end().chars().count() >= 20,
+        "{text}"
+    );
+    let again = mosaic(&[
+        "sample",
+        "--checkpoint",
+        run_s,
+        "--prompt",
+        "ROMEO:",
+        "--max-new-tokens",
+        "20",
+        "--seed",
+        "3",
+    ]);
+    assert_eq!(again.stdout, o.stdout, "same seed, same sample");
+
+    // Bad prompts.
+    assert_refused(
+        &["sample", "--checkpoint", run_s, "--prompt", "naïve ☃"],
+        "outside the character vocabulary",
+    );
+    let long = "a".repeat(17);
+    assert_refused(
+        &["sample", "--checkpoint", run_s, "--prompt", &long],
+        "longer than the model's block_size 16",
+    );
+
+    // A checkpoint for another model.
+    assert_refused(
+        &[
+            "train",
+            "--config",
+            c,
+            "--set",
+            "model.n_layer=3",
+            "--resume",
+        ],
+        "is not the one the config asks for",
+    );
+    // A truncated checkpoint file: a clear error, and the file is left as it was.
+    let model_file = run.join("checkpoint/model.bpk");
+    let bytes = std::fs::read(&model_file).unwrap();
+    std::fs::write(&model_file, &bytes[..bytes.len() / 2]).unwrap();
+    assert_refused(&["eval", "--checkpoint", run_s], "model.bpk");
+    assert_refused(
+        &[
+            "train",
+            "--config",
+            c,
+            "--set",
+            "train.max_iters=40",
+            "--resume",
+        ],
+        "model.bpk",
+    );
+    assert_eq!(std::fs::read(&model_file).unwrap().len(), bytes.len() / 2);
+}
+
+#[test]
+fn bad_configs_name_the_problem() {
+    let dir = scratch("cli-config");
+    let data = shakespeare(&dir);
+    let good = config_file(&dir, &data, "mosaic", "");
+    let g = good.to_str().unwrap();
+
+    let write = |name: &str, text: &str| {
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        p.to_str().unwrap().to_string()
+    };
+    let text = std::fs::read_to_string(&good).unwrap();
+    let malformed = write("malformed.toml", "[model\nkind = 1");
+    assert_refused(&["train", "--config", &malformed], "malformed.toml");
+    let unknown = write(
+        "unknown.toml",
+        &text.replace("eval_iters = 4", "eval_iters = 4\nlearnin_rate = 3"),
+    );
+    assert_refused(&["train", "--config", &unknown], "learnin_rate");
+    let wrong_type = write(
+        "type.toml",
+        &text.replace("batch_size = 4", "batch_size = \"four\""),
+    );
+    assert_refused(&["train", "--config", &wrong_type], "batch_size");
+    assert_refused(
+        &["train", "--config", g, "--set", "model.n_heads=4"],
+        "n_heads",
+    );
+    assert_refused(
+        &["train", "--config", g, "--set", "model.n_head=3"],
+        "n_embd",
+    );
+    assert_refused(
+        &["train", "--config", g, "--set", "model.vocab_size=100"],
+        "vocabulary of 65",
+    );
+    assert_refused(&["train", "--config", "no/such.toml"], "no/such.toml");
+    assert_refused(
+        &["train", "--config", g, "--set", "data.dir=\"no/data\""],
+        "no/data",
+    );
+    assert_refused(
+        &["train", "--config", g, "--device", "tpu"],
+        "unknown device `tpu`",
+    );
+    assert_refused(&["eval", "--checkpoint", "no/run"], "no/run");
+    assert_refused(
+        &["sample", "--checkpoint", "no/run", "--prompt", "x"],
+        "no/run",
+    );
+}
