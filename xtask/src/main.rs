@@ -1,6 +1,7 @@
 //! Project tasks, run as `cargo xtask <task>`.
 
 mod bench;
+mod experiment;
 mod reference;
 
 use std::process::ExitCode;
@@ -38,12 +39,67 @@ enum Task {
         #[arg(long, default_value_t = 3)]
         repeats: usize,
     },
+    /// Reproduce a paper experiment; `--list` shows them with their expected CPU time.
+    Experiment {
+        /// Experiment name (see --list).
+        name: Option<String>,
+        #[arg(long)]
+        list: bool,
+        /// Training steps (default: the paper's).
+        #[arg(long)]
+        steps: Option<usize>,
+        /// Measure every this many context lengths.
+        #[arg(long, default_value_t = 5)]
+        stride: usize,
+        /// Sequences averaged per measurement.
+        #[arg(long, default_value_t = 512)]
+        sequences: usize,
+        /// Where the report goes.
+        #[arg(long, default_value = "docs/results")]
+        out: std::path::PathBuf,
+        #[arg(long, default_value = "flex")]
+        device: String,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.task {
         Task::Reference { files, device } => reference::run(files, &device),
+        Task::Experiment {
+            name,
+            list,
+            steps,
+            stride,
+            sequences,
+            out,
+            device,
+        } => {
+            let result = match (list, name) {
+                (true, _) => {
+                    experiment::list();
+                    Ok(())
+                }
+                (false, Some(name)) => experiment::run(
+                    &name,
+                    &experiment::Options {
+                        steps,
+                        stride,
+                        sequences,
+                        out,
+                        device,
+                    },
+                ),
+                (false, None) => Err(anyhow::anyhow!("name an experiment, or pass --list")),
+            };
+            match result {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::from(2)
+                }
+            }
+        }
         Task::BenchPrepare { input, repeats } => match bench::prepare_throughput(input, repeats) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

@@ -8,11 +8,13 @@
 //! - [`prepare`]: corpus -> `train.bin`, `val.bin`, `meta.json`.
 //! - [`token_file`]: memory-mapped token files.
 //! - [`sampler`]: seeded random windows for training, sequential windows for evaluation.
+//! - [`three_moons`]: the paper's three-moons toy.
 
 pub mod corpus;
 pub mod error;
 pub mod prepare;
 pub mod sampler;
+pub mod three_moons;
 pub mod token_file;
 pub mod tokenizer;
 

@@ -11,6 +11,7 @@ pub mod loss;
 pub mod memory_mosaic;
 pub mod official;
 pub mod tensor_file;
+pub mod toy;
 
 pub use config::{ConfigError, GptConfig, MemoryMosaicConfig};
 pub use device::{DeviceError, device_from_name};
@@ -19,6 +20,7 @@ pub use loss::{cross_entropy, cross_entropy_per_token};
 pub use memory_mosaic::MemoryMosaic;
 pub use official::{LanguageModel, OfficialError, load_official};
 pub use tensor_file::TensorFile;
+pub use toy::{ComplexLinear, ToyMosaic, ToyMosaicConfig};
 
 use burn::tensor::Tensor;
 

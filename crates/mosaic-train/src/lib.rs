@@ -15,6 +15,7 @@ pub mod optim;
 pub mod progress;
 pub mod sample;
 pub mod schedule;
+pub mod three_moons;
 pub mod trainer;
 
 pub use config::RunConfig;

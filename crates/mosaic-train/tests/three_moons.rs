@@ -1,0 +1,102 @@
+//! The three-moons toy: the complex constraint, the generation cache, learning.
+
+use burn::tensor::{Device, Tensor, TensorData};
+use mosaic_data::three_moons::{DIM, TRAIN_TRIPLES, VAL_TRIPLE, sequence};
+use mosaic_models::toy::ToyMosaicConfig;
+use mosaic_train::three_moons::{ToyTraining, context_curve, is_complex, train_toy};
+
+fn small(steps: usize) -> ToyTraining {
+    ToyTraining {
+        steps,
+        batch_size: 8,
+        block_size: 96,
+        ..ToyTraining::default()
+    }
+}
+
+#[test]
+fn weights_stay_complex_through_training() {
+    let device = Device::flex();
+    for heads in [1, 3] {
+        let model = train_toy(
+            &ToyMosaicConfig::moons(heads),
+            &TRAIN_TRIPLES,
+            &small(3),
+            &device,
+            &mut |_, _| {},
+        );
+        assert!(is_complex(&model), "{heads} heads");
+        let w = model
+            .key
+            .weight()
+            .into_data()
+            .try_to_vec_as::<f32>()
+            .unwrap();
+        assert!(w.iter().any(|&v| v != 0.0));
+    }
+}
+
+#[test]
+fn generation_with_the_cache_equals_generation_without() {
+    let device = Device::flex();
+    for heads in [1, 3] {
+        let model = train_toy(
+            &ToyMosaicConfig::moons(heads),
+            &TRAIN_TRIPLES,
+            &small(5),
+            &device,
+            &mut |_, _| {},
+        );
+        for c in [1, 2, 40] {
+            let data: Vec<f32> = [0, 500]
+                .iter()
+                .flat_map(|&s| sequence(s, c, &VAL_TRIPLE))
+                .collect();
+            let prompt = Tensor::<3>::from_data(TensorData::new(data, [2, c, DIM]), &device);
+            let cached = model.generate(prompt.clone(), 12);
+            let plain = model.generate_uncached(prompt, 12);
+            assert_eq!(cached.dims(), [2, 12, DIM]);
+            let err: f32 = (cached - plain).abs().max().into_scalar();
+            assert!(err < 1e-5, "{heads} heads, context {c}: {err:e}");
+        }
+    }
+}
+
+#[test]
+fn the_first_generated_step_is_the_forward_prediction() {
+    let device = Device::flex();
+    let model = train_toy(
+        &ToyMosaicConfig::moons(3),
+        &TRAIN_TRIPLES,
+        &small(2),
+        &device,
+        &mut |_, _| {},
+    );
+    let x = Tensor::<3>::from_data(
+        TensorData::new(sequence(7, 30, &VAL_TRIPLE), [1, 30, DIM]),
+        &device,
+    );
+    let forward = model.forward(x.clone()).0.narrow(1, 29, 1);
+    let generated = model.generate(x, 1);
+    let err: f32 = (forward - generated).abs().max().into_scalar();
+    assert!(err < 1e-6);
+}
+
+#[test]
+fn a_short_run_lowers_the_loss() {
+    let device = Device::flex();
+    let mut losses = Vec::new();
+    let model = train_toy(
+        &ToyMosaicConfig::moons(3),
+        &TRAIN_TRIPLES,
+        &small(40),
+        &device,
+        &mut |_, l| losses.push(l),
+    );
+    let first: f64 = losses[..5].iter().sum::<f64>() / 5.0;
+    let last: f64 = losses[35..].iter().sum::<f64>() / 5.0;
+    assert!(last < 0.8 * first, "loss {first:.4} -> {last:.4}");
+    let curve = context_curve(&model, &VAL_TRIPLE, 4, &[1, 50], 5, 0, &device);
+    assert_eq!(curve.len(), 2);
+    assert!(curve.iter().all(|(_, e)| e.is_finite()));
+}

@@ -1,0 +1,53 @@
+//! `cargo xtask experiment <name>`: one command per paper table or figure, each writing its
+//! report under `docs/results/`.
+
+mod plot;
+mod three_moons;
+
+use anyhow::{Result, bail};
+
+pub struct Experiment {
+    pub name: &'static str,
+    pub about: &'static str,
+    /// Measured on the project's 2-core CPU machines.
+    pub cpu_time: &'static str,
+}
+
+pub const EXPERIMENTS: &[Experiment] = &[Experiment {
+    name: "three-moons",
+    about: "paper section 3: one memory vs three on the three-moons toy (error vs context, attention maps, weights)",
+    cpu_time: "about 25 minutes on 2 CPU cores (500 training steps for each model, then 512 sequences x 156 context lengths)",
+}];
+
+pub fn list() {
+    for e in EXPERIMENTS {
+        println!(
+            "{:<14} {}\n{:<14} expected time: {}",
+            e.name, e.about, "", e.cpu_time
+        );
+    }
+}
+
+pub fn run(name: &str, options: &Options) -> Result<()> {
+    match name {
+        "three-moons" => three_moons::run(options),
+        other => bail!(
+            "unknown experiment `{other}`; `cargo xtask experiment --list` shows them ({})",
+            EXPERIMENTS
+                .iter()
+                .map(|e| e.name)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
+/// Knobs shared by experiments; each documents which it reads.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub steps: Option<usize>,
+    pub stride: usize,
+    pub sequences: usize,
+    pub out: std::path::PathBuf,
+    pub device: String,
+}

@@ -1,0 +1,113 @@
+//! Figures for the reports: line charts as SVG (text without font files), heat maps as PNG.
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use plotters::prelude::*;
+
+pub struct Series<'a> {
+    pub label: &'a str,
+    pub points: &'a [(usize, f64)],
+    pub color: RGBColor,
+}
+
+/// Error curves with vertical markers: grey at each moon's period, red at the joint period.
+pub fn curves(
+    path: &Path,
+    title: &str,
+    series: &[Series],
+    periods: &[f64],
+    joint: f64,
+    y_max: f64,
+) -> Result<()> {
+    let root = SVGBackend::new(path, (900, 480)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let x_max = series
+        .iter()
+        .flat_map(|s| s.points.iter().map(|p| p.0))
+        .max()
+        .unwrap_or(1) as f64
+        + 5.0;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 20))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(55)
+        .build_cartesian_2d(0f64..x_max, 0f64..y_max)?;
+    chart
+        .configure_mesh()
+        .x_desc("context length (observations)")
+        .y_desc("mean |generated - truth| over 25 steps")
+        .draw()?;
+    for (x, color, name) in periods
+        .iter()
+        .map(|&p| (p, RGBColor(150, 150, 150), "a moon's period"))
+        .chain(std::iter::once((joint, RED, "joint period")))
+    {
+        chart
+            .draw_series(LineSeries::new(
+                [(x, 0.0), (x, y_max)],
+                color.stroke_width(1),
+            ))?
+            .label(name)
+            .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], color));
+    }
+    for s in series {
+        let color = s.color;
+        chart
+            .draw_series(LineSeries::new(
+                s.points.iter().map(|&(c, e)| (c as f64, e.min(y_max))),
+                color.stroke_width(2),
+            ))?
+            .label(s.label)
+            .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], color.stroke_width(2)));
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .position(SeriesLabelPosition::UpperRight)
+        .draw()?;
+    root.present()
+        .with_context(|| format!("{}: cannot write", path.display()))?;
+    Ok(())
+}
+
+/// A matrix as a PNG, each cell `scale` pixels square, values mapped through a dark-blue to
+/// yellow ramp after dividing by the largest.
+pub fn heat_map(path: &Path, values: &[f32], rows: usize, cols: usize, scale: usize) -> Result<()> {
+    let max = values.iter().cloned().fold(f32::MIN_POSITIVE, f32::max);
+    let (w, h) = (cols * scale, rows * scale);
+    let mut pixels = vec![0u8; w * h * 3];
+    for y in 0..h {
+        for x in 0..w {
+            let v = values[(y / scale) * cols + x / scale] / max;
+            let [r, g, b] = ramp(v);
+            let i = (y * w + x) * 3;
+            pixels[i..i + 3].copy_from_slice(&[r, g, b]);
+        }
+    }
+    let file = std::fs::File::create(path)
+        .with_context(|| format!("{}: cannot create", path.display()))?;
+    let mut encoder = png::Encoder::new(std::io::BufWriter::new(file), w as u32, h as u32);
+    encoder.set_color(png::ColorType::Rgb);
+    encoder.set_depth(png::BitDepth::Eight);
+    encoder.write_header()?.write_image_data(&pixels)?;
+    Ok(())
+}
+
+/// Roughly viridis: dark blue, teal, green, yellow.
+fn ramp(v: f32) -> [u8; 3] {
+    const STOPS: [[f32; 3]; 5] = [
+        [68.0, 1.0, 84.0],
+        [59.0, 82.0, 139.0],
+        [33.0, 145.0, 140.0],
+        [94.0, 201.0, 98.0],
+        [253.0, 231.0, 37.0],
+    ];
+    let t = v.clamp(0.0, 1.0) * (STOPS.len() - 1) as f32;
+    let i = (t.floor() as usize).min(STOPS.len() - 2);
+    let f = t - i as f32;
+    let mix = |k: usize| (STOPS[i][k] * (1.0 - f) + STOPS[i + 1][k] * f) as u8;
+    [mix(0), mix(1), mix(2)]
+}
