@@ -155,6 +155,15 @@ impl Meta {
         }
     }
 
+    /// `(n_embd, n_head)`, the first a multiple of the second.
+    fn width(&self) -> Result<(usize, usize), OfficialError> {
+        let (d, h) = (self.usize("n_embd")?, self.usize("n_head")?);
+        match d.is_multiple_of(h) {
+            true => Ok((d, h)),
+            false => Err(self.err(format!("n_embd {d} is not a multiple of n_head {h}"))),
+        }
+    }
+
     /// Options of the reference that this implementation supports in one setting only: absent
     /// is fine (the reference default), anything else is refused rather than silently ignored.
     fn require(&self, key: &str, supported: Value) -> Result<(), OfficialError> {
@@ -186,10 +195,7 @@ fn load_mosaic(
     ] {
         meta.require(key, value)?;
     }
-    let (d, h) = (meta.usize("n_embd")?, meta.usize("n_head")?);
-    if !d.is_multiple_of(h) {
-        return Err(meta.err(format!("n_embd {d} is not a multiple of n_head {h}")));
-    }
+    let (d, h) = meta.width()?;
     let pmem_count = match meta.json.get("pmem_count") {
         Some(_) => meta.usize("pmem_count")?,
         None => (0..)
@@ -266,10 +272,7 @@ fn load_gpt(file: &TensorFile, meta: &Meta, device: &Device) -> Result<Gpt, Offi
     meta.require("bias", Value::from(false))?;
     meta.require("weight_tying", Value::from(true))?;
     meta.require("gelu", Value::from("tanh"))?;
-    let (d, h) = (meta.usize("n_embd")?, meta.usize("n_head")?);
-    if !d.is_multiple_of(h) {
-        return Err(meta.err(format!("n_embd {d} is not a multiple of n_head {h}")));
-    }
+    let (d, h) = meta.width()?;
     let config = GptConfig {
         vocab_size: meta.usize("vocab_size")?,
         n_layer: meta.usize("n_layer")?,

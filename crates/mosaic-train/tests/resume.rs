@@ -4,19 +4,8 @@
 mod common;
 
 use burn::tensor::Device;
-use common::{config_file, scratch, shakespeare};
-use mosaic_data::Meta;
-use mosaic_train::{RunConfig, Trainer};
-
-fn load(path: &std::path::Path, overrides: &[&str]) -> RunConfig {
-    let overrides: Vec<String> = overrides.iter().map(|s| s.to_string()).collect();
-    RunConfig::load(path, &overrides, |d| {
-        Meta::read(d)
-            .map(|m| m.vocab_size)
-            .map_err(|e| e.to_string())
-    })
-    .unwrap()
-}
+use common::{config_file, load, scratch, shakespeare};
+use mosaic_train::Trainer;
 
 #[test]
 fn resume_equals_uninterrupted() {

@@ -6,23 +6,13 @@ mod common;
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::optim::{GradientsAccumulator, GradientsParams};
 use burn::tensor::{Device, Tensor};
-use common::{config_file, scratch, shakespeare};
-use mosaic_data::{Batch, Meta, RandomWindows, Split, TokenFile};
+use common::{config_file, load, scratch, shakespeare};
+use mosaic_data::{Batch, RandomWindows, Split, TokenFile};
 use mosaic_models::{LanguageModel, cross_entropy};
+use mosaic_train::Trainer;
 use mosaic_train::model::{build, tensors};
 use mosaic_train::optim::{DecayGroups, clip_global_norm, global_norm};
 use mosaic_train::schedule::learning_rate;
-use mosaic_train::{RunConfig, Trainer};
-
-fn load(path: &std::path::Path, overrides: &[&str]) -> RunConfig {
-    let overrides: Vec<String> = overrides.iter().map(|s| s.to_string()).collect();
-    RunConfig::load(path, &overrides, |d| {
-        Meta::read(d)
-            .map(|m| m.vocab_size)
-            .map_err(|e| e.to_string())
-    })
-    .unwrap()
-}
 
 #[test]
 fn learning_rate_schedule() {

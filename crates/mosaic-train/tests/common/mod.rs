@@ -4,7 +4,30 @@
 
 use std::path::{Path, PathBuf};
 
-use mosaic_data::{PrepareOptions, TokenizerKind, prepare};
+use std::process::{Command, Output};
+
+use mosaic_data::{Meta, PrepareOptions, TokenizerKind, prepare};
+use mosaic_train::RunConfig;
+
+/// Loads a run config as `mosaic train` does, with `--set` overrides.
+pub fn load(path: &Path, overrides: &[&str]) -> RunConfig {
+    let overrides: Vec<String> = overrides.iter().map(|s| s.to_string()).collect();
+    RunConfig::load(path, &overrides, |d| {
+        Meta::read(d)
+            .map(|m| m.vocab_size)
+            .map_err(|e| e.to_string())
+    })
+    .unwrap()
+}
+
+/// Runs the `mosaic` binary from the workspace root.
+pub fn mosaic(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_mosaic"))
+        .args(args)
+        .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."))
+        .output()
+        .unwrap()
+}
 
 pub fn scratch(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("mosaic-train-{}-{name}", std::process::id()));
