@@ -3,6 +3,7 @@
 mod bench;
 mod experiment;
 mod reference;
+mod regbench;
 
 use std::process::ExitCode;
 
@@ -38,6 +39,13 @@ enum Task {
         /// Runs of each measurement; the best is reported.
         #[arg(long, default_value_t = 3)]
         repeats: usize,
+    },
+    /// Check the RegBench generator and metrics with the oracle and n-gram predictors.
+    RegbenchSelftest {
+        #[arg(long, default_value_t = 500)]
+        sequences: usize,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
     },
     /// Reproduce a paper experiment; `--list` shows them with their expected CPU time.
     Experiment {
@@ -99,6 +107,10 @@ fn main() -> ExitCode {
                     ExitCode::from(2)
                 }
             }
+        }
+        Task::RegbenchSelftest { sequences, seed } => {
+            regbench::selftest(sequences, seed);
+            ExitCode::SUCCESS
         }
         Task::BenchPrepare { input, repeats } => match bench::prepare_throughput(input, repeats) {
             Ok(()) => ExitCode::SUCCESS,

@@ -13,6 +13,7 @@
 pub mod corpus;
 pub mod error;
 pub mod prepare;
+pub mod regbench;
 pub mod sampler;
 pub mod three_moons;
 pub mod token_file;
