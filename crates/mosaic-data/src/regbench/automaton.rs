@@ -107,8 +107,8 @@ impl Automaton {
                 .expect("a block has a state");
             for t in self.next[s].iter().flatten() {
                 let tb = block[*t as usize];
-                if !number.contains_key(&tb) {
-                    number.insert(tb, order.len());
+                if let std::collections::hash_map::Entry::Vacant(e) = number.entry(tb) {
+                    e.insert(order.len());
                     order.push(tb);
                 }
             }
