@@ -53,9 +53,12 @@ enum Task {
         name: Option<String>,
         #[arg(long)]
         list: bool,
-        /// Training steps (default: the paper's).
+        /// Training steps (three-moons) or epochs (regbench); default: the paper's.
         #[arg(long)]
         steps: Option<usize>,
+        /// Training set sizes N (regbench), comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "100,500")]
+        sizes: Vec<usize>,
         /// Measure every this many context lengths.
         #[arg(long, default_value_t = 5)]
         stride: usize,
@@ -78,6 +81,7 @@ fn main() -> ExitCode {
             name,
             list,
             steps,
+            sizes,
             stride,
             sequences,
             out,
@@ -92,6 +96,7 @@ fn main() -> ExitCode {
                     &name,
                     &experiment::Options {
                         steps,
+                        sizes,
                         stride,
                         sequences,
                         out,

@@ -13,6 +13,7 @@ pub mod evaluate;
 pub mod model;
 pub mod optim;
 pub mod progress;
+pub mod regbench;
 pub mod sample;
 pub mod schedule;
 pub mod three_moons;

@@ -48,19 +48,36 @@ impl ModuleVisitor for GroupVisitor {
     }
 }
 
-/// AdamW with `weight_decay` on the decay group and none on the other.
+/// AdamW with the run's `weight_decay` on the decay group and none on the other.
 pub fn adamw<M: Module>(module: &M, config: &TrainConfig) -> ModuleOptimizer {
+    adamw_with(
+        module,
+        config.beta1,
+        config.beta2,
+        config.eps,
+        config.weight_decay,
+    )
+}
+
+/// AdamW with `weight_decay` on the decay group and none on the other.
+pub fn adamw_with<M: Module>(
+    module: &M,
+    beta1: f64,
+    beta2: f64,
+    eps: f64,
+    weight_decay: f64,
+) -> ModuleOptimizer {
     let base = AdamWConfig::new()
-        .with_beta_1(config.beta1 as f32)
-        .with_beta_2(config.beta2 as f32)
-        .with_epsilon(config.eps as f32);
+        .with_beta_1(beta1 as f32)
+        .with_beta_2(beta2 as f32)
+        .with_epsilon(eps as f32);
     let no_decay = DecayGroups::of(module)
         .no_decay
         .into_iter()
         .map(|(_, id)| id)
         .collect();
     base.clone()
-        .with_weight_decay(config.weight_decay as f32)
+        .with_weight_decay(weight_decay as f32)
         .init()
         .with_group(
             ParamGroup::from_ids(no_decay),

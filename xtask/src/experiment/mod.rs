@@ -2,6 +2,7 @@
 //! report under `docs/results/`.
 
 mod plot;
+mod regbench;
 mod three_moons;
 
 use anyhow::{Result, bail};
@@ -13,11 +14,18 @@ pub struct Experiment {
     pub cpu_time: &'static str,
 }
 
-pub const EXPERIMENTS: &[Experiment] = &[Experiment {
-    name: "three-moons",
-    about: "paper section 3: one memory vs three on the three-moons toy (error vs context, attention maps, weights)",
-    cpu_time: "about 25 minutes on 2 CPU cores (500 training steps for each model, then 512 sequences x 156 context lengths)",
-}];
+pub const EXPERIMENTS: &[Experiment] = &[
+    Experiment {
+        name: "three-moons",
+        about: "paper section 3: one memory vs three on the three-moons toy (error vs context, attention maps, weights)",
+        cpu_time: "about 35 minutes on 2 CPU cores (500 training steps for each model, then 512 sequences x 156 context lengths)",
+    },
+    Experiment {
+        name: "regbench",
+        about: "paper section 5.3: Memory Mosaic vs a GPT of the same size on RegBench, N training automata (--sizes)",
+        cpu_time: "hours on 2 CPU cores for N = 100 (3 runs of 800 steps of 32 sequences of up to 948 tokens); use a GPU (--device cuda)",
+    },
+];
 
 pub fn list() {
     for e in EXPERIMENTS {
@@ -31,6 +39,7 @@ pub fn list() {
 pub fn run(name: &str, options: &Options) -> Result<()> {
     match name {
         "three-moons" => three_moons::run(options),
+        "regbench" => regbench::run(options),
         other => bail!(
             "unknown experiment `{other}`; `cargo xtask experiment --list` shows them ({})",
             EXPERIMENTS
@@ -45,7 +54,10 @@ pub fn run(name: &str, options: &Options) -> Result<()> {
 /// Knobs shared by experiments; each documents which it reads.
 #[derive(Debug, Clone)]
 pub struct Options {
+    /// Training steps (three-moons) or epochs (regbench); the paper's when left out.
     pub steps: Option<usize>,
+    /// Training set sizes (regbench).
+    pub sizes: Vec<usize>,
     pub stride: usize,
     pub sequences: usize,
     pub out: std::path::PathBuf,

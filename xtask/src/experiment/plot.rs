@@ -111,3 +111,52 @@ fn ramp(v: f32) -> [u8; 3] {
     let mix = |k: usize| (STOPS[i][k] * (1.0 - f) + STOPS[i + 1][k] * f) as u8;
     [mix(0), mix(1), mix(2)]
 }
+
+pub struct Line {
+    pub label: String,
+    pub points: Vec<(f64, f64)>,
+    pub color: RGBColor,
+    pub dashed: bool,
+}
+
+/// A metric against the number of training examples, log x axis from 100 to 40,000.
+pub fn versus_n(path: &Path, title: &str, metric: &str, lines: &[Line]) -> Result<()> {
+    let root = SVGBackend::new(path, (800, 480)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 20))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(55)
+        .build_cartesian_2d((80f64..50_000f64).log_scale(), 0f64..1f64)?;
+    chart
+        .configure_mesh()
+        .x_desc("training automata N")
+        .y_desc(metric)
+        .draw()?;
+    for line in lines {
+        let color = line.color;
+        let width = if line.dashed { 1 } else { 3 };
+        let series = LineSeries::new(line.points.iter().copied(), color.stroke_width(width));
+        chart
+            .draw_series(series)?
+            .label(line.label.as_str())
+            .legend(move |(x, y)| {
+                PathElement::new([(x, y), (x + 20, y)], color.stroke_width(width))
+            });
+        chart.draw_series(
+            line.points
+                .iter()
+                .map(|&p| Circle::new(p, 3, color.filled())),
+        )?;
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .position(SeriesLabelPosition::LowerRight)
+        .draw()?;
+    root.present()
+        .with_context(|| format!("{}: cannot write", path.display()))?;
+    Ok(())
+}

@@ -1,0 +1,230 @@
+//! RegBench training and evaluation: the benchmark's recipe (AdamW, weight decay 0.1, batch
+//! 32, 200 epochs over N fixed sequences, warm-up from 1e-6 over 10 % of the steps then cosine
+//! to 0.1 lr, the checkpoint with the best validation loss), and the pooled accuracy and TVD
+//! of a model's next-token distributions on test automata.
+
+use burn::module::Module;
+use burn::optim::GradientsParams;
+use burn::tensor::activation::softmax;
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use mosaic_data::regbench::{Example, PAD, Score, VOCAB, example, score};
+use mosaic_models::{GptConfig, LanguageModel, MemoryMosaicConfig, cross_entropy};
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
+
+use crate::config::ModelConfig;
+use crate::model::build;
+use crate::optim::{adamw_with, clip_global_norm};
+
+/// Longest input: 19 strings of 49 letters and 18 separators, less the last token.
+pub const MAX_INPUT: usize = 19 * 49 + 18 - 1;
+
+#[derive(Debug, Clone)]
+pub struct Recipe {
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub lr: f64,
+    pub weight_decay: f64,
+    pub grad_clip: f64,
+    /// Validation loss every this many epochs (and after the last); the best is kept.
+    pub eval_every: usize,
+    pub seed: u64,
+}
+
+impl Recipe {
+    /// The benchmark's recipe at learning rate `lr`.
+    pub fn paper(lr: f64) -> Self {
+        Self {
+            epochs: 200,
+            batch_size: 32,
+            lr,
+            weight_decay: 0.1,
+            grad_clip: 1.0,
+            eval_every: 10,
+            seed: 0,
+        }
+    }
+
+    /// Warm-up from 1e-6 over the first 10 % of the steps, then a cosine down to 0.1 lr.
+    pub fn lr_at(&self, step: usize, total: usize) -> f64 {
+        let warm = (total as f64 * 0.1).ceil().max(1.0);
+        let s = step as f64;
+        if s < warm {
+            return 1e-6 + (self.lr - 1e-6) * s / warm;
+        }
+        let ratio = ((s - warm) / (total as f64 - warm).max(1.0)).min(1.0);
+        let min = 0.1 * self.lr;
+        min + 0.5 * (1.0 + (std::f64::consts::PI * ratio).cos()) * (self.lr - min)
+    }
+}
+
+/// The paper's Memory Mosaic for RegBench: d 128, 8 heads, 2 layers, pmem_size 448, dropout
+/// 0.05.
+pub fn mosaic_config() -> MemoryMosaicConfig {
+    MemoryMosaicConfig {
+        vocab_size: VOCAB,
+        n_layer: 2,
+        n_head: 8,
+        n_embd: 128,
+        block_size: MAX_INPUT,
+        pmem_size: 448,
+        pmem_count: 1,
+        attn_dropout: 0.05,
+        resid_dropout: 0.05,
+    }
+}
+
+/// A 2-layer GPT whose width (a multiple of 8) brings its parameter count nearest to the
+/// Memory Mosaic's: its position table makes the same width larger.
+pub fn gpt_config_matching(params: usize) -> GptConfig {
+    (8..=256)
+        .step_by(8)
+        .map(|d| GptConfig {
+            vocab_size: VOCAB,
+            n_layer: 2,
+            n_head: 8,
+            n_embd: d,
+            block_size: MAX_INPUT,
+            dropout: 0.05,
+        })
+        .min_by_key(|c| c.num_params().abs_diff(params))
+        .expect("a candidate width")
+}
+
+/// `count` examples from their own seeded stream (training, validation and test sets use
+/// different seeds, so they share no automaton).
+pub fn examples(count: usize, seed: u64) -> Vec<Example> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    (0..count).map(|_| example(&mut rng)).collect()
+}
+
+/// Inputs padded with `.` to the longest in the batch, and targets with -1 where there is
+/// nothing to predict (separators and padding).
+pub fn padded(batch: &[&Example], device: &Device) -> (Tensor<2, Int>, Tensor<2, Int>) {
+    let t = batch.iter().map(|e| e.inputs().len()).max().unwrap_or(1);
+    let mut ids = Vec::with_capacity(batch.len() * t);
+    let mut targets = Vec::with_capacity(batch.len() * t);
+    for e in batch {
+        let n = e.inputs().len();
+        ids.extend(
+            e.inputs()
+                .iter()
+                .map(|&x| x as i64)
+                .chain(std::iter::repeat_n(PAD as i64, t - n)),
+        );
+        targets.extend(
+            e.targets()
+                .into_iter()
+                .chain(std::iter::repeat_n(-1, t - n)),
+        );
+    }
+    (
+        Tensor::from_data(TensorData::new(ids, [batch.len(), t]), device),
+        Tensor::from_data(TensorData::new(targets, [batch.len(), t]), device),
+    )
+}
+
+/// Mean loss over the examples' unmasked targets.
+pub fn loss(model: &LanguageModel, examples: &[Example], batch_size: usize) -> f64 {
+    let device = model.device();
+    let (mut sum, mut count) = (0.0, 0usize);
+    for chunk in examples.chunks(batch_size) {
+        let refs: Vec<&Example> = chunk.iter().collect();
+        let (ids, targets) = padded(&refs, &device);
+        let n: usize = chunk
+            .iter()
+            .map(|e| e.targets().iter().filter(|&&t| t >= 0).count())
+            .sum();
+        let logits = model.forward(ids).expect("inputs fit the model").logits;
+        sum += cross_entropy(logits, targets).into_scalar::<f64>() * n as f64;
+        count += n;
+    }
+    sum / count.max(1) as f64
+}
+
+/// Pooled accuracy and TVD of the model's next-token distributions.
+pub fn evaluate(model: &LanguageModel, examples: &[Example], batch_size: usize) -> Score {
+    let device = model.device();
+    let mut total = Score::default();
+    for chunk in examples.chunks(batch_size) {
+        let refs: Vec<&Example> = chunk.iter().collect();
+        let (ids, _) = padded(&refs, &device);
+        let [b, t] = ids.dims();
+        let probs = softmax(model.forward(ids).expect("inputs fit the model").logits, 2);
+        let values: Vec<f64> = probs.into_data().try_to_vec_as::<f64>().unwrap_or_default();
+        for (i, e) in chunk.iter().enumerate() {
+            let n = e.inputs().len();
+            let preds: Vec<[f64; VOCAB]> = (0..n)
+                .map(|p| {
+                    let start = (i * t + p) * VOCAB;
+                    values[start..start + VOCAB]
+                        .try_into()
+                        .expect("VOCAB values")
+                })
+                .collect();
+            total.add(score(&e.automaton, e.inputs(), &preds));
+        }
+        let _ = b;
+    }
+    total
+}
+
+pub struct Trained {
+    pub model: LanguageModel,
+    pub best_val_loss: f64,
+    pub best_epoch: usize,
+}
+
+/// Trains `config` on `train` with `recipe`, keeping the model with the best validation loss;
+/// `on_epoch(epoch, val_loss)` after each validation.
+pub fn train(
+    config: &ModelConfig,
+    train: &[Example],
+    val: &[Example],
+    recipe: &Recipe,
+    device: &Device,
+    on_epoch: &mut dyn FnMut(usize, f64),
+) -> Trained {
+    let device = device.clone().autodiff();
+    device.seed(recipe.seed);
+    let mut model = build(config, &device);
+    let mut optim = adamw_with(&model, 0.9, 0.999, 1e-8, recipe.weight_decay);
+    let mut rng = ChaCha8Rng::seed_from_u64(recipe.seed);
+    let per_epoch = train.len().div_ceil(recipe.batch_size);
+    let total = per_epoch * recipe.epochs;
+    let mut order: Vec<usize> = (0..train.len()).collect();
+    let mut best: Option<Trained> = None;
+    let mut step = 0;
+    for epoch in 1..=recipe.epochs {
+        order.shuffle(&mut rng);
+        for chunk in order.chunks(recipe.batch_size) {
+            device.seed(recipe.seed.wrapping_add(step as u64 + 1));
+            let batch: Vec<&Example> = chunk.iter().map(|&i| &train[i]).collect();
+            let (ids, targets) = padded(&batch, &device);
+            let logits = model.forward(ids).expect("inputs fit the model").logits;
+            let loss = cross_entropy(logits, targets);
+            let mut grads = GradientsParams::from_grads(loss.backward(), &model);
+            clip_global_norm(&model, &mut grads, recipe.grad_clip);
+            model = optim.step(recipe.lr_at(step, total), model, grads);
+            step += 1;
+        }
+        if epoch % recipe.eval_every == 0 || epoch == recipe.epochs {
+            let eval_model = model.valid();
+            let val_loss = loss(&eval_model, val, recipe.batch_size);
+            on_epoch(epoch, val_loss);
+            if best.as_ref().is_none_or(|b| val_loss < b.best_val_loss) {
+                best = Some(Trained {
+                    model: eval_model,
+                    best_val_loss: val_loss,
+                    best_epoch: epoch,
+                });
+            }
+        }
+    }
+    best.expect("at least one validation")
+}
+
+pub fn num_params(model: &LanguageModel) -> usize {
+    model.num_params()
+}

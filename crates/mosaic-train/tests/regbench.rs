@@ -1,0 +1,109 @@
+//! RegBench training pieces: batches, schedule, parameter matching, evaluation, learning.
+
+use burn::module::Module;
+use burn::tensor::Device;
+use mosaic_data::regbench::{SEP, VOCAB};
+use mosaic_models::MemoryMosaicConfig;
+use mosaic_train::config::ModelConfig;
+use mosaic_train::model::build;
+use mosaic_train::regbench::{
+    MAX_INPUT, Recipe, evaluate, examples, gpt_config_matching, loss, mosaic_config, padded, train,
+};
+
+#[test]
+fn batches_pad_inputs_and_mask_targets() {
+    let ex = examples(3, 1);
+    let refs: Vec<_> = ex.iter().collect();
+    let (ids, targets) = padded(&refs, &Device::flex());
+    let t = ex.iter().map(|e| e.inputs().len()).max().unwrap();
+    assert_eq!(ids.dims(), [3, t]);
+    let ids: Vec<i64> = ids.into_data().try_to_vec_as::<i64>().unwrap();
+    let targets: Vec<i64> = targets.into_data().try_to_vec_as::<i64>().unwrap();
+    for (b, e) in ex.iter().enumerate() {
+        let n = e.inputs().len();
+        for p in 0..t {
+            let (id, target) = (ids[b * t + p], targets[b * t + p]);
+            if p < n {
+                assert_eq!(id, e.inputs()[p] as i64);
+                let next = e.sequence[p + 1];
+                assert_eq!(target, if next == SEP { -1 } else { next as i64 });
+            } else {
+                assert_eq!((id, target), (0, -1));
+            }
+        }
+    }
+}
+
+#[test]
+fn schedule_warms_up_then_decays_to_a_tenth() {
+    let r = Recipe::paper(5e-4);
+    assert_eq!(r.lr_at(0, 800), 1e-6);
+    assert!((r.lr_at(80, 800) - 5e-4).abs() < 1e-15);
+    assert!((r.lr_at(800, 800) - 5e-5).abs() < 1e-12);
+    assert!(r.lr_at(40, 800) > 2e-4 && r.lr_at(40, 800) < 3e-4);
+}
+
+#[test]
+fn the_gpt_baseline_matches_the_mosaic_in_size() {
+    let mm = mosaic_config();
+    assert_eq!(
+        mm.num_params(),
+        2 * (12 * 128 * 128 + 2 * 128 + 7 * 8) + VOCAB * 128 + 128
+    );
+    let gpt = gpt_config_matching(mm.num_params());
+    let ratio = gpt.num_params() as f64 / mm.num_params() as f64;
+    assert!(
+        (0.95..=1.05).contains(&ratio),
+        "GPT d {} has {} params against {}",
+        gpt.n_embd,
+        gpt.num_params(),
+        mm.num_params()
+    );
+    assert!(MAX_INPUT >= 948);
+}
+
+#[test]
+fn a_small_model_learns_a_few_sequences() {
+    let small = ModelConfig::MemoryMosaic(MemoryMosaicConfig {
+        vocab_size: VOCAB,
+        n_layer: 1,
+        n_head: 2,
+        n_embd: 32,
+        block_size: MAX_INPUT,
+        pmem_size: 112,
+        pmem_count: 1,
+        attn_dropout: 0.0,
+        resid_dropout: 0.0,
+    });
+    let data = examples(4, 7);
+    let recipe = Recipe {
+        epochs: 12,
+        batch_size: 4,
+        lr: 1e-2,
+        eval_every: 4,
+        ..Recipe::paper(1e-2)
+    };
+    let before = loss(&build(&small, &Device::flex()), &data, 4);
+    let mut seen = Vec::new();
+    let trained = train(
+        &small,
+        &data,
+        &data,
+        &recipe,
+        &Device::flex(),
+        &mut |e, l| seen.push((e, l)),
+    );
+    assert_eq!(seen.iter().map(|s| s.0).collect::<Vec<_>>(), vec![4, 8, 12]);
+    assert!(
+        trained.best_val_loss < before - 0.3,
+        "loss {before:.3} -> {:.3}",
+        trained.best_val_loss
+    );
+    let score = evaluate(&trained.model, &data, 4);
+    assert_eq!(
+        score.positions,
+        data.iter().map(|e| e.inputs().len()).sum::<usize>()
+    );
+    assert!((0.0..=1.0).contains(&score.accuracy()) && (0.0..=1.0).contains(&score.tvd()));
+    assert!(trained.model.num_params() > 0);
+}
