@@ -39,19 +39,25 @@ pub fn curves(
         .x_desc("context length (observations)")
         .y_desc("mean |generated - truth| over 25 steps")
         .draw()?;
-    for (x, color, name) in periods
-        .iter()
-        .map(|&p| (p, RGBColor(150, 150, 150), "a moon's period"))
-        .chain(std::iter::once((joint, RED, "joint period")))
-    {
-        chart
-            .draw_series(LineSeries::new(
-                [(x, 0.0), (x, y_max)],
-                color.stroke_width(1),
-            ))?
-            .label(name)
-            .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], color));
+    let grey = RGBColor(150, 150, 150);
+    for (i, &x) in periods.iter().enumerate() {
+        let drawn = chart.draw_series(LineSeries::new(
+            [(x, 0.0), (x, y_max)],
+            grey.stroke_width(1),
+        ))?;
+        if i == 0 {
+            drawn
+                .label("each moon's period")
+                .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], grey));
+        }
     }
+    chart
+        .draw_series(LineSeries::new(
+            [(joint, 0.0), (joint, y_max)],
+            RED.stroke_width(1),
+        ))?
+        .label("joint period")
+        .legend(|(x, y)| PathElement::new([(x, y), (x + 20, y)], RED));
     for s in series {
         let color = s.color;
         chart
@@ -116,7 +122,8 @@ pub struct Line {
     pub label: String,
     pub points: Vec<(f64, f64)>,
     pub color: RGBColor,
-    pub dashed: bool,
+    /// Drawn thin: published numbers and baselines, under our own.
+    pub thin: bool,
 }
 
 /// A metric against the number of training examples, log x axis from 100 to 40,000.
@@ -136,7 +143,7 @@ pub fn versus_n(path: &Path, title: &str, metric: &str, lines: &[Line]) -> Resul
         .draw()?;
     for line in lines {
         let color = line.color;
-        let width = if line.dashed { 1 } else { 3 };
+        let width = if line.thin { 1 } else { 3 };
         let series = LineSeries::new(line.points.iter().copied(), color.stroke_width(width));
         chart
             .draw_series(series)?

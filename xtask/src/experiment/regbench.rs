@@ -159,33 +159,34 @@ pub fn run(opts: &Options) -> Result<()> {
                 label: "Memory Mosaic (ours)".into(),
                 points: ours_mm,
                 color: RGBColor(31, 119, 180),
-                dashed: false,
+                thin: false,
             },
             Line {
                 label: "GPT (ours)".into(),
                 points: ours_gpt,
                 color: RGBColor(214, 39, 40),
-                dashed: false,
+                thin: false,
             },
             Line {
                 label: "Memory Mosaic (paper)".into(),
                 points: paper_mm,
                 color: RGBColor(31, 119, 180),
-                dashed: true,
+                thin: true,
             },
             Line {
                 label: "Transformer (paper)".into(),
                 points: paper_tf,
                 color: RGBColor(214, 39, 40),
-                dashed: true,
+                thin: true,
             },
         ];
         for (n, v) in ngram {
+            let shade = if n == 2 { 170 } else { 90 };
             lines.push(Line {
-                label: format!("{n}-gram"),
+                label: format!("{n}-gram (no training)"),
                 points: vec![(100.0, v), (40000.0, v)],
-                color: RGBColor(120, 120, 120),
-                dashed: true,
+                color: RGBColor(shade, shade, shade),
+                thin: true,
             });
         }
         versus_n(
