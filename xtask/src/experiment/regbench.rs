@@ -17,13 +17,39 @@ use plotters::style::RGBColor;
 use super::Options;
 use super::plot::{Line, versus_n};
 
-/// Read from the paper's figure: (N, MM accuracy, MM TVD, transformer accuracy, transformer TVD).
-const PAPER: [(usize, f64, f64, f64, f64); 5] = [
-    (100, 0.925, 0.569, 0.523, 0.685),
-    (500, 0.929, 0.254, 0.543, 0.64),
-    (1000, 0.934, 0.215, 0.531, 0.63),
-    (2500, 0.941, 0.185, 0.925, 0.232),
-    (40000, 0.959, 0.122, 0.951, 0.144),
+/// Read from the paper's figure: accuracy and TVD of the Memory Mosaic and the transformer.
+struct Published {
+    n: usize,
+    mm: (f64, f64),
+    transformer: (f64, f64),
+}
+
+const PAPER: [Published; 5] = [
+    Published {
+        n: 100,
+        mm: (0.925, 0.569),
+        transformer: (0.523, 0.685),
+    },
+    Published {
+        n: 500,
+        mm: (0.929, 0.254),
+        transformer: (0.543, 0.64),
+    },
+    Published {
+        n: 1000,
+        mm: (0.934, 0.215),
+        transformer: (0.531, 0.63),
+    },
+    Published {
+        n: 2500,
+        mm: (0.941, 0.185),
+        transformer: (0.925, 0.232),
+    },
+    Published {
+        n: 40000,
+        mm: (0.959, 0.122),
+        transformer: (0.951, 0.144),
+    },
 ];
 
 struct Row {
@@ -125,8 +151,8 @@ pub fn run(opts: &Options) -> Result<()> {
     std::fs::create_dir_all(&dir).with_context(|| format!("{}: cannot create", dir.display()))?;
     let ours =
         |f: &dyn Fn(&Row) -> f64| rows.iter().map(|r| (r.n as f64, f(r))).collect::<Vec<_>>();
-    let paper = |f: &dyn Fn(&(usize, f64, f64, f64, f64)) -> f64| {
-        PAPER.iter().map(|p| (p.0 as f64, f(p))).collect::<Vec<_>>()
+    let paper = |f: &dyn Fn(&Published) -> f64| {
+        PAPER.iter().map(|p| (p.n as f64, f(p))).collect::<Vec<_>>()
     };
     for (metric, file, ours_mm, ours_gpt, paper_mm, paper_tf, ngram) in [
         (
@@ -134,8 +160,8 @@ pub fn run(opts: &Options) -> Result<()> {
             "accuracy.svg",
             ours(&|r| r.mm.accuracy()),
             ours(&|r| r.gpt.accuracy()),
-            paper(&|p| p.1),
-            paper(&|p| p.3),
+            paper(&|p| p.mm.0),
+            paper(&|p| p.transformer.0),
             ngrams
                 .iter()
                 .map(|(n, s)| (*n, s.accuracy()))
@@ -146,8 +172,8 @@ pub fn run(opts: &Options) -> Result<()> {
             "tvd.svg",
             ours(&|r| r.mm.tvd()),
             ours(&|r| r.gpt.tvd()),
-            paper(&|p| p.2),
-            paper(&|p| p.4),
+            paper(&|p| p.mm.1),
+            paper(&|p| p.transformer.1),
             ngrams
                 .iter()
                 .map(|(n, s)| (*n, s.tvd()))
@@ -219,7 +245,7 @@ pub fn run(opts: &Options) -> Result<()> {
     )?;
     writeln!(md, "|---:|---|---|---|---|---:|")?;
     for r in &rows {
-        let p = PAPER.iter().find(|p| p.0 == r.n);
+        let p = PAPER.iter().find(|p| p.n == r.n);
         writeln!(
             md,
             "| {} | {:.3} / {:.3} (epoch {}) | {:.3} / {:.3} (lr {:e}) | {} | {} | {:.0} s |",
@@ -230,8 +256,11 @@ pub fn run(opts: &Options) -> Result<()> {
             r.gpt.accuracy(),
             r.gpt.tvd(),
             r.gpt_lr,
-            p.map_or("-".into(), |p| format!("{:.3} / {:.3}", p.1, p.2)),
-            p.map_or("-".into(), |p| format!("{:.3} / {:.3}", p.3, p.4)),
+            p.map_or("-".into(), |p| format!("{:.3} / {:.3}", p.mm.0, p.mm.1)),
+            p.map_or("-".into(), |p| format!(
+                "{:.3} / {:.3}",
+                p.transformer.0, p.transformer.1
+            )),
             r.seconds
         )?;
     }
