@@ -254,7 +254,6 @@ impl Trainer {
         let t = self.config.train.clone();
         let started = Instant::now();
         let (mut train_seconds, mut train_tokens) = (0.0, 0usize);
-        let mut last = None;
         while self.step < t.max_iters {
             if self.step.is_multiple_of(t.eval_interval) {
                 let eval = self.evaluate()?;
@@ -280,7 +279,6 @@ impl Trainer {
             if t.checkpoint_interval > 0 && self.step.is_multiple_of(t.checkpoint_interval) {
                 self.checkpoint()?;
             }
-            last = Some(stats);
         }
         let eval = self.evaluate()?;
         report(&format!(
@@ -297,9 +295,9 @@ impl Trainer {
             val_loss: eval.val_loss,
             best_val_loss: self.best_val_loss.unwrap_or(eval.val_loss),
             wall_seconds: started.elapsed().as_secs_f64(),
-            tokens_per_second: match last {
-                Some(_) => train_tokens as f64 / train_seconds,
-                None => 0.0,
+            tokens_per_second: match train_seconds > 0.0 {
+                true => train_tokens as f64 / train_seconds,
+                false => 0.0,
             },
         };
         let path = out.join(SUMMARY_FILE);

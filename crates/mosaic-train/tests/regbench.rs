@@ -59,7 +59,11 @@ fn the_gpt_baseline_matches_the_mosaic_in_size() {
         gpt.num_params(),
         mm.num_params()
     );
-    assert!(examples(200, 9).iter().all(|e| e.inputs().len() <= MAX_INPUT));
+    assert!(
+        examples(200, 9)
+            .iter()
+            .all(|e| e.inputs().len() <= MAX_INPUT)
+    );
 }
 
 #[test]

@@ -215,3 +215,42 @@ fn bad_configs_name_the_problem() {
         "no/run",
     );
 }
+
+/// A loss that turns NaN stops the run, names the step, and leaves the last good checkpoint.
+#[test]
+fn non_finite_loss_stops_and_keeps_the_checkpoint() {
+    let dir = scratch("cli-nan");
+    let data = shakespeare(&dir);
+    let config = config_file(&dir, &data, "mosaic", "checkpoint_interval = 1");
+    let c = config.to_str().unwrap();
+    // A learning rate of 1e4 sends the value scales exp(10 nu) to infinity within two steps.
+    let o = mosaic(&[
+        "train",
+        "--config",
+        c,
+        "--quiet",
+        "--set",
+        "train.learning_rate=1e4",
+        "--set",
+        "train.min_lr=0",
+        "--set",
+        "train.warmup_iters=0",
+    ]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    let step: usize = err
+        .split("at step ")
+        .nth(1)
+        .and_then(|s| s.split(';').next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no step in: {err}"));
+    let state: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("run/checkpoint/state.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        state["step"].as_u64(),
+        Some(step as u64),
+        "the checkpoint is the last good step"
+    );
+}
