@@ -3,7 +3,7 @@
 use burn::tensor::{Device, Tensor, TensorData};
 use mosaic_data::three_moons::{DIM, TRAIN_TRIPLES, VAL_TRIPLE, sequence};
 use mosaic_models::toy::ToyMosaicConfig;
-use mosaic_train::three_moons::{ToyTraining, context_curve, is_complex, train_toy};
+use mosaic_train::three_moons::{ToyTraining, context_curve, is_complex, mlx_step_factor, train_toy};
 
 fn small(steps: usize) -> ToyTraining {
     ToyTraining {
@@ -99,4 +99,18 @@ fn a_short_run_lowers_the_loss() {
     let curve = context_curve(&model, &VAL_TRIPLE, 4, &[1, 50], 5, 0, &device);
     assert_eq!(curve.len(), 2);
     assert!(curve.iter().all(|(_, e)| e.is_finite()));
+}
+
+/// MLX's uncorrected Adam step over Burn's corrected one: m / sqrt(v) with m, v the raw
+/// moments of a constant gradient g is (1 - 0.9^t) / sqrt(1 - 0.999^t).
+#[test]
+fn mlx_factor_matches_raw_moments() {
+    let (mut m, mut v) = (0.0f64, 0.0f64);
+    for t in 1..=500 {
+        m = 0.9 * m + 0.1 * 2.0;
+        v = 0.999 * v + 0.001 * 4.0;
+        // Burn's corrected step for a constant gradient is exactly 1; MLX's is m / sqrt(v).
+        assert!((m / v.sqrt() - mlx_step_factor(t)).abs() < 1e-9, "t = {t}");
+    }
+    assert!((mlx_step_factor(1) - 0.1 / 0.001f64.sqrt()).abs() < 1e-12);
 }
