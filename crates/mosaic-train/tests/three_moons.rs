@@ -3,7 +3,9 @@
 use burn::tensor::{Device, Tensor, TensorData};
 use mosaic_data::three_moons::{DIM, TRAIN_TRIPLES, VAL_TRIPLE, sequence};
 use mosaic_models::toy::ToyMosaicConfig;
-use mosaic_train::three_moons::{ToyTraining, context_curve, is_complex, mlx_step_factor, train_toy};
+use mosaic_train::three_moons::{
+    ToyTraining, context_curve, is_complex, mlx_step_factor, train_toy,
+};
 
 fn small(steps: usize) -> ToyTraining {
     ToyTraining {
