@@ -105,24 +105,25 @@ fn main() -> ExitCode {
                 ),
                 (false, None) => Err(anyhow::anyhow!("name an experiment, or pass --list")),
             };
-            match result {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("error: {e:#}");
-                    ExitCode::from(2)
-                }
-            }
+            exit_code(result)
         }
         Task::RegbenchSelftest { sequences, seed } => {
             regbench::selftest(sequences, seed);
             ExitCode::SUCCESS
         }
-        Task::BenchPrepare { input, repeats } => match bench::prepare_throughput(input, repeats) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("error: {e:#}");
-                ExitCode::from(2)
-            }
-        },
+        Task::BenchPrepare { input, repeats } => {
+            exit_code(bench::prepare_throughput(input, repeats))
+        }
+    }
+}
+
+/// Success, or the error on one line and exit status 2.
+fn exit_code(result: anyhow::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
     }
 }
