@@ -91,21 +91,23 @@ pub fn read_state(dir: &Path) -> Result<State> {
 
 /// Loads the weights into `model`, which must have the checkpoint's configuration.
 pub fn load_model(dir: &Path, model: LanguageModel) -> Result<LanguageModel> {
-    let path = dir.join(MODEL_FILE);
-    if !path.is_file() {
-        bail!("{}: missing from the checkpoint", path.display());
-    }
+    let path = required(dir, MODEL_FILE)?;
     model
         .try_load_file(&path)
         .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
 }
 
 pub fn load_optim(dir: &Path, optim: ModuleOptimizer) -> Result<ModuleOptimizer> {
-    let path = dir.join(OPTIM_FILE);
-    if !path.is_file() {
-        bail!("{}: missing from the checkpoint", path.display());
-    }
+    let path = required(dir, OPTIM_FILE)?;
     optim
         .load(&path)
         .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+}
+
+fn required(dir: &Path, name: &str) -> Result<PathBuf> {
+    let path = dir.join(name);
+    if !path.is_file() {
+        bail!("{}: missing from the checkpoint", path.display());
+    }
+    Ok(path)
 }

@@ -150,7 +150,7 @@ pub fn evaluate(model: &LanguageModel, examples: &[Example], batch_size: usize) 
     for chunk in examples.chunks(batch_size) {
         let refs: Vec<&Example> = chunk.iter().collect();
         let (ids, _) = padded(&refs, &device);
-        let [b, t] = ids.dims();
+        let [_, t] = ids.dims();
         let probs = softmax(model.forward(ids).expect("inputs fit the model").logits, 2);
         let values: Vec<f64> = probs.into_data().try_to_vec_as::<f64>().unwrap_or_default();
         for (i, e) in chunk.iter().enumerate() {
@@ -165,7 +165,6 @@ pub fn evaluate(model: &LanguageModel, examples: &[Example], batch_size: usize) 
                 .collect();
             total.add(score(&e.automaton, e.inputs(), &preds));
         }
-        let _ = b;
     }
     total
 }
@@ -223,8 +222,4 @@ pub fn train(
         }
     }
     best.expect("at least one validation")
-}
-
-pub fn num_params(model: &LanguageModel) -> usize {
-    model.num_params()
 }

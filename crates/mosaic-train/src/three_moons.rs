@@ -150,7 +150,3 @@ pub fn is_complex(model: &ToyMosaic) -> bool {
         })
     })
 }
-
-pub fn num_params(model: &ToyMosaic) -> usize {
-    model.num_params()
-}

@@ -10,7 +10,7 @@ use mosaic_data::regbench::{NGram, Score, score};
 use mosaic_models::device_from_name;
 use mosaic_train::config::ModelConfig;
 use mosaic_train::regbench::{
-    Recipe, evaluate, examples, gpt_config_matching, mosaic_config, num_params, train,
+    Recipe, evaluate, examples, gpt_config_matching, mosaic_config, train,
 };
 use plotters::style::RGBColor;
 
@@ -234,7 +234,7 @@ pub fn run(opts: &Options) -> Result<()> {
          loss on 500 validation automata; scores pooled over every input position of 500 test automata.\n",
         started.elapsed().as_secs_f64(),
         opts.device,
-        num_params(&mosaic_train::model::build(&mm_config, &device)),
+        mosaic_config().num_params(),
         gpt.n_embd,
         gpt.num_params(),
         opts.steps.unwrap_or(200)

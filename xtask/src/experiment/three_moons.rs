@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
+use burn::module::Module;
 use burn::tensor::{Device, Tensor, TensorData};
 use mosaic_data::three_moons::{DIM, TRAIN_TRIPLES, VAL_TRIPLE, in_steps, joint_period, sequence};
 use mosaic_models::device_from_name;
@@ -228,8 +229,8 @@ pub fn run(opts: &Options) -> Result<()> {
          Final training losses: {:.5} (1 head), {:.5} (3 heads).\n",
         mosaic_data::three_moons::STEPS_PER_UNIT,
         training.steps,
-        mosaic_train::three_moons::num_params(&models[0].model),
-        mosaic_train::three_moons::num_params(&models[1].model),
+        models[0].model.num_params(),
+        models[1].model.num_params(),
         models[0].final_loss,
         models[1].final_loss
     )?;
