@@ -4,32 +4,72 @@
 
 use burn::nn::Dropout;
 use burn::tensor::activation::softmax;
+use burn::tensor::module::attention;
+use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Bool, Device, Tensor, TensorData};
+
+/// Whether to use Burn's fused attention: on the CPU backend without gradients, where its
+/// tiled kernel never writes the `(B, H, T, T)` weights (dropout is off there anyway). With
+/// gradients Burn decomposes it into the same operations as ours; other backends keep the
+/// explicit form that the reference tests check.
+pub fn fused_attention(device: &Device) -> bool {
+    !device.is_autodiff() && *device == Device::flex()
+}
 
 /// Attention weights of a contextual memory, `(B, H, T, T)`: row `t` is
 /// `softmax_i(q_t . k_i)` over the strictly-past positions `i <= t - 1`, and row 0 is all zeros
 /// (an empty memory answers zero, not a softmax over nothing).
 pub fn past_weights(query: Tensor<4>, keys: Tensor<4>) -> Tensor<4> {
     let [b, h, t, _] = query.dims();
-    let device = query.device();
+    let first_row = first_row_mask(t, &query.device());
+    open_past_weights(query, keys).mask_fill(first_row.expand([b, h, t, t]), 0.0)
+}
+
+/// The weights of [`past_weights`] before row 0 is zeroed: row 0 reads key 0 only.
+fn open_past_weights(query: Tensor<4>, keys: Tensor<4>) -> Tensor<4> {
+    let [b, h, t, _] = query.dims();
+    let not_past = not_past_mask(t, &query.device());
     let scores = query.matmul(keys.swap_dims(2, 3));
-    let (not_past, first_row) = past_masks(t, &device);
-    let weights = softmax(
+    softmax(
         scores.mask_fill(not_past.expand([b, h, t, t]), f32::NEG_INFINITY),
         3,
-    );
-    weights.mask_fill(first_row.expand([b, h, t, t]), 0.0)
+    )
 }
 
 /// `y_t = sum_{i <= t-1} softmax_i(q_t . k_i) v_i` and `y_0 = 0`, with dropout on the weights.
-/// All tensors `(B, H, T, hs)`.
+/// All tensors `(B, H, T, hs)`. Row 0 is zeroed in `y` rather than in the `(T, T)` weights:
+/// the same numbers and gradients, one pass over the weights fewer each way.
 pub fn past_retrieval(
     query: Tensor<4>,
     keys: Tensor<4>,
     values: Tensor<4>,
     dropout: &Dropout,
 ) -> Tensor<4> {
-    dropout.forward(past_weights(query, keys)).matmul(values)
+    let [b, h, t, _] = query.dims();
+    let hs = values.dims()[3];
+    let device = query.device();
+    let y = match fused_attention(&device) {
+        true => attention(
+            query,
+            keys,
+            values,
+            Some(not_past_mask(t, &device)),
+            None,
+            AttentionModuleOptions {
+                scale: Some(1.0),
+                softcap: None,
+                is_causal: false,
+            },
+        ),
+        false => dropout
+            .forward(open_past_weights(query, keys))
+            .matmul(values),
+    };
+    let zero = Tensor::zeros([b, h, 1, hs], (&y.device(), y.dtype()));
+    match t {
+        1 => zero,
+        _ => Tensor::cat(vec![zero, y.narrow(2, 1, t - 1)], 2),
+    }
 }
 
 /// Retrieval from a fixed bank, no mask: `y_t = sum_j softmax_j(q_t . K_j) V_j`.
@@ -46,16 +86,18 @@ pub fn bank_retrieval(
         .matmul(bank_values.unsqueeze::<4>())
 }
 
-/// `(not_past, first_row)`, each `(1, 1, T, T)`. `not_past` marks `j >= i`, except `(0, 0)`,
-/// left open so that row 0 has something to softmax over before `first_row` zeroes it: a row
-/// of -inf would give NaN, and NaN survives the zeroing in the backward pass.
-fn past_masks(t: usize, device: &Device) -> (Tensor<4, Bool>, Tensor<4, Bool>) {
+/// `(1, 1, T, T)`, true where `j >= i`, except `(0, 0)`, left open so that row 0 has something
+/// to softmax over before it is zeroed: a row of -inf would give NaN, and NaN survives the
+/// zeroing in the backward pass.
+fn not_past_mask(t: usize, device: &Device) -> Tensor<4, Bool> {
     let not_past: Vec<bool> = (0..t)
         .flat_map(|i| (0..t).map(move |j| j >= i && !(i == 0 && j == 0)))
         .collect();
+    Tensor::from_data(TensorData::new(not_past, [1, 1, t, t]), device)
+}
+
+/// `(1, 1, T, T)`, true on row 0.
+fn first_row_mask(t: usize, device: &Device) -> Tensor<4, Bool> {
     let first_row: Vec<bool> = (0..t).flat_map(|i| (0..t).map(move |_| i == 0)).collect();
-    (
-        Tensor::from_data(TensorData::new(not_past, [1, 1, t, t]), device),
-        Tensor::from_data(TensorData::new(first_row, [1, 1, t, t]), device),
-    )
+    Tensor::from_data(TensorData::new(first_row, [1, 1, t, t]), device)
 }

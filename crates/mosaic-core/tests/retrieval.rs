@@ -45,6 +45,24 @@ fn weights_are_a_softmax_over_the_strict_past() {
 }
 
 #[test]
+fn retrieval_is_the_weights_times_the_values() {
+    let device = Device::flex();
+    let no_dropout = DropoutConfig::new(0.0).init();
+    for t in [1, 2, 9] {
+        let (k, v) = (random([2, 3, t, 4], &device), random([2, 3, t, 5], &device));
+        let expected = values(past_weights(k.clone(), k.clone()).matmul(v.clone()));
+        let got = values(past_retrieval(k.clone(), k, v, &no_dropout));
+        assert_eq!(got.len(), expected.len());
+        let err = got
+            .iter()
+            .zip(&expected)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f64::max);
+        assert!(err < 1e-6, "T = {t}: {err:e}");
+    }
+}
+
+#[test]
 fn context_memory_output_is_zero_at_position_zero() {
     let device = Device::flex();
     let memory = ContextMemoryConfig {

@@ -4,9 +4,11 @@
 use burn::module::{Module, Param};
 use burn::nn::{Dropout, DropoutConfig};
 use burn::tensor::activation::{gelu_approximate, softmax};
-use burn::tensor::module::{embedding, linear};
+use burn::tensor::module::{attention, embedding, linear};
+use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Bool, Device, Distribution, Int, Tensor};
 use mosaic_core::heads::{merge_heads, normal_weight, split_heads};
+use mosaic_core::retrieval::fused_attention;
 
 use crate::Forward;
 use crate::InputError;
@@ -45,12 +47,28 @@ impl GptBlock {
         let heads = |i: usize| split_heads(qkv.clone().narrow(2, i * d, d), self.n_head);
         let (q, k, v) = (heads(0), heads(1), heads(2));
         let hs = d / self.n_head;
-        let scores = q.matmul(k.swap_dims(2, 3)) * (1.0 / (hs as f64).sqrt());
-        let future = Tensor::<2, Bool>::tril_mask([t, t], 0, &scores.device())
-            .unsqueeze::<4>()
-            .expand([b, self.n_head, t, t]);
-        let weights = softmax(scores.mask_fill(future, f32::NEG_INFINITY), 3);
-        let y = self.attn_dropout.forward(weights).matmul(v);
+        let y = match fused_attention(&q.device()) {
+            true => attention(
+                q,
+                k,
+                v,
+                None,
+                None,
+                AttentionModuleOptions {
+                    scale: Some(1.0 / (hs as f64).sqrt()),
+                    softcap: None,
+                    is_causal: true,
+                },
+            ),
+            false => {
+                let scores = q.matmul(k.swap_dims(2, 3)) * (1.0 / (hs as f64).sqrt());
+                let future = Tensor::<2, Bool>::tril_mask([t, t], 0, &scores.device())
+                    .unsqueeze::<4>()
+                    .expand([b, self.n_head, t, t]);
+                let weights = softmax(scores.mask_fill(future, f32::NEG_INFINITY), 3);
+                self.attn_dropout.forward(weights).matmul(v)
+            }
+        };
         self.resid_dropout
             .forward(linear(merge_heads(y), self.attn_proj.val(), None))
     }

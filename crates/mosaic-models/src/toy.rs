@@ -57,6 +57,15 @@ impl ComplexLinear {
         linear(x, self.weight().transpose(), None)
     }
 
+    /// `scale` times the identity (`d_in == d_out`).
+    pub fn identity(d: usize, scale: f64, device: &Device) -> Self {
+        let re = Tensor::<2>::eye(d / 2, device) * scale;
+        Self {
+            im: Param::from_tensor(re.zeros_like()),
+            re: Param::from_tensor(re),
+        }
+    }
+
     /// `|a + ib|` of every block, `(d_out / 2, d_in / 2)`.
     pub fn magnitudes(&self) -> Tensor<2> {
         (self.re.val().square() + self.im.val().square()).sqrt()
@@ -109,6 +118,21 @@ pub struct ToyMosaic {
 }
 
 impl ToyMosaic {
+    /// A memory set by hand, not trained: keys `key_scale x_t`, values `x_{t+1}`, output the
+    /// identity. With one head it can only recognise the whole system's phase, with three
+    /// each head recognises one moon's: the two solutions the trained models are compared to.
+    pub fn hand_set(config: &ToyMosaicConfig, key_scale: f64, device: &Device) -> Self {
+        let d = config.input_dim;
+        assert_eq!(d, config.n_head * config.head_size, "a square toy");
+        Self {
+            key: ComplexLinear::identity(d, key_scale, device),
+            value: ComplexLinear::identity(d, 1.0, device),
+            out: ComplexLinear::identity(d, 1.0, device),
+            n_head: config.n_head,
+            bandwidth: config.bandwidth,
+        }
+    }
+
     /// `x` `(B, T, 6)` -> the prediction of `x_{t+1}` at every `t`, `(B, T, 6)`, and the
     /// attention weights `(B, H, T, T)`.
     pub fn forward(&self, x: Tensor<3>) -> (Tensor<3>, Tensor<4>) {

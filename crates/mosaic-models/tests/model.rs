@@ -72,6 +72,49 @@ fn future_tokens_do_not_change_past_logits() {
     }
 }
 
+/// Without gradients on the CPU backend the models use Burn's fused attention (at 90 tokens
+/// its whole-matrix kernel, at 600 its tiled one); with gradients, the explicit softmax. Both
+/// give the same logits.
+#[test]
+fn fused_attention_equals_the_explicit_form() {
+    let device = Device::flex();
+    let ad = device.clone().autodiff();
+    device.seed(5);
+    let models = [
+        LanguageModel::MemoryMosaic(MemoryMosaicConfig::new(40, 2, 4, 32, 600).init(&device)),
+        LanguageModel::Gpt(
+            GptConfig {
+                vocab_size: 40,
+                n_layer: 2,
+                n_head: 4,
+                n_embd: 32,
+                block_size: 600,
+                dropout: 0.0,
+            }
+            .init(&device),
+        ),
+    ];
+    for model in models {
+        let explicit = model.clone().to_device(&ad);
+        for t in [90, 600] {
+            let block: Vec<i64> = (0..t as i64).map(|i| (i * 11 + 1) % 40).collect();
+            let fused = model
+                .forward(ids(std::slice::from_ref(&block), &device))
+                .unwrap()
+                .logits;
+            let plain = explicit.forward(ids(&[block], &ad)).unwrap().logits;
+            let err: f32 = (fused.clone() - plain.inner()).abs().max().into_scalar();
+            let size: f32 = fused.abs().max().into_scalar();
+            assert!(size > 0.0);
+            assert!(
+                err < 1e-5 * size.max(1.0),
+                "{} T = {t}: {err:e}",
+                model.kind()
+            );
+        }
+    }
+}
+
 #[test]
 fn memory_mosaic_block_has_twelve_d_squared_weights() {
     let device = Device::flex();

@@ -1,13 +1,15 @@
 //! RegBench training pieces: batches, schedule, parameter matching, evaluation, learning.
 
-use burn::module::Module;
-use burn::tensor::Device;
+use burn::module::{Module, ModuleVisitor, Param};
+use burn::optim::GradientsParams;
+use burn::tensor::{Device, Tensor};
 use mosaic_data::regbench::{SEP, VOCAB};
 use mosaic_models::MemoryMosaicConfig;
 use mosaic_train::config::ModelConfig;
 use mosaic_train::model::build;
 use mosaic_train::regbench::{
-    MAX_INPUT, Recipe, evaluate, examples, gpt_config_matching, loss, mosaic_config, padded, train,
+    MAX_INPUT, Recipe, batch_gradients, evaluate, examples, gpt_config_matching, loss,
+    mosaic_config, padded, train,
 };
 
 #[test]
@@ -95,7 +97,7 @@ fn a_small_model_learns_a_few_sequences() {
         &data,
         &recipe,
         &Device::flex(),
-        &mut |e, l| seen.push((e, l)),
+        &mut |e, l, _| seen.push((e, l)),
     );
     assert_eq!(seen.iter().map(|s| s.0).collect::<Vec<_>>(), vec![4, 8, 12]);
     assert!(
@@ -110,4 +112,69 @@ fn a_small_model_learns_a_few_sequences() {
     );
     assert!((0.0..=1.0).contains(&score.accuracy()) && (0.0..=1.0).contains(&score.tvd()));
     assert!(trained.model.num_params() > 0);
+}
+
+/// Largest |a - b| over all parameters' gradients, and largest |a|.
+struct GradDiff<'a> {
+    a: &'a GradientsParams,
+    b: &'a GradientsParams,
+    diff: f64,
+    size: f64,
+}
+
+impl ModuleVisitor for GradDiff<'_> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        let a = self.a.get::<D>(param.id).expect("gradient a");
+        let b = self.b.get::<D>(param.id).expect("gradient b");
+        let diff = (a.clone() - b).abs().max().into_scalar::<f64>();
+        self.diff = self.diff.max(diff);
+        self.size = self.size.max(a.abs().max().into_scalar::<f64>());
+    }
+}
+
+#[test]
+fn length_groups_give_the_padded_batch_gradients() {
+    for config in [
+        ModelConfig::MemoryMosaic(MemoryMosaicConfig {
+            vocab_size: VOCAB,
+            n_layer: 2,
+            n_head: 2,
+            n_embd: 16,
+            block_size: MAX_INPUT,
+            pmem_size: 24,
+            pmem_count: 1,
+            attn_dropout: 0.0,
+            resid_dropout: 0.0,
+        }),
+        ModelConfig::Gpt(mosaic_models::GptConfig {
+            vocab_size: VOCAB,
+            n_layer: 1,
+            n_head: 2,
+            n_embd: 16,
+            block_size: MAX_INPUT,
+            dropout: 0.0,
+        }),
+    ] {
+        let model = build(&config, &Device::flex().autodiff());
+        let data = examples(7, 11);
+        let batch: Vec<_> = data.iter().collect();
+        let lengths: Vec<usize> = data.iter().map(|e| e.inputs().len()).collect();
+        assert!(lengths.iter().max() > lengths.iter().min(), "{lengths:?}");
+        let whole = batch_gradients(&model, &batch, batch.len());
+        let grouped = batch_gradients(&model, &batch, 3);
+        let mut d = GradDiff {
+            a: &whole,
+            b: &grouped,
+            diff: 0.0,
+            size: 0.0,
+        };
+        model.visit(&mut d);
+        assert!(d.size > 1e-3, "gradients vanish: {}", d.size);
+        assert!(
+            d.diff < 1e-5 * d.size.max(1.0),
+            "grouped gradients differ by {} (largest {})",
+            d.diff,
+            d.size
+        );
+    }
 }

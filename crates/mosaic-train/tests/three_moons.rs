@@ -2,9 +2,9 @@
 
 use burn::tensor::{Device, Tensor, TensorData};
 use mosaic_data::three_moons::{DIM, TRAIN_TRIPLES, VAL_TRIPLE, sequence};
-use mosaic_models::toy::ToyMosaicConfig;
+use mosaic_models::toy::{ToyMosaic, ToyMosaicConfig};
 use mosaic_train::three_moons::{
-    ToyTraining, context_curve, is_complex, mlx_step_factor, train_toy,
+    ToyTraining, at, context_curve, is_complex, mlx_step_factor, train_toy,
 };
 
 fn small(steps: usize) -> ToyTraining {
@@ -101,6 +101,37 @@ fn a_short_run_lowers_the_loss() {
     let curve = context_curve(&model, &VAL_TRIPLE, 4, &[1, 50], 5, 0, &device);
     assert_eq!(curve.len(), 2);
     assert!(curve.iter().all(|(_, e)| e.is_finite()));
+}
+
+/// The hand-set memories show what each architecture can do at best: one head predicts only
+/// after the joint period (266.7 steps on the validation triple), three heads after each
+/// moon's own (at most 133.3), and both then predict 25 steps with small error.
+#[test]
+fn hand_set_memories_predict_after_their_periods() {
+    let device = Device::flex();
+    let contexts = [120, 200, 240, 300, 600];
+    let curve = |heads| {
+        let model = ToyMosaic::hand_set(&ToyMosaicConfig::moons(heads), 4.0, &device);
+        context_curve(&model, &VAL_TRIPLE, 16, &contexts, 25, 1, &device)
+    };
+    let (one, three) = (curve(1), curve(3));
+    eprintln!("1 head {one:?}\n3 heads {three:?}");
+    for c in [120, 200, 240] {
+        assert!(at(&one, c) > 0.3, "1 head before the joint period: {one:?}");
+    }
+    for c in [300, 600] {
+        assert!(at(&one, c) < 0.05, "1 head after the joint period: {one:?}");
+    }
+    assert!(
+        at(&three, 120) > 0.1,
+        "3 heads before moon 3's period: {three:?}"
+    );
+    for c in [200, 240, 300, 600] {
+        assert!(
+            at(&three, c) < 0.05,
+            "3 heads after every moon's period: {three:?}"
+        );
+    }
 }
 
 /// MLX's uncorrected Adam step over Burn's corrected one: m / sqrt(v) with m, v the raw

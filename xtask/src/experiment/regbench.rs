@@ -2,6 +2,7 @@
 //! automata, scored by pooled accuracy and TVD on 500 test automata.
 
 use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result};
@@ -13,6 +14,7 @@ use mosaic_train::regbench::{
     Recipe, evaluate, examples, gpt_config_matching, mosaic_config, train,
 };
 use plotters::style::RGBColor;
+use serde::{Deserialize, Serialize};
 
 use super::Options;
 use super::plot::{Line, versus_n};
@@ -52,18 +54,58 @@ const PAPER: [Published; 5] = [
     },
 ];
 
+/// One finished training run, kept under `<out>/regbench/runs/` so that an interrupted
+/// experiment resumes where it stopped and a report can gather runs made on other machines.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct RunResult {
+    n: usize,
+    model: String,
+    lr: f64,
+    epochs: usize,
+    accuracy: f64,
+    tvd: f64,
+    best_val_loss: f64,
+    best_epoch: usize,
+    seconds: f64,
+    device: String,
+}
+
 struct Row {
     n: usize,
-    mm: Score,
-    mm_epoch: usize,
-    gpt: Score,
-    gpt_lr: f64,
-    seconds: f64,
+    mm: Option<RunResult>,
+    /// The GPT run with the best validation loss, and the learning rates that were run.
+    gpt: Option<RunResult>,
+    gpt_lrs: Vec<f64>,
+}
+
+const MODELS: [(&str, f64); 3] = [("memory-mosaic", 5e-4), ("gpt", 2.5e-4), ("gpt", 5e-4)];
+
+fn run_path(dir: &Path, n: usize, model: &str, lr: f64) -> PathBuf {
+    dir.join("runs").join(format!("n{n}-{model}-lr{lr:e}.json"))
+}
+
+fn load_run(path: &Path, epochs: usize) -> Result<Option<RunResult>> {
+    if !path.exists() {
+        return Ok(None);
+    }
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("{}: cannot read", path.display()))?;
+    let run: RunResult = serde_json::from_str(&text).with_context(|| {
+        format!(
+            "{}: not a RegBench run result; delete it to run again",
+            path.display()
+        )
+    })?;
+    Ok((run.epochs == epochs).then_some(run))
 }
 
 pub fn run(opts: &Options) -> Result<()> {
     let device: Device = device_from_name(&opts.device)?;
     let started = Instant::now();
+    let epochs = opts.steps.unwrap_or(200);
+    let dir = opts.out.join("regbench");
+    std::fs::create_dir_all(dir.join("runs"))
+        .with_context(|| format!("{}: cannot create", dir.display()))?;
     let test = examples(500, 3);
     let val = examples(500, 2);
     let ngrams: Vec<(usize, Score)> = [2, 3]
@@ -80,77 +122,109 @@ pub fn run(opts: &Options) -> Result<()> {
             (n, s)
         })
         .collect();
-    let mm_config = ModelConfig::MemoryMosaic(mosaic_config());
     let gpt = gpt_config_matching(mosaic_config().num_params());
-    let gpt_config = ModelConfig::Gpt(gpt.clone());
-    let mut rows = Vec::new();
     for &n in &opts.sizes {
-        let t = Instant::now();
         let train_set = examples(n, 1000 + n as u64);
-        let recipe = |lr: f64| Recipe {
-            epochs: opts.steps.unwrap_or(200),
-            ..Recipe::paper(lr)
-        };
-        let report = |name: &str| {
-            let name = name.to_string();
-            move |epoch: usize, loss: f64| {
+        for (model, lr) in MODELS {
+            let path = run_path(&dir, n, model, lr);
+            if let Some(done) = load_run(&path, epochs)? {
                 eprintln!(
-                    "N={n} {name}: epoch {epoch:>3}  val loss {loss:.4}  ({:.0} s)",
-                    t.elapsed().as_secs_f64()
-                )
+                    "N={n} {model} lr {lr:e}: done before ({}), accuracy {:.4} TVD {:.4}",
+                    path.display(),
+                    done.accuracy,
+                    done.tvd
+                );
+                continue;
             }
-        };
-        let mm = train(
-            &mm_config,
-            &train_set,
-            &val,
-            &recipe(5e-4),
-            &device,
-            &mut report("memory mosaic"),
-        );
-        let mm_score = evaluate(&mm.model, &test, 32);
-        let mut best_gpt = None;
-        for lr in [2.5e-4, 5e-4] {
-            let g = train(
-                &gpt_config,
+            let t = Instant::now();
+            let config = match model {
+                "gpt" => ModelConfig::Gpt(gpt.clone()),
+                _ => ModelConfig::MemoryMosaic(mosaic_config()),
+            };
+            let recipe = Recipe {
+                epochs,
+                ..Recipe::paper(lr)
+            };
+            let trained = train(
+                &config,
                 &train_set,
                 &val,
-                &recipe(lr),
+                &recipe,
                 &device,
-                &mut report(&format!("gpt lr {lr:e}")),
+                &mut |epoch, loss, [train, val]| {
+                    eprintln!(
+                        "N={n} {model} lr {lr:e}: epoch {epoch:>3}  val loss {loss:.4}  \
+                         (training {train:.0} s, validation {val:.0} s, {:.0} s in all)",
+                        t.elapsed().as_secs_f64()
+                    )
+                },
             );
-            if best_gpt
-                .as_ref()
-                .is_none_or(|(b, _): &(mosaic_train::regbench::Trained, f64)| {
-                    g.best_val_loss < b.best_val_loss
-                })
-            {
-                best_gpt = Some((g, lr));
-            }
+            let s = evaluate(&trained.model, &test, 32);
+            let result = RunResult {
+                n,
+                model: model.into(),
+                lr,
+                epochs,
+                accuracy: s.accuracy(),
+                tvd: s.tvd(),
+                best_val_loss: trained.best_val_loss,
+                best_epoch: trained.best_epoch,
+                seconds: t.elapsed().as_secs_f64(),
+                device: opts.device.clone(),
+            };
+            println!(
+                "N={n} {model} lr {lr:e}: accuracy {:.4} TVD {:.4} (best epoch {}, {:.0} s)",
+                result.accuracy, result.tvd, result.best_epoch, result.seconds
+            );
+            mosaic_data::prepare::write_atomically(
+                &path,
+                serde_json::to_string_pretty(&result)?.as_bytes(),
+            )
+            .with_context(|| format!("{}: cannot write", path.display()))?;
+            report(opts, &dir, epochs, &gpt, &ngrams, started)?;
         }
-        let (g, gpt_lr) = best_gpt.expect("two runs");
-        rows.push(Row {
-            n,
-            mm: mm_score,
-            mm_epoch: mm.best_epoch,
-            gpt: evaluate(&g.model, &test, 32),
-            gpt_lr,
-            seconds: t.elapsed().as_secs_f64(),
-        });
-        let r = rows.last().expect("just pushed");
-        println!(
-            "N={n}: memory mosaic accuracy {:.4} TVD {:.4}; gpt (lr {gpt_lr:e}) accuracy {:.4} TVD {:.4}",
-            r.mm.accuracy(),
-            r.mm.tvd(),
-            r.gpt.accuracy(),
-            r.gpt.tvd()
-        );
     }
+    report(opts, &dir, epochs, &gpt, &ngrams, started)
+}
 
-    let dir = opts.out.join("regbench");
-    std::fs::create_dir_all(&dir).with_context(|| format!("{}: cannot create", dir.display()))?;
-    let ours =
-        |f: &dyn Fn(&Row) -> f64| rows.iter().map(|r| (r.n as f64, f(r))).collect::<Vec<_>>();
+/// Writes `regbench.md` and its plots from every run result found for the requested sizes.
+fn report(
+    opts: &Options,
+    dir: &Path,
+    epochs: usize,
+    gpt: &mosaic_models::GptConfig,
+    ngrams: &[(usize, Score)],
+    started: Instant,
+) -> Result<()> {
+    let mut rows = Vec::new();
+    for &n in &opts.sizes {
+        let mm = load_run(&run_path(dir, n, "memory-mosaic", 5e-4), epochs)?;
+        let gpts: Vec<RunResult> = MODELS
+            .iter()
+            .filter(|(m, _)| *m == "gpt")
+            .filter_map(|&(m, lr)| load_run(&run_path(dir, n, m, lr), epochs).transpose())
+            .collect::<Result<_>>()?;
+        let gpt_lrs = gpts.iter().map(|g| g.lr).collect();
+        let gpt = gpts
+            .into_iter()
+            .min_by(|a, b| a.best_val_loss.total_cmp(&b.best_val_loss));
+        if mm.is_some() || gpt.is_some() {
+            rows.push(Row {
+                n,
+                mm,
+                gpt,
+                gpt_lrs,
+            });
+        }
+    }
+    let ours = |gpt: bool, f: &dyn Fn(&RunResult) -> f64| {
+        rows.iter()
+            .filter_map(|r| {
+                let run = if gpt { &r.gpt } else { &r.mm };
+                run.as_ref().map(|run| (r.n as f64, f(run)))
+            })
+            .collect::<Vec<_>>()
+    };
     let paper = |f: &dyn Fn(&Published) -> f64| {
         PAPER.iter().map(|p| (p.n as f64, f(p))).collect::<Vec<_>>()
     };
@@ -158,8 +232,8 @@ pub fn run(opts: &Options) -> Result<()> {
         (
             "accuracy",
             "accuracy.svg",
-            ours(&|r| r.mm.accuracy()),
-            ours(&|r| r.gpt.accuracy()),
+            ours(false, &|r| r.accuracy),
+            ours(true, &|r| r.accuracy),
             paper(&|p| p.mm.0),
             paper(&|p| p.transformer.0),
             ngrams
@@ -170,8 +244,8 @@ pub fn run(opts: &Options) -> Result<()> {
         (
             "TVD",
             "tvd.svg",
-            ours(&|r| r.mm.tvd()),
-            ours(&|r| r.gpt.tvd()),
+            ours(false, &|r| r.tvd),
+            ours(true, &|r| r.tvd),
             paper(&|p| p.mm.1),
             paper(&|p| p.transformer.1),
             ngrams
@@ -227,48 +301,63 @@ pub fn run(opts: &Options) -> Result<()> {
     writeln!(md, "# RegBench: in-context language learning\n")?;
     writeln!(
         md,
-        "Written by `cargo xtask experiment regbench` ({:.0} s on `{}`). Memory Mosaic: d 128, 8 heads, 2 layers, \
-         pmem_size 448, dropout 0.05, lr 5e-4 ({} parameters); GPT: 2 layers, 8 heads, d {} ({} parameters), lr \
-         2.5e-4 and 5e-4, the better by validation loss. AdamW (0.9, 0.999), weight decay 0.1, batch 32, {} epochs, \
-         warm-up from 1e-6 over 10 % of the steps then cosine to 0.1 lr, gradient clip 1, the checkpoint with the best \
-         loss on 500 validation automata; scores pooled over every input position of 500 test automata.\n",
+        "Written by `cargo xtask experiment regbench` (this invocation {:.0} s on `{}`; each run's own time and \
+         device are in the table). Memory Mosaic: d 128, 8 heads, 2 layers, pmem_size 448, dropout 0.05, lr 5e-4 \
+         ({} parameters); GPT: 2 layers, 8 heads, d {} ({} parameters), lr 2.5e-4 and 5e-4, the better by \
+         validation loss. AdamW (0.9, 0.999), weight decay 0.1, batch 32, {epochs} epochs, warm-up from 1e-6 over \
+         10 % of the steps then cosine to 0.1 lr, gradient clip 1, the checkpoint with the best loss on 500 \
+         validation automata (checked every 10 epochs); scores pooled over every input position of 500 test \
+         automata. Each run's result is in `regbench/runs/`; the command skips runs already there.\n",
         started.elapsed().as_secs_f64(),
         opts.device,
         mosaic_config().num_params(),
         gpt.n_embd,
         gpt.num_params(),
-        opts.steps.unwrap_or(200)
     )?;
     writeln!(
         md,
-        "| N | Memory Mosaic acc / TVD | GPT acc / TVD | paper MM | paper Transformer | time |"
+        "| N | Memory Mosaic acc / TVD | GPT acc / TVD | paper MM | paper Transformer |"
     )?;
-    writeln!(md, "|---:|---|---|---|---|---:|")?;
+    writeln!(md, "|---:|---|---|---|---|")?;
+    let cell = |run: &Option<RunResult>| {
+        run.as_ref().map_or("not run".to_string(), |r| {
+            format!(
+                "{:.3} / {:.3} (lr {:e}, best epoch {}, {:.0} s on `{}`)",
+                r.accuracy, r.tvd, r.lr, r.best_epoch, r.seconds, r.device
+            )
+        })
+    };
     for r in &rows {
         let p = PAPER.iter().find(|p| p.n == r.n);
+        let lrs = match r.gpt_lrs.len() {
+            0 | 2 => String::new(),
+            _ => format!(
+                "; only lr {} run",
+                r.gpt_lrs
+                    .iter()
+                    .map(|lr| format!("{lr:e}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        };
         writeln!(
             md,
-            "| {} | {:.3} / {:.3} (epoch {}) | {:.3} / {:.3} (lr {:e}) | {} | {} | {:.0} s |",
+            "| {} | {} | {}{lrs} | {} | {} |",
             r.n,
-            r.mm.accuracy(),
-            r.mm.tvd(),
-            r.mm_epoch,
-            r.gpt.accuracy(),
-            r.gpt.tvd(),
-            r.gpt_lr,
+            cell(&r.mm),
+            cell(&r.gpt),
             p.map_or("-".into(), |p| format!("{:.3} / {:.3}", p.mm.0, p.mm.1)),
             p.map_or("-".into(), |p| format!(
                 "{:.3} / {:.3}",
                 p.transformer.0, p.transformer.1
             )),
-            r.seconds
         )?;
     }
     writeln!(
         md,
         "\nIn-context n-gram predictors on the same test automata (no training):\n"
     )?;
-    for (n, s) in &ngrams {
+    for (n, s) in ngrams {
         writeln!(
             md,
             "- {n}-gram: accuracy {:.4}, TVD {:.4}",
