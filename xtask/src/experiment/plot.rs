@@ -139,6 +139,7 @@ pub fn versus_n(path: &Path, title: &str, metric: &str, lines: &[Line]) -> Resul
     chart
         .configure_mesh()
         .x_desc("training automata N")
+        .x_label_formatter(&|x| format!("{x:.0}"))
         .y_desc(metric)
         .draw()?;
     for line in lines {
