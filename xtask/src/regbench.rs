@@ -4,14 +4,12 @@
 use std::time::Instant;
 
 use mosaic_data::regbench::metrics::truth;
-use mosaic_data::regbench::{NGram, Score, example, score};
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
+use mosaic_data::regbench::{NGram, Score, score};
+use mosaic_train::regbench::examples;
 
 pub fn selftest(sequences: usize, seed: u64) {
     let start = Instant::now();
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let examples: Vec<_> = (0..sequences).map(|_| example(&mut rng)).collect();
+    let examples = examples(sequences, seed);
     let tokens: usize = examples.iter().map(|e| e.inputs().len()).sum();
     println!(
         "{sequences} test sequences (seed {seed}), {tokens} positions, {:.1} tokens each, generated in {:.2} s",
@@ -25,14 +23,17 @@ pub fn selftest(sequences: usize, seed: u64) {
     ];
     for (name, predictor) in predictors {
         let t = Instant::now();
-        let mut total = Score::default();
-        for e in &examples {
-            let p = match predictor {
-                Some(ngram) => ngram.predict(e.inputs()),
-                None => truth(&e.automaton, e.inputs()),
-            };
-            total.add(score(&e.automaton, e.inputs(), &p));
-        }
+        let total = match predictor {
+            Some(ngram) => ngram.score_on(&examples),
+            None => examples.iter().fold(Score::default(), |mut total, e| {
+                total.add(score(
+                    &e.automaton,
+                    e.inputs(),
+                    &truth(&e.automaton, e.inputs()),
+                ));
+                total
+            }),
+        };
         println!(
             "{name:<7} accuracy {:.4}  TVD {:.4}  ({:.2} s)",
             total.accuracy(),

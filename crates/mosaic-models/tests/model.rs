@@ -19,17 +19,18 @@ fn logits_at(out: &Forward, pos: usize) -> Vec<f32> {
         .unwrap()
 }
 
-fn models(device: &Device) -> Vec<LanguageModel> {
+/// A Memory Mosaic and a GPT, both 2 layers, 4 heads, d 32, vocabulary 40.
+fn models(device: &Device, block_size: usize) -> Vec<LanguageModel> {
     device.seed(3);
     vec![
-        LanguageModel::MemoryMosaic(MemoryMosaicConfig::new(40, 2, 4, 32, 100).init(device)),
+        LanguageModel::MemoryMosaic(MemoryMosaicConfig::new(40, 2, 4, 32, block_size).init(device)),
         LanguageModel::Gpt(
             GptConfig {
                 vocab_size: 40,
                 n_layer: 2,
                 n_head: 4,
                 n_embd: 32,
-                block_size: 100,
+                block_size,
                 dropout: 0.0,
             }
             .init(device),
@@ -44,7 +45,7 @@ fn future_tokens_do_not_change_past_logits() {
     let device = Device::flex();
     let t_len = 90; // longer than one leaky-average chunk
     let a: Vec<i64> = (0..t_len as i64).map(|i| (i * 7 + 3) % 40).collect();
-    for model in models(&device) {
+    for model in models(&device, 100) {
         for t in [0, 1, 40, 70] {
             let mut b = a.clone();
             for (i, tok) in b.iter_mut().enumerate().skip(t + 1) {
@@ -79,22 +80,7 @@ fn future_tokens_do_not_change_past_logits() {
 fn fused_attention_equals_the_explicit_form() {
     let device = Device::flex();
     let ad = device.clone().autodiff();
-    device.seed(5);
-    let models = [
-        LanguageModel::MemoryMosaic(MemoryMosaicConfig::new(40, 2, 4, 32, 600).init(&device)),
-        LanguageModel::Gpt(
-            GptConfig {
-                vocab_size: 40,
-                n_layer: 2,
-                n_head: 4,
-                n_embd: 32,
-                block_size: 600,
-                dropout: 0.0,
-            }
-            .init(&device),
-        ),
-    ];
-    for model in models {
+    for model in models(&device, 600) {
         let explicit = model.clone().to_device(&ad);
         for t in [90, 600] {
             let block: Vec<i64> = (0..t as i64).map(|i| (i * 11 + 1) % 40).collect();
@@ -161,7 +147,7 @@ fn gpt_block_has_twelve_d_squared_weights() {
 #[test]
 fn too_long_and_empty_sequences_are_errors() {
     let device = Device::flex();
-    for model in models(&device) {
+    for model in models(&device, 100) {
         let long: Vec<i64> = vec![1; 101];
         let err = model.forward(ids(&[long], &device)).unwrap_err();
         assert_eq!(

@@ -142,8 +142,7 @@ fn target_count(examples: &[&Example]) -> usize {
 /// sequences at a time (shortest first).
 pub fn batch_gradients(model: &LanguageModel, batch: &[&Example], group: usize) -> GradientsParams {
     let device = model.device();
-    let mut sorted = batch.to_vec();
-    sorted.sort_by_key(|e| e.inputs().len());
+    let sorted = by_length(batch.iter().copied());
     let total = target_count(&sorted).max(1);
     let mut sum = GradientsAccumulator::new();
     for part in sorted.chunks(group.max(1)) {
@@ -201,10 +200,10 @@ pub fn evaluate(model: &LanguageModel, examples: &[Example], batch_size: usize) 
     total
 }
 
-/// The examples shortest first, so that evaluation batches pad little (scores are sums over
-/// positions, so the order does not change them).
-fn by_length(examples: &[Example]) -> Vec<&Example> {
-    let mut sorted: Vec<&Example> = examples.iter().collect();
+/// The examples shortest first, so that batches cut from them pad little (losses and scores
+/// are sums over positions, so the order does not change them).
+fn by_length<'a>(examples: impl IntoIterator<Item = &'a Example>) -> Vec<&'a Example> {
+    let mut sorted: Vec<&Example> = examples.into_iter().collect();
     sorted.sort_by_key(|e| e.inputs().len());
     sorted
 }

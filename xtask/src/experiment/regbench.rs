@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use burn::tensor::Device;
-use mosaic_data::regbench::{NGram, Score, score};
+use mosaic_data::regbench::{NGram, Score};
 use mosaic_models::device_from_name;
 use mosaic_train::config::ModelConfig;
 use mosaic_train::regbench::{
@@ -110,17 +110,7 @@ pub fn run(opts: &Options) -> Result<()> {
     let val = examples(500, 2);
     let ngrams: Vec<(usize, Score)> = [2, 3]
         .into_iter()
-        .map(|n| {
-            let mut s = Score::default();
-            for e in &test {
-                s.add(score(
-                    &e.automaton,
-                    e.inputs(),
-                    &NGram { n }.predict(e.inputs()),
-                ));
-            }
-            (n, s)
-        })
+        .map(|n| (n, NGram { n }.score_on(&test)))
         .collect();
     let gpt = gpt_config_matching(mosaic_config().num_params());
     for &n in &opts.sizes {
@@ -198,12 +188,15 @@ fn report(
 ) -> Result<()> {
     let mut rows = Vec::new();
     for &n in &opts.sizes {
-        let mm = load_run(&run_path(dir, n, "memory-mosaic", 5e-4), epochs)?;
-        let gpts: Vec<RunResult> = MODELS
-            .iter()
-            .filter(|(m, _)| *m == "gpt")
-            .filter_map(|&(m, lr)| load_run(&run_path(dir, n, m, lr), epochs).transpose())
-            .collect::<Result<_>>()?;
+        let runs = |model: &str| -> Result<Vec<RunResult>> {
+            MODELS
+                .iter()
+                .filter(|(m, _)| *m == model)
+                .filter_map(|&(m, lr)| load_run(&run_path(dir, n, m, lr), epochs).transpose())
+                .collect()
+        };
+        let mm = runs("memory-mosaic")?.pop();
+        let gpts = runs("gpt")?;
         let gpt_lrs = gpts.iter().map(|g| g.lr).collect();
         let gpt = gpts
             .into_iter()

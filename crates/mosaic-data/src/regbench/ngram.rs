@@ -4,7 +4,8 @@
 
 use std::collections::HashMap;
 
-use super::sequence::{SEP, VOCAB};
+use super::metrics::{Score, score};
+use super::sequence::{Example, SEP, VOCAB};
 
 /// The padding symbol of the counts, distinct from every token id.
 const START: u8 = 31;
@@ -15,6 +16,15 @@ pub struct NGram {
 }
 
 impl NGram {
+    /// Pooled accuracy and TVD of this predictor over every input position of `examples`.
+    pub fn score_on(&self, examples: &[Example]) -> Score {
+        let mut total = Score::default();
+        for e in examples {
+            total.add(score(&e.automaton, e.inputs(), &self.predict(e.inputs())));
+        }
+        total
+    }
+
     /// The predicted distribution after every input position.
     pub fn predict(&self, inputs: &[u32]) -> Vec<[f64; VOCAB]> {
         let n = self.n;
