@@ -30,16 +30,9 @@ enum Task {
         #[arg(long, default_value = "flex")]
         device: String,
     },
-    /// Measure `mosaic prepare` throughput (MB of text per second) for the bpe and gpt2
-    /// tokenizers.
-    BenchPrepare {
-        /// Corpus to prepare.
-        #[arg(long, default_value = "datasets/text/tinystories-train.txt")]
-        input: std::path::PathBuf,
-        /// Runs of each measurement; the best is reported.
-        #[arg(long, default_value_t = 3)]
-        repeats: usize,
-    },
+    /// Measure speed: `prepare` (data), `train` (training steps), `leaky` (leaky average).
+    #[command(subcommand)]
+    Bench(bench::Bench),
     /// Check the RegBench generator and metrics with the oracle and n-gram predictors.
     RegbenchSelftest {
         #[arg(long, default_value_t = 500)]
@@ -111,9 +104,7 @@ fn main() -> ExitCode {
             regbench::selftest(sequences, seed);
             ExitCode::SUCCESS
         }
-        Task::BenchPrepare { input, repeats } => {
-            exit_code(bench::prepare_throughput(input, repeats))
-        }
+        Task::Bench(what) => exit_code(bench::run(what)),
     }
 }
 

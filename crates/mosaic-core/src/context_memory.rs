@@ -3,10 +3,11 @@
 
 use burn::module::{Module, Param};
 use burn::nn::{Dropout, DropoutConfig};
+use burn::tensor::activation::softmax;
 use burn::tensor::module::linear;
 use burn::tensor::{Device, Tensor};
 
-use crate::heads::{merge_heads, normal_weight};
+use crate::heads::{merge_heads, next_step, normal_weight};
 use crate::key_features::KeyFeatures;
 use crate::retrieval::{past_retrieval, past_weights};
 use crate::value_features::ValueFeatures;
@@ -21,6 +22,29 @@ pub struct ContextMemoryConfig {
     pub attn_dropout: f64,
     /// Dropout on the unit's output (`hd_dropout`).
     pub resid_dropout: f64,
+}
+
+/// What a contextual memory has stored of a sequence, for generation: the key extractor's
+/// leaky average at the last step, every key `(B, H, n, hs)`, the values of all steps but the
+/// last `(B, H, n - 1, hs)`, and the last step's `w` `(B, H, 1, hs)`, which completes its value
+/// when the next token arrives.
+#[derive(Debug, Clone)]
+pub struct ContextCache {
+    key_state: Tensor<4>,
+    keys: Tensor<4>,
+    values: Option<Tensor<4>>,
+    last_w: Tensor<4>,
+}
+
+impl ContextCache {
+    /// Steps stored.
+    pub fn len(&self) -> usize {
+        self.keys.dims()[2]
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 #[derive(Module, Debug)]
@@ -58,6 +82,48 @@ impl ContextMemory {
         let k = self.key.forward(x.clone());
         let v = self.value.forward(x);
         let y = past_retrieval(k.clone(), k, v, &self.attn_dropout);
+        self.output(y)
+    }
+
+    /// [`ContextMemory::forward`] on a prompt, keeping what [`ContextMemory::step`] needs to
+    /// continue it one token at a time.
+    pub fn prefill(&self, x: Tensor<3>) -> (Tensor<3>, ContextCache) {
+        let (k, key_state) = self.key.forward_with_state(x.clone());
+        let w = self.value.project(x);
+        let t = w.dims()[2];
+        // Every value but the last, which waits for the next step's `w`.
+        let values = self.value.combine(w.clone(), next_step(w.clone(), 2));
+        let y = past_retrieval(k.clone(), k.clone(), values.clone(), &self.attn_dropout);
+        let cache = ContextCache {
+            key_state,
+            keys: k,
+            values: (t > 1).then(|| values.narrow(2, 0, t - 1)),
+            last_w: w.narrow(2, t - 1, 1),
+        };
+        (self.output(y), cache)
+    }
+
+    /// The output for one new step `x` `(B, 1, d)` after the steps in `cache`, which it then
+    /// joins: the new `w` completes the value of the step before, the new key is stored.
+    pub fn step(&self, x: Tensor<3>, cache: &mut ContextCache) -> Tensor<3> {
+        let (k, key_state) = self.key.step(Some(cache.key_state.clone()), x.clone());
+        let w = self.value.project(x);
+        let completed = self.value.combine(cache.last_w.clone(), w.clone());
+        let values = match cache.values.take() {
+            Some(v) => Tensor::cat(vec![v, completed], 2),
+            None => completed,
+        };
+        // Every stored key has its value now; the new key's waits for the next step.
+        let weights = softmax(k.clone().matmul(cache.keys.clone().swap_dims(2, 3)), 3);
+        let y = weights.matmul(values.clone());
+        cache.keys = Tensor::cat(vec![cache.keys.clone(), k], 2);
+        cache.values = Some(values);
+        cache.key_state = key_state;
+        cache.last_w = w;
+        self.output(y)
+    }
+
+    fn output(&self, y: Tensor<4>) -> Tensor<3> {
         self.resid_dropout
             .forward(linear(merge_heads(y), self.c_proj.val(), None))
     }

@@ -16,6 +16,19 @@ pub fn merge_heads(x: Tensor<4>) -> Tensor<3> {
     x.swap_dims(1, 2).reshape([b, t, h * hs])
 }
 
+/// `x` one step ahead along `dim`: position `t` holds `x_{t+1}`, the last position zero (past
+/// the end there is nothing). A sequence of one step becomes all zeros.
+pub fn next_step<const D: usize>(x: Tensor<D>, dim: usize) -> Tensor<D> {
+    let mut shape = x.dims();
+    let t = shape[dim];
+    shape[dim] = 1;
+    let zero = Tensor::zeros(shape, (&x.device(), x.dtype()));
+    match t {
+        1 => zero,
+        _ => Tensor::cat(vec![x.narrow(dim, 1, t - 1), zero], dim),
+    }
+}
+
 /// A per-head scalar `(H,)` shaped to broadcast against `(B, H, T, hs)`.
 pub fn per_head(s: Tensor<1>) -> Tensor<4> {
     let [h] = s.dims();

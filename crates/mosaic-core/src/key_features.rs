@@ -53,8 +53,30 @@ impl KeyFeatures {
 
     /// `x`: `(B, T, d)` -> keys `(B, H, T, hs)`.
     pub fn forward(&self, x: Tensor<3>) -> Tensor<4> {
-        let u = split_heads(linear(x, self.weight.val(), None), self.n_head);
-        let kbar = self.leaky.forward(u);
+        self.finish(self.leaky.forward(self.project(x)))
+    }
+
+    /// Like [`KeyFeatures::forward`], also returning the leaky average at the last step
+    /// `(B, H, 1, hs)`: what [`KeyFeatures::step`] continues from.
+    pub fn forward_with_state(&self, x: Tensor<3>) -> (Tensor<4>, Tensor<4>) {
+        let kbar = self.leaky.forward(self.project(x));
+        let t = kbar.dims()[2];
+        let state = kbar.clone().narrow(2, t - 1, 1);
+        (self.finish(kbar), state)
+    }
+
+    /// The key of one new step `x` `(B, 1, d)` given the leaky average up to the step before;
+    /// returns the key `(B, H, 1, hs)` and the new average.
+    pub fn step(&self, state: Option<Tensor<4>>, x: Tensor<3>) -> (Tensor<4>, Tensor<4>) {
+        let kbar = self.leaky.step(state, self.project(x));
+        (self.finish(kbar.clone()), kbar)
+    }
+
+    fn project(&self, x: Tensor<3>) -> Tensor<4> {
+        split_heads(linear(x, self.weight.val(), None), self.n_head)
+    }
+
+    fn finish(&self, kbar: Tensor<4>) -> Tensor<4> {
         l2_normalize(kbar) * per_head(self.scale())
     }
 }

@@ -10,7 +10,7 @@ use burn::module::{Module, Param};
 use burn::tensor::{Bool, Device, Tensor, TensorData};
 
 use crate::EXP_PARAM_SCALE;
-use crate::heads::linspace;
+use crate::heads::{linspace, per_head};
 
 /// Chunk length of the scan: within a chunk the matrix form (one small matmul for all chunks at
 /// once), across chunks the recurrence, so the work is `O(T * CHUNK)` and the sequential part
@@ -45,6 +45,17 @@ impl LeakyAverage {
     /// `u`: `(B, H, T, hs)` -> the leaky averages, same shape.
     pub fn forward(&self, u: Tensor<4>) -> Tensor<4> {
         leaky_average(u, self.decay())
+    }
+
+    /// One step of the recurrence, for generation: `u` `(B, H, 1, hs)` and the average up to
+    /// the step before (`None` at the first step) -> the average up to this step.
+    pub fn step(&self, previous: Option<Tensor<4>>, u: Tensor<4>) -> Tensor<4> {
+        let lambda = per_head(self.decay().neg().exp());
+        let fresh = u * (lambda.clone().neg() + 1.0);
+        match previous {
+            Some(p) => p * lambda + fresh,
+            None => fresh,
+        }
     }
 }
 

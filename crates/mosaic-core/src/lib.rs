@@ -16,7 +16,7 @@ pub mod persistent_memory;
 pub mod retrieval;
 pub mod value_features;
 
-pub use context_memory::{ContextMemory, ContextMemoryConfig};
+pub use context_memory::{ContextCache, ContextMemory, ContextMemoryConfig};
 pub use key_features::KeyFeatures;
 pub use leaky_average::LeakyAverage;
 pub use persistent_memory::{PersistentMemory, PersistentMemoryConfig};

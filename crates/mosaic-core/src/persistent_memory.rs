@@ -80,7 +80,25 @@ impl PersistentMemory {
 
     /// `x`: `(B, T, d)`, already layer-normalised -> `(B, T, d)`.
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        let k = self.key.forward(x);
+        self.retrieve(self.key.forward(x))
+    }
+
+    /// [`PersistentMemory::forward`] on a prompt, also returning the key extractor's leaky
+    /// average at the last step, `(B, H, 1, hs)`: all that [`PersistentMemory::step`] needs.
+    pub fn prefill(&self, x: Tensor<3>) -> (Tensor<3>, Tensor<4>) {
+        let (k, state) = self.key.forward_with_state(x);
+        (self.retrieve(k), state)
+    }
+
+    /// The output for one new step `x` `(B, 1, d)`; updates the leaky average `state`.
+    pub fn step(&self, x: Tensor<3>, state: &mut Tensor<4>) -> Tensor<3> {
+        let (k, next) = self.key.step(Some(state.clone()), x);
+        *state = next;
+        self.retrieve(k)
+    }
+
+    /// Keys `(B, H, T, hs)` -> the unit's output `(B, T, d)`.
+    fn retrieve(&self, k: Tensor<4>) -> Tensor<3> {
         let [count, h, p, hs] = self.bank_keys.dims();
         let keys = self.bank_keys.val();
         let values = self.bank_values.val();

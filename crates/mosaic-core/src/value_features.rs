@@ -8,7 +8,7 @@ use burn::tensor::module::linear;
 use burn::tensor::{Device, Distribution, Tensor, TensorData};
 
 use crate::EXP_PARAM_SCALE;
-use crate::heads::{l2_normalize, normal_weight, per_head, split_heads};
+use crate::heads::{l2_normalize, next_step, normal_weight, per_head, split_heads};
 
 /// Initial `nu_h` (stored value); the value scale starts at `exp(-0.5)`.
 pub const VALUE_SCALE_INIT: f32 = -0.05;
@@ -49,10 +49,18 @@ impl ValueFeatures {
 
     /// `x`: `(B, T, d)` -> values `(B, H, T, hs)`.
     pub fn forward(&self, x: Tensor<3>) -> Tensor<4> {
-        let w = split_heads(linear(x, self.weight.val(), None), self.n_head);
-        let [b, h, t, hs] = w.dims();
-        let zero = Tensor::zeros([b, h, 1, hs], (&w.device(), w.dtype()));
-        let next = Tensor::cat(vec![w.clone().narrow(2, 1, t - 1), zero], 2);
+        let w = self.project(x);
+        self.combine(w.clone(), next_step(w, 2))
+    }
+
+    /// `w = W_v x` in heads, `(B, H, T, hs)`: a value needs the `w` of its own step and of the
+    /// next, so generation keeps the last one until the next token arrives.
+    pub fn project(&self, x: Tensor<3>) -> Tensor<4> {
+        split_heads(linear(x, self.weight.val(), None), self.n_head)
+    }
+
+    /// The values from `w` and the `w` one step ahead (`next`), same shapes.
+    pub fn combine(&self, w: Tensor<4>, next: Tensor<4>) -> Tensor<4> {
         let c = per_head(self.mix.val());
         let vbar = next * (c.clone().neg() + 1.0) + w * c;
         l2_normalize(vbar) * per_head(self.scale())

@@ -34,20 +34,41 @@ pub struct GptBlock {
 
 impl GptBlock {
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        let x = x.clone() + self.attention(self.ln_1.forward(x));
-        let h = gelu_approximate(linear(self.ln_2.forward(x.clone()), self.c_fc.val(), None));
-        x + self
-            .resid_dropout
-            .forward(linear(h, self.mlp_proj.val(), None))
+        let (q, k, v) = self.qkv(self.ln_1.forward(x.clone()));
+        let y = self.attend(q, k, v);
+        self.mlp(x + self.project(y))
     }
 
-    fn attention(&self, x: Tensor<3>) -> Tensor<3> {
-        let [b, t, d] = x.dims();
+    /// The forward pass, also returning the block's keys and values `(B, H, T, hs)`.
+    fn prefill(&self, x: Tensor<3>) -> (Tensor<3>, KeyValues) {
+        let (q, k, v) = self.qkv(self.ln_1.forward(x.clone()));
+        let y = self.attend(q, k.clone(), v.clone());
+        (self.mlp(x + self.project(y)), KeyValues { k, v })
+    }
+
+    /// One new position `x` `(B, 1, d)` after those in `cache`, which it joins.
+    fn step(&self, x: Tensor<3>, cache: &mut KeyValues) -> Tensor<3> {
+        let (q, k, v) = self.qkv(self.ln_1.forward(x.clone()));
+        cache.k = Tensor::cat(vec![cache.k.clone(), k], 2);
+        cache.v = Tensor::cat(vec![cache.v.clone(), v], 2);
+        // The newest position may read every cached one: no mask.
+        let hs = q.dims()[3];
+        let scores = q.matmul(cache.k.clone().swap_dims(2, 3)) * (1.0 / (hs as f64).sqrt());
+        let y = softmax(scores, 3).matmul(cache.v.clone());
+        self.mlp(x + self.project(y))
+    }
+
+    fn qkv(&self, x: Tensor<3>) -> (Tensor<4>, Tensor<4>, Tensor<4>) {
+        let d = x.dims()[2];
         let qkv = linear(x, self.c_attn.val(), None);
         let heads = |i: usize| split_heads(qkv.clone().narrow(2, i * d, d), self.n_head);
-        let (q, k, v) = (heads(0), heads(1), heads(2));
-        let hs = d / self.n_head;
-        let y = match fused_attention(&q.device()) {
+        (heads(0), heads(1), heads(2))
+    }
+
+    /// Causal softmax attention, `(B, H, T, hs)` each.
+    fn attend(&self, q: Tensor<4>, k: Tensor<4>, v: Tensor<4>) -> Tensor<4> {
+        let [b, h, t, hs] = q.dims();
+        match fused_attention(&q.device()) {
             true => attention(
                 q,
                 k,
@@ -64,13 +85,48 @@ impl GptBlock {
                 let scores = q.matmul(k.swap_dims(2, 3)) * (1.0 / (hs as f64).sqrt());
                 let future = Tensor::<2, Bool>::tril_mask([t, t], 0, &scores.device())
                     .unsqueeze::<4>()
-                    .expand([b, self.n_head, t, t]);
+                    .expand([b, h, t, t]);
                 let weights = softmax(scores.mask_fill(future, f32::NEG_INFINITY), 3);
                 self.attn_dropout.forward(weights).matmul(v)
             }
-        };
+        }
+    }
+
+    fn project(&self, y: Tensor<4>) -> Tensor<3> {
         self.resid_dropout
             .forward(linear(merge_heads(y), self.attn_proj.val(), None))
+    }
+
+    /// `x + MLP(LN2(x))`.
+    fn mlp(&self, x: Tensor<3>) -> Tensor<3> {
+        let h = gelu_approximate(linear(self.ln_2.forward(x.clone()), self.c_fc.val(), None));
+        x + self
+            .resid_dropout
+            .forward(linear(h, self.mlp_proj.val(), None))
+    }
+}
+
+/// One block's keys and values so far, `(B, H, n, hs)` each.
+#[derive(Debug, Clone)]
+struct KeyValues {
+    k: Tensor<4>,
+    v: Tensor<4>,
+}
+
+/// GPT's key/value cache for generation: every block's keys and values of the tokens so far.
+#[derive(Debug, Clone)]
+pub struct GptCache {
+    blocks: Vec<KeyValues>,
+}
+
+impl GptCache {
+    /// Tokens stored.
+    pub fn len(&self) -> usize {
+        self.blocks.first().map_or(0, |b| b.k.dims()[2])
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }
 
@@ -133,16 +189,53 @@ impl Gpt {
 
     /// `ids`: `(B, T)` token ids with `T <= block_size`.
     pub fn forward(&self, ids: Tensor<2, Int>) -> Result<Forward, InputError> {
-        let [_, t] = ids.dims();
-        InputError::check_length(t, self.block_size())?;
-        let pos = self.wpe.val().narrow(0, 0, t).unsqueeze::<3>();
-        let mut x = self.dropout.forward(embedding(self.wte.val(), ids) + pos);
+        let mut x = self.embed(ids, 0)?;
         let mut hidden = Vec::with_capacity(self.blocks.len());
         for block in &self.blocks {
             x = block.forward(x);
             hidden.push(x.clone());
         }
-        let logits = linear(self.ln_f.forward(x), self.wte.val().transpose(), None);
-        Ok(Forward { logits, hidden })
+        Ok(Forward {
+            logits: self.head(x),
+            hidden,
+        })
+    }
+
+    /// The logits of a prompt `(B, T)`, as [`Gpt::forward`], and the key/value cache that
+    /// [`Gpt::step`] continues from.
+    pub fn prefill(&self, ids: Tensor<2, Int>) -> Result<(Tensor<3>, GptCache), InputError> {
+        let mut x = self.embed(ids, 0)?;
+        let mut blocks = Vec::with_capacity(self.blocks.len());
+        for block in &self.blocks {
+            let (y, kv) = block.prefill(x);
+            x = y;
+            blocks.push(kv);
+        }
+        Ok((self.head(x), GptCache { blocks }))
+    }
+
+    /// The logits `(B, 1, vocab)` of one more token per row, `ids` `(B, 1)`, after those in
+    /// `cache`.
+    pub fn step(&self, ids: Tensor<2, Int>, cache: &mut GptCache) -> Result<Tensor<3>, InputError> {
+        let mut x = self.embed(ids, cache.len())?;
+        for (block, kv) in self.blocks.iter().zip(&mut cache.blocks) {
+            x = block.step(x, kv);
+        }
+        Ok(self.head(x))
+    }
+
+    /// Token plus position embeddings of `ids` placed at positions `start..`.
+    fn embed(&self, ids: Tensor<2, Int>, start: usize) -> Result<Tensor<3>, InputError> {
+        let [_, t] = ids.dims();
+        InputError::check_length(start + t, self.block_size())?;
+        if t == 0 {
+            return Err(InputError::Empty);
+        }
+        let pos = self.wpe.val().narrow(0, start, t).unsqueeze::<3>();
+        Ok(self.dropout.forward(embedding(self.wte.val(), ids) + pos))
+    }
+
+    fn head(&self, x: Tensor<3>) -> Tensor<3> {
+        linear(self.ln_f.forward(x), self.wte.val().transpose(), None)
     }
 }

@@ -15,10 +15,10 @@ pub mod toy;
 
 pub use config::{ConfigError, GptConfig, MemoryMosaicConfig};
 pub use device::{DeviceError, device_from_name};
-pub use gpt::Gpt;
+pub use gpt::{Gpt, GptCache};
 pub use loss::{cross_entropy, cross_entropy_per_token};
-pub use memory_mosaic::MemoryMosaic;
-pub use official::{LanguageModel, OfficialError, load_official};
+pub use memory_mosaic::{MemoryMosaic, MosaicCache};
+pub use official::{Cache, LanguageModel, OfficialError, load_official};
 pub use tensor_file::TensorFile;
 pub use toy::{ComplexLinear, ToyMosaic, ToyMosaicConfig};
 
@@ -42,6 +42,8 @@ pub enum InputError {
     TooLong { len: usize, block_size: usize },
     #[error("an empty sequence: give the model at least one token")]
     Empty,
+    #[error("a generation cache from the other kind of model; start it with this model's prefill")]
+    CacheMismatch,
 }
 
 impl InputError {

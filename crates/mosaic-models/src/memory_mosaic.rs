@@ -9,7 +9,9 @@
 use burn::module::{Module, Param};
 use burn::tensor::module::{embedding, linear};
 use burn::tensor::{Device, Distribution, Int, Tensor};
-use mosaic_core::{ContextMemory, ContextMemoryConfig, PersistentMemory, PersistentMemoryConfig};
+use mosaic_core::{
+    ContextCache, ContextMemory, ContextMemoryConfig, PersistentMemory, PersistentMemoryConfig,
+};
 
 use crate::Forward;
 use crate::InputError;
@@ -28,6 +30,50 @@ impl Block {
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
         let x = x.clone() + self.attn.forward(self.ln1.forward(x));
         x.clone() + self.pmem.forward(self.ln2.forward(x))
+    }
+
+    fn prefill(&self, x: Tensor<3>) -> (Tensor<3>, BlockCache) {
+        let (y, context) = self.attn.prefill(self.ln1.forward(x.clone()));
+        let x = x + y;
+        let (y, persistent) = self.pmem.prefill(self.ln2.forward(x.clone()));
+        (
+            x + y,
+            BlockCache {
+                context,
+                persistent,
+            },
+        )
+    }
+
+    fn step(&self, x: Tensor<3>, cache: &mut BlockCache) -> Tensor<3> {
+        let x = x.clone() + self.attn.step(self.ln1.forward(x), &mut cache.context);
+        x.clone() + self.pmem.step(self.ln2.forward(x), &mut cache.persistent)
+    }
+}
+
+#[derive(Debug, Clone)]
+struct BlockCache {
+    context: ContextCache,
+    /// The persistent memory's key extractor's leaky average at the last step.
+    persistent: Tensor<4>,
+}
+
+/// What generation keeps of the sequence so far, per block: the contextual memory's stored
+/// keys and values and both key extractors' leaky averages. Each new token then costs one
+/// retrieval over the stored pairs instead of a forward pass over the whole sequence.
+#[derive(Debug, Clone)]
+pub struct MosaicCache {
+    blocks: Vec<BlockCache>,
+}
+
+impl MosaicCache {
+    /// Tokens stored.
+    pub fn len(&self) -> usize {
+        self.blocks.first().map_or(0, |b| b.context.len())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }
 
@@ -95,9 +141,46 @@ impl MemoryMosaic {
             x = block.forward(x);
             hidden.push(x.clone());
         }
+        Ok(Forward {
+            logits: self.head(x),
+            hidden,
+        })
+    }
+
+    /// The logits of a prompt `(B, T)`, as [`MemoryMosaic::forward`], and the cache that
+    /// [`MemoryMosaic::step`] continues from.
+    pub fn prefill(&self, ids: Tensor<2, Int>) -> Result<(Tensor<3>, MosaicCache), InputError> {
+        let [_, t] = ids.dims();
+        InputError::check_length(t, self.block_size)?;
+        let mut x = embedding(self.emb.val(), ids);
+        let mut blocks = Vec::with_capacity(self.blocks.len());
+        for block in &self.blocks {
+            let (y, cache) = block.prefill(x);
+            x = y;
+            blocks.push(cache);
+        }
+        Ok((self.head(x), MosaicCache { blocks }))
+    }
+
+    /// The logits `(B, 1, vocab)` of one more token per row, `ids` `(B, 1)`, after those in
+    /// `cache`; the same numbers as the last position of a forward pass over all of them.
+    pub fn step(
+        &self,
+        ids: Tensor<2, Int>,
+        cache: &mut MosaicCache,
+    ) -> Result<Tensor<3>, InputError> {
+        InputError::check_length(cache.len() + 1, self.block_size)?;
+        let mut x = embedding(self.emb.val(), ids);
+        for (block, c) in self.blocks.iter().zip(&mut cache.blocks) {
+            x = block.step(x, c);
+        }
+        Ok(self.head(x))
+    }
+
+    /// Final LayerNorm, then the tied head scaled by `1/sqrt(d)`.
+    fn head(&self, x: Tensor<3>) -> Tensor<3> {
         let x = self.ln_out.forward(x);
         let [_, d] = self.emb.dims();
-        let logits = linear(x, self.emb.val().transpose(), None) * (1.0 / (d as f64).sqrt());
-        Ok(Forward { logits, hidden })
+        linear(x, self.emb.val().transpose(), None) * (1.0 / (d as f64).sqrt())
     }
 }

@@ -12,8 +12,8 @@ use burn::tensor::{Device, Int, Tensor};
 use serde_json::Value;
 
 use crate::config::{GptConfig, MemoryMosaicConfig};
-use crate::gpt::Gpt;
-use crate::memory_mosaic::MemoryMosaic;
+use crate::gpt::{Gpt, GptCache};
+use crate::memory_mosaic::{MemoryMosaic, MosaicCache};
 use crate::tensor_file::TensorFile;
 use crate::{Forward, InputError};
 
@@ -51,6 +51,27 @@ pub enum OfficialError {
     UnknownKind { path: PathBuf, kind: String },
 }
 
+/// What generation keeps between tokens, for either model.
+#[derive(Debug, Clone)]
+pub enum Cache {
+    MemoryMosaic(MosaicCache),
+    Gpt(GptCache),
+}
+
+impl Cache {
+    /// Tokens stored.
+    pub fn len(&self) -> usize {
+        match self {
+            Self::MemoryMosaic(c) => c.len(),
+            Self::Gpt(c) => c.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 /// Either model, as one type for code that handles both.
 #[derive(Module, Debug)]
 pub enum LanguageModel {
@@ -63,6 +84,30 @@ impl LanguageModel {
         match self {
             Self::MemoryMosaic(m) => m.forward(ids),
             Self::Gpt(m) => m.forward(ids),
+        }
+    }
+
+    /// The logits of a prompt and the cache that [`LanguageModel::step`] continues from.
+    pub fn prefill(&self, ids: Tensor<2, Int>) -> Result<(Tensor<3>, Cache), InputError> {
+        Ok(match self {
+            Self::MemoryMosaic(m) => {
+                let (logits, cache) = m.prefill(ids)?;
+                (logits, Cache::MemoryMosaic(cache))
+            }
+            Self::Gpt(m) => {
+                let (logits, cache) = m.prefill(ids)?;
+                (logits, Cache::Gpt(cache))
+            }
+        })
+    }
+
+    /// The logits `(B, 1, vocab)` of one more token per row after those in `cache`; the
+    /// total may not pass `block_size`.
+    pub fn step(&self, ids: Tensor<2, Int>, cache: &mut Cache) -> Result<Tensor<3>, InputError> {
+        match (self, cache) {
+            (Self::MemoryMosaic(m), Cache::MemoryMosaic(c)) => m.step(ids, c),
+            (Self::Gpt(m), Cache::Gpt(c)) => m.step(ids, c),
+            _ => Err(InputError::CacheMismatch),
         }
     }
 

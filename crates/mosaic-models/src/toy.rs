@@ -8,7 +8,7 @@ use burn::module::{Module, Param};
 use burn::tensor::activation::softmax;
 use burn::tensor::module::linear;
 use burn::tensor::{Device, Distribution, Tensor};
-use mosaic_core::heads::{merge_heads, split_heads};
+use mosaic_core::heads::{merge_heads, next_step, split_heads};
 use mosaic_core::retrieval::past_weights;
 
 /// A real `(d_out, d_in)` matrix made of 2x2 blocks `[[a, -b], [b, a]]`: each block multiplies
@@ -136,15 +136,9 @@ impl ToyMosaic {
     /// `x` `(B, T, 6)` -> the prediction of `x_{t+1}` at every `t`, `(B, T, 6)`, and the
     /// attention weights `(B, H, T, T)`.
     pub fn forward(&self, x: Tensor<3>) -> (Tensor<3>, Tensor<4>) {
-        let [b, t, d] = x.dims();
         let k = split_heads(self.key.forward(x.clone()), self.n_head);
-        // The value stored at t has seen x_{t+1}; past the end there is nothing (zero).
-        let zero = Tensor::zeros([b, 1, d], (&x.device(), x.dtype()));
-        let next = match t {
-            1 => zero,
-            _ => Tensor::cat(vec![x.narrow(1, 1, t - 1), zero], 1),
-        };
-        let v = split_heads(self.value.forward(next), self.n_head);
+        // The value stored at t has seen x_{t+1}.
+        let v = split_heads(self.value.forward(next_step(x, 1)), self.n_head);
         let weights = past_weights(k.clone() * self.bandwidth, k);
         let y = self.out.forward(merge_heads(weights.clone().matmul(v)));
         (y, weights)

@@ -1,8 +1,10 @@
 //! Properties of freshly built models: causality, parameter counts, input checks.
 
 use burn::module::Module;
-use burn::tensor::{Device, Int, Tensor, TensorData};
-use mosaic_models::{Forward, GptConfig, InputError, LanguageModel, MemoryMosaicConfig};
+use burn::tensor::{Device, Distribution, Int, Tensor, TensorData};
+use mosaic_models::{
+    Forward, GptConfig, InputError, LanguageModel, MemoryMosaicConfig, ToyMosaicConfig,
+};
 
 fn ids(rows: &[Vec<i64>], device: &Device) -> Tensor<2, Int> {
     let t = rows[0].len();
@@ -99,6 +101,112 @@ fn fused_attention_equals_the_explicit_form() {
             );
         }
     }
+}
+
+/// A sequence of 1, 2, 3 or 4 tokens (a one-token prompt) gives the logits of the same prefix
+/// inside a 70-token one, with and without gradients (fused and explicit retrieval).
+#[test]
+fn short_sequences_give_the_logits_of_the_prefix() {
+    let device = Device::flex();
+    let long: Vec<i64> = (0..70).map(|i| (i * 7 + 3) % 40).collect();
+    for model in models(&device, 100) {
+        for on in [device.clone(), device.clone().autodiff()] {
+            let model = model.clone().to_device(&on);
+            let full = model
+                .forward(ids(std::slice::from_ref(&long), &on))
+                .unwrap();
+            for len in 1..=4 {
+                let short = model.forward(ids(&[long[..len].to_vec()], &on)).unwrap();
+                for pos in 0..len {
+                    let (a, b) = (logits_at(&short, pos), logits_at(&full, pos));
+                    let err = a
+                        .iter()
+                        .zip(&b)
+                        .fold(0.0f32, |m, (x, y)| m.max((x - y).abs()));
+                    assert!(
+                        err < 1e-5,
+                        "{} length {len}, position {pos}: {err:e}",
+                        model.kind()
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// Generation's cache: a prompt's prefill then one token at a time gives, at every position, the
+/// logits of a forward pass over the whole sequence (70 tokens: past a leaky-average chunk).
+#[test]
+fn cached_steps_equal_the_forward_pass() {
+    let device = Device::flex();
+    let seq: Vec<i64> = (0..70).map(|i| (i * 11 + 5) % 40).collect();
+    for model in models(&device, 100) {
+        let full = model
+            .forward(ids(std::slice::from_ref(&seq), &device))
+            .unwrap();
+        for prompt in [1, 5] {
+            let (logits, mut cache) = model
+                .prefill(ids(&[seq[..prompt].to_vec()], &device))
+                .unwrap();
+            let mut worst = 0.0f32;
+            for pos in 0..prompt {
+                let a = logits
+                    .clone()
+                    .narrow(1, pos, 1)
+                    .into_data()
+                    .try_to_vec_as::<f32>()
+                    .unwrap();
+                let b = logits_at(&full, pos);
+                worst = a
+                    .iter()
+                    .zip(&b)
+                    .fold(worst, |m, (x, y)| m.max((x - y).abs()));
+            }
+            for (pos, &token) in seq.iter().enumerate().skip(prompt) {
+                let step = model
+                    .step(ids(&[vec![token]], &device), &mut cache)
+                    .unwrap();
+                assert_eq!(cache.len(), pos + 1);
+                let a = step.into_data().try_to_vec_as::<f32>().unwrap();
+                let b = logits_at(&full, pos);
+                worst = a
+                    .iter()
+                    .zip(&b)
+                    .fold(worst, |m, (x, y)| m.max((x - y).abs()));
+            }
+            assert!(worst < 1e-4, "{} prompt {prompt}: {worst:e}", model.kind());
+        }
+        // The cache stops at block_size, as the model does.
+        let (_, mut cache) = model.prefill(ids(&[vec![1; 100]], &device)).unwrap();
+        assert!(matches!(
+            model.step(ids(&[vec![1]], &device), &mut cache),
+            Err(InputError::TooLong { len: 101, .. })
+        ));
+    }
+}
+
+/// The three-moons toy on one to four observations: the prefix of a longer run, and its cached
+/// generation from a one-step prompt equals the recomputed one.
+#[test]
+fn the_toy_takes_short_sequences() {
+    let device = Device::flex();
+    device.seed(4);
+    let toy = ToyMosaicConfig::moons(3).init(&device);
+    let x = Tensor::<3>::random([2, 30, 6], Distribution::Normal(0.0, 1.0), &device);
+    let (full, _) = toy.forward(x.clone());
+    for len in 1..=4 {
+        let (short, _) = toy.forward(x.clone().narrow(1, 0, len));
+        let err: f32 = (short - full.clone().narrow(1, 0, len))
+            .abs()
+            .max()
+            .into_scalar();
+        assert!(err < 1e-5, "length {len}: {err:e}");
+    }
+    let prompt = x.narrow(1, 0, 1);
+    let cached = toy.generate(prompt.clone(), 5);
+    let plain = toy.generate_uncached(prompt, 5);
+    let err: f32 = (cached - plain).abs().max().into_scalar();
+    assert!(err < 1e-5, "{err:e}");
 }
 
 #[test]

@@ -96,6 +96,10 @@ enum Command {
         seed: u64,
         #[arg(long, default_value = "flex")]
         device: String,
+        /// Recompute the whole window for every token instead of keeping each layer's memory
+        /// (the same tokens, slower; for checking the cache).
+        #[arg(long)]
+        no_cache: bool,
     },
 }
 
@@ -203,6 +207,7 @@ fn run(cli: Cli) -> Result<()> {
             top_k,
             seed,
             device,
+            no_cache,
         } => {
             let (model, config) = load(&checkpoint, &device)?;
             let meta = Meta::read(&config.data.dir)?;
@@ -213,6 +218,7 @@ fn run(cli: Cli) -> Result<()> {
                 temperature,
                 top_k,
                 seed,
+                cache: !no_cache,
             };
             let out = generate(&model, &ids, &opts)?;
             println!("{}", tokenizer.decode(&out)?);

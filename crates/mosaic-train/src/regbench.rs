@@ -180,6 +180,10 @@ pub fn evaluate(model: &LanguageModel, examples: &[Example], batch_size: usize) 
     let device = model.device();
     let mut total = Score::default();
     for chunk in by_length(examples).chunks(batch_size) {
+        // Sequences of one token have nothing to predict (and a model takes no empty input).
+        if chunk.iter().all(|e| e.inputs().is_empty()) {
+            continue;
+        }
         let (ids, _) = padded(chunk, &device);
         let [_, t] = ids.dims();
         let probs = softmax(model.forward(ids).expect("inputs fit the model").logits, 2);

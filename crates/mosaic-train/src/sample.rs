@@ -2,7 +2,7 @@
 
 use anyhow::{Result, bail};
 use burn::tensor::{Int, Tensor, TensorData};
-use mosaic_models::LanguageModel;
+use mosaic_models::{Cache, LanguageModel};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -12,6 +12,10 @@ pub struct SampleOptions {
     pub temperature: f64,
     pub top_k: Option<usize>,
     pub seed: u64,
+    /// Keep each layer's memory (or keys and values) between tokens instead of recomputing
+    /// the whole window: the same tokens, one retrieval per new token. Used while the text
+    /// fits in `block_size`; past it the window slides and every step is recomputed.
+    pub cache: bool,
 }
 
 /// Continues `prompt` by `max_new_tokens` ids; the context is the last `block_size` ids.
@@ -32,12 +36,26 @@ pub fn generate(model: &LanguageModel, prompt: &[u32], opts: &SampleOptions) -> 
     let device = model.device();
     let mut rng = ChaCha8Rng::seed_from_u64(opts.seed);
     let mut ids: Vec<u32> = prompt.to_vec();
+    let mut cache: Option<Cache> = None;
+    let tensor = |ids: &[u32]| {
+        let input: Vec<i64> = ids.iter().map(|&x| x as i64).collect();
+        Tensor::<2, Int>::from_data(TensorData::new(input, [1, ids.len()]), &device)
+    };
     for _ in 0..opts.max_new_tokens {
-        let context = &ids[ids.len().saturating_sub(block_size)..];
-        let input: Vec<i64> = context.iter().map(|&x| x as i64).collect();
-        let input =
-            Tensor::<2, Int>::from_data(TensorData::new(input, [1, context.len()]), &device);
-        let logits = model.forward(input)?.logits;
+        // Past block_size the window slides, which a cache cannot follow: recompute.
+        let logits = match (opts.cache && ids.len() <= block_size, cache.as_mut()) {
+            (true, Some(c)) => model.step(tensor(&ids[ids.len() - 1..]), c)?,
+            (true, None) => {
+                let (logits, c) = model.prefill(tensor(&ids))?;
+                cache = Some(c);
+                logits
+            }
+            (false, _) => {
+                model
+                    .forward(tensor(&ids[ids.len().saturating_sub(block_size)..]))?
+                    .logits
+            }
+        };
         let [_, t, v] = logits.dims();
         let last: Vec<f64> = logits
             .narrow(1, t - 1, 1)

@@ -114,6 +114,30 @@ fn a_small_model_learns_a_few_sequences() {
     assert!(trained.model.num_params() > 0);
 }
 
+/// Sequences of one and two tokens, in batches of one: nothing to predict is skipped, never an
+/// empty forward pass.
+#[test]
+fn one_and_two_token_sequences_are_scored() {
+    let config = ModelConfig::MemoryMosaic(MemoryMosaicConfig::new(VOCAB, 1, 2, 16, MAX_INPUT));
+    let model = build(&config, &Device::flex());
+    // The first example whose second token is a letter, so the two-token one has a target.
+    let pool = examples(20, 3);
+    let with_target = pool.iter().find(|e| e.sequence[1] != SEP).unwrap();
+    let mut short = vec![pool[0].clone(), with_target.clone()];
+    short[0].sequence.truncate(1);
+    short[1].sequence.truncate(2);
+    assert_eq!((short[0].inputs().len(), short[1].inputs().len()), (0, 1));
+    let score = evaluate(&model, &short, 1);
+    assert_eq!(score.positions, 1);
+    let two = loss(&model, &short[1..], 1);
+    assert_eq!(loss(&model, &short, 1), two);
+    assert!(two.is_finite() && two > 0.0, "{two}");
+    let trainable = build(&config, &Device::flex().autodiff());
+    let refs: Vec<_> = short.iter().collect();
+    let grads = batch_gradients(&trainable, &refs, 1);
+    assert!(!grads.is_empty(), "the two-token example gives gradients");
+}
+
 /// Largest |a - b| over all parameters' gradients, and largest |a|.
 struct GradDiff<'a> {
     a: &'a GradientsParams,

@@ -216,6 +216,43 @@ fn bad_configs_name_the_problem() {
     );
 }
 
+/// A one-character prompt: the Memory Mosaic's values peek one step ahead, which a sequence of
+/// one token does not have; sampling from it once panicked.
+#[test]
+fn a_one_character_prompt_samples() {
+    let dir = scratch("cli-one-token");
+    let data = shakespeare(&dir);
+    let config = config_file(&dir, &data, "mosaic", "");
+    let c = config.to_str().unwrap();
+    let o = mosaic(&[
+        "train",
+        "--config",
+        c,
+        "--quiet",
+        "--set",
+        "train.max_iters=2",
+        "--set",
+        "train.eval_interval=2",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let run = dir.join("run");
+    let o = mosaic(&[
+        "sample",
+        "--checkpoint",
+        run.to_str().unwrap(),
+        "--prompt",
+        "R",
+        "--max-new-tokens",
+        "20",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        text.starts_with('R') && text.chars().count() >= 21,
+        "{text}"
+    );
+}
+
 /// A loss that turns NaN stops the run, names the step, and leaves the last good checkpoint.
 #[test]
 fn non_finite_loss_stops_and_keeps_the_checkpoint() {

@@ -20,13 +20,14 @@ pub struct Example {
 
 impl Example {
     pub fn inputs(&self) -> &[u32] {
-        &self.sequence[..self.sequence.len() - 1]
+        &self.sequence[..self.sequence.len().saturating_sub(1)]
     }
 
     /// Targets, -1 where the loss ignores them (separators).
     pub fn targets(&self) -> Vec<i64> {
-        self.sequence[1..]
+        self.sequence
             .iter()
+            .skip(1)
             .map(|&t| if t == SEP || t == PAD { -1 } else { t as i64 })
             .collect()
     }

@@ -1,4 +1,4 @@
-//! `cargo xtask bench-prepare`: data preparation throughput, MB of text per second.
+//! `cargo xtask bench prepare`: data preparation throughput, MB of text per second.
 
 use std::path::PathBuf;
 use std::time::Instant;

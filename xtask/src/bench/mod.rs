@@ -1,0 +1,100 @@
+//! `cargo xtask bench <what>`: measured speed, never asserted by tests. Each prints a line a
+//! person reads, or with `--json` one JSON object per measurement (the keys of the official
+//! code's `bench_official.py` where it measures the same thing).
+
+mod leaky;
+mod prepare;
+mod train;
+
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use clap::{Subcommand, ValueEnum};
+
+#[derive(Subcommand)]
+pub enum Bench {
+    /// `mosaic prepare` throughput (MB of text per second) for the bpe and gpt2 tokenizers.
+    Prepare {
+        /// Corpus to prepare.
+        #[arg(long, default_value = "datasets/text/tinystories-train.txt")]
+        input: std::path::PathBuf,
+        /// Runs of each measurement; the best is reported.
+        #[arg(long, default_value_t = 3)]
+        repeats: usize,
+    },
+    /// Full training steps (forward, backward, AdamW) on random tokens: median step time,
+    /// tokens/s, the backend's f32 matmul peak and the model FLOP utilisation.
+    Train(train::Options),
+    /// The O(T) leaky average against the O(T^2) matrix form, forward only.
+    Leaky(leaky::Options),
+}
+
+/// The two language models, as `bench_official.py` names them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+#[value(rename_all = "snake_case")]
+pub enum Model {
+    MemoryMosaic,
+    Gpt,
+}
+
+pub fn run(bench: Bench) -> Result<()> {
+    match bench {
+        Bench::Prepare { input, repeats } => prepare::prepare_throughput(input, repeats),
+        Bench::Train(opts) => train::run(&opts),
+        Bench::Leaky(opts) => leaky::run(&opts),
+    }
+}
+
+/// Sizes the CPU backend's thread pool (its matmuls and reductions run on rayon's global
+/// pool); `None` keeps rayon's default of one thread per core.
+fn set_threads(threads: Option<usize>) -> Result<usize> {
+    if let Some(n) = threads {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build_global()
+            .context("sizing the thread pool")?;
+    }
+    Ok(rayon::current_num_threads())
+}
+
+/// Seconds of each of `runs` calls of `f`, after `warmup` untimed ones.
+fn times(warmup: usize, runs: usize, mut f: impl FnMut() -> Result<()>) -> Result<Vec<f64>> {
+    for _ in 0..warmup {
+        f()?;
+    }
+    (0..runs.max(1))
+        .map(|_| {
+            let start = Instant::now();
+            f()?;
+            Ok(start.elapsed().as_secs_f64())
+        })
+        .collect()
+}
+
+fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(f64::total_cmp);
+    let n = xs.len();
+    match n % 2 {
+        1 => xs[n / 2],
+        _ => (xs[n / 2 - 1] + xs[n / 2]) / 2.0,
+    }
+}
+
+/// The process's peak resident memory so far, in MiB (`VmHWM`; Linux only, else `None`).
+fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::median;
+
+    #[test]
+    fn median_of_odd_and_even_counts() {
+        assert_eq!(median(vec![3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(vec![4.0, 1.0, 3.0, 2.0]), 2.5);
+    }
+}

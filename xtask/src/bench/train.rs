@@ -1,0 +1,193 @@
+//! `cargo xtask bench train`: what a training step costs, side by side with the official code's
+//! `bench_official.py` (same configuration, same keys).
+//!
+//! Model FLOPs per token follow nanoGPT's `estimate_mfu` (the PaLM appendix): `6 N + 12 L d T`,
+//! where `N` counts the parameters that multiply every token (all weights, the persistent
+//! banks, the tied head; not GPT's position table) and `12 L d T` is the attention (or
+//! contextual-memory) score and value products of a `T`-token window, forward and backward.
+//! Elementwise work, softmaxes and the leaky average are left out, as nanoGPT leaves them out,
+//! so both implementations are measured against the same count.
+
+use anyhow::Result;
+use burn::module::Module;
+use burn::optim::GradientsParams;
+use burn::tensor::{Device, Distribution, Int, Tensor, TensorData};
+use mosaic_models::{GptConfig, LanguageModel, MemoryMosaicConfig, cross_entropy};
+use mosaic_train::config::ModelConfig;
+use mosaic_train::model::build;
+use mosaic_train::optim::adamw_with;
+
+use super::{Model, median, peak_rss_mib, set_threads, times};
+
+#[derive(clap::Args)]
+pub struct Options {
+    #[arg(long, value_enum, default_value = "memory_mosaic")]
+    model: Model,
+    #[arg(long, default_value_t = 4)]
+    layers: usize,
+    #[arg(long, default_value_t = 8)]
+    heads: usize,
+    #[arg(long, default_value_t = 256)]
+    width: usize,
+    #[arg(long, default_value_t = 256)]
+    block: usize,
+    #[arg(long, default_value_t = 8)]
+    batch: usize,
+    #[arg(long, default_value_t = 4096)]
+    vocab: usize,
+    /// Timed steps (the median is reported), after 3 untimed ones.
+    #[arg(long, default_value_t = 10)]
+    steps: usize,
+    /// Threads of the CPU backend; default one per core.
+    #[arg(long)]
+    threads: Option<usize>,
+    /// One JSON line instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+impl Options {
+    fn config(&self) -> ModelConfig {
+        match self.model {
+            Model::MemoryMosaic => ModelConfig::MemoryMosaic(MemoryMosaicConfig::new(
+                self.vocab,
+                self.layers,
+                self.heads,
+                self.width,
+                self.block,
+            )),
+            Model::Gpt => ModelConfig::Gpt(GptConfig {
+                vocab_size: self.vocab,
+                n_layer: self.layers,
+                n_head: self.heads,
+                n_embd: self.width,
+                block_size: self.block,
+                dropout: 0.0,
+            }),
+        }
+    }
+}
+
+/// `6 N + 12 L d T` (see the module's documentation).
+pub fn flops_per_token(config: &ModelConfig) -> f64 {
+    let (n, layers, d, t) = match config {
+        ModelConfig::MemoryMosaic(c) => {
+            let d = c.n_embd;
+            let block = 5 * d * d + 2 * c.pmem_count * c.pmem_size * d;
+            (
+                c.n_layer * block + c.vocab_size * d,
+                c.n_layer,
+                d,
+                c.block_size,
+            )
+        }
+        ModelConfig::Gpt(c) => {
+            let d = c.n_embd;
+            (
+                c.n_layer * 12 * d * d + c.vocab_size * d,
+                c.n_layer,
+                d,
+                c.block_size,
+            )
+        }
+    };
+    6.0 * n as f64 + 12.0 * (layers * d * t) as f64
+}
+
+pub fn run(opts: &Options) -> Result<()> {
+    let threads = set_threads(opts.threads)?;
+    let config = opts.config();
+    match &config {
+        ModelConfig::MemoryMosaic(c) => c.validate(),
+        ModelConfig::Gpt(c) => c.validate(),
+    }?;
+    let device = Device::flex().autodiff();
+    device.seed(0);
+    let gemm = gemm_gflops(&Device::flex())?;
+
+    let mut model = Some(build(&config, &device));
+    let params = model.as_ref().map_or(0, |m| m.num_params());
+    let mut optim = adamw_with(model.as_ref().expect("built"), 0.9, 0.999, 1e-8, 0.1);
+    let ids = random_tokens(opts.batch, opts.block, opts.vocab, 1, &device);
+    let targets = random_tokens(opts.batch, opts.block, opts.vocab, 2, &device);
+    let step = || -> Result<()> {
+        let m: LanguageModel = model.take().expect("the model between steps");
+        let loss = cross_entropy(m.forward(ids.clone())?.logits, targets.clone());
+        let grads = GradientsParams::from_grads(loss.backward(), &m);
+        model = Some(optim.step(1e-3, m, grads));
+        Ok(())
+    };
+    let step_s = median(times(3, opts.steps, step)?);
+
+    let tokens_per_second = (opts.batch * opts.block) as f64 / step_s;
+    let flops = flops_per_token(&config);
+    let mfu = flops * tokens_per_second / (gemm * 1e9);
+    let rss = peak_rss_mib();
+    let name = match opts.model {
+        Model::MemoryMosaic => "memory_mosaic",
+        Model::Gpt => "gpt",
+    };
+    if opts.json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "model": name,
+                "backend": "flex",
+                "threads": threads,
+                "params": params,
+                "median_step_ms": step_s * 1e3,
+                "tokens_per_second": tokens_per_second,
+                "flops_per_token": flops,
+                "gemm_gflops": gemm,
+                "mfu": mfu,
+                "peak_rss_mib": rss,
+            })
+        );
+    } else {
+        println!(
+            "{name} ({params} parameters), batch {} x {} tokens, {threads} threads, flex: \
+             {:.0} ms/step, {tokens_per_second:.0} tokens/s; matmul peak {gemm:.1} GFLOP/s, \
+             MFU {:.1} %, peak RSS {}",
+            opts.batch,
+            opts.block,
+            step_s * 1e3,
+            mfu * 100.0,
+            rss.map_or("unknown".into(), |r| format!("{r:.0} MiB")),
+        );
+    }
+    Ok(())
+}
+
+/// Uniform token ids in `0..vocab` from a fixed linear congruential stream.
+fn random_tokens(
+    batch: usize,
+    block: usize,
+    vocab: usize,
+    seed: u64,
+    device: &Device,
+) -> Tensor<2, Int> {
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let ids: Vec<i64> = (0..batch * block)
+        .map(|_| {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((state >> 33) % vocab as u64) as i64
+        })
+        .collect();
+    Tensor::from_data(TensorData::new(ids, [batch, block]), device)
+}
+
+/// The backend's f32 matmul rate on a 2048 x 2048 product, GFLOP/s (median of 5).
+fn gemm_gflops(device: &Device) -> Result<f64> {
+    let n = 2048;
+    let a = Tensor::<2>::random([n, n], Distribution::Normal(0.0, 1.0), device);
+    let b = Tensor::<2>::random([n, n], Distribution::Normal(0.0, 1.0), device);
+    let seconds = median(times(1, 5, || {
+        // Reading one value makes sure the product is done on any backend.
+        let c = a.clone().matmul(b.clone());
+        let _ = c.narrow(0, 0, 1).narrow(1, 0, 1).into_scalar::<f32>();
+        Ok(())
+    })?);
+    Ok(2.0 * (n * n * n) as f64 / seconds / 1e9)
+}
