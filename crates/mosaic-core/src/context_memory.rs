@@ -3,13 +3,13 @@
 
 use burn::module::{Module, Param};
 use burn::nn::{Dropout, DropoutConfig};
-use burn::tensor::activation::softmax;
 use burn::tensor::module::linear;
 use burn::tensor::{Device, Tensor};
 
 use crate::heads::{merge_heads, next_step, normal_weight};
 use crate::key_features::KeyFeatures;
 use crate::retrieval::{past_retrieval, past_weights};
+use crate::softmax::softmax_last;
 use crate::value_features::ValueFeatures;
 
 #[derive(Debug, Clone)]
@@ -114,7 +114,7 @@ impl ContextMemory {
             None => completed,
         };
         // Every stored key has its value now; the new key's waits for the next step.
-        let weights = softmax(k.clone().matmul(cache.keys.clone().swap_dims(2, 3)), 3);
+        let weights = softmax_last(k.clone().matmul(cache.keys.clone().swap_dims(2, 3)));
         let y = weights.matmul(values.clone());
         cache.keys = Tensor::cat(vec![cache.keys.clone(), k], 2);
         cache.values = Some(values);

@@ -12,9 +12,8 @@ use burn::tensor::{Bool, Device, Tensor, TensorData};
 use crate::EXP_PARAM_SCALE;
 use crate::heads::{linspace, per_head};
 
-/// Chunk length of the scan: within a chunk the matrix form (one small matmul for all chunks at
-/// once), across chunks the recurrence, so the work is `O(T * CHUNK)` and the sequential part
-/// `T / CHUNK` steps.
+/// Chunk length of the scan: within a chunk the matrix form, across chunks the states at the
+/// chunk ends, so the work is `O(T * CHUNK + (T / CHUNK)^2)` in a fixed number of operations.
 pub const CHUNK: usize = 64;
 
 /// Leaky average with a learned per-head decay `b_h = 10 |theta_h|`.
@@ -76,8 +75,21 @@ pub fn leaky_average(u: Tensor<4>, decay: Tensor<1>) -> Tensor<4> {
     let coef = decay_matrix(decay.clone(), CHUNK).reshape([1, h, 1, CHUNK, CHUNK]);
     let local = coef.matmul(padded.reshape([b, h, n, CHUNK, hs]));
 
-    // Then the state at the end of each chunk carries into the next: position r of a chunk
-    // gets lambda^(r+1) of it.
+    // The full average at each chunk's end is itself a leaky average over chunks, with decay
+    // lambda^CHUNK: one small (n x n) matrix instead of a loop over the chunks.
+    let ends = local.clone().narrow(3, CHUNK - 1, 1).reshape([b, h, n, hs]);
+    let ends = decay_powers(decay.clone() * CHUNK as f64, n)
+        .unsqueeze::<4>()
+        .matmul(ends);
+    // Chunk c starts from the state at the end of chunk c - 1 (none for the first); position
+    // r of the chunk keeps lambda^(r+1) of it.
+    let before = Tensor::cat(
+        vec![
+            Tensor::zeros([b, h, 1, hs], (&ends.device(), ends.dtype())),
+            ends.narrow(2, 0, n - 1),
+        ],
+        2,
+    );
     let steps: Vec<f32> = (1..=CHUNK).map(|r| r as f32).collect();
     let steps = Tensor::<1>::from_data(
         TensorData::new(steps, [CHUNK]),
@@ -85,20 +97,9 @@ pub fn leaky_average(u: Tensor<4>, decay: Tensor<1>) -> Tensor<4> {
     );
     let carry = (steps.reshape([1, CHUNK]) * decay.reshape([h, 1]).neg())
         .exp()
-        .reshape([1, h, CHUNK, 1]);
-
-    let mut out = Vec::with_capacity(n);
-    let mut state: Option<Tensor<4>> = None;
-    for i in 0..n {
-        let chunk: Tensor<4> = local.clone().narrow(2, i, 1).reshape([b, h, CHUNK, hs]);
-        let chunk = match state {
-            Some(s) => chunk + carry.clone() * s,
-            None => chunk,
-        };
-        state = Some(chunk.clone().narrow(2, CHUNK - 1, 1));
-        out.push(chunk);
-    }
-    Tensor::cat(out, 2).narrow(2, 0, t)
+        .reshape([1, h, 1, CHUNK, 1]);
+    let out = local + carry * before.reshape([b, h, n, 1, hs]);
+    out.reshape([b, h, n * CHUNK, hs]).narrow(2, 0, t)
 }
 
 /// The reference's matrix form, O(T^2): `kbar = C @ u` with
@@ -112,16 +113,21 @@ pub fn leaky_average_quadratic(u: Tensor<4>, decay: Tensor<1>) -> Tensor<4> {
 /// `C[h, i, j]` of [`leaky_average_quadratic`], shape `(H, T, T)`.
 fn decay_matrix(decay: Tensor<1>, t: usize) -> Tensor<3> {
     let [h] = decay.dims();
-    let device = decay.device();
+    let gain = decay.clone().neg().exp().neg() + 1.0;
+    decay_powers(decay, t) * gain.reshape([h, 1, 1])
+}
+
+/// `P[h, i, j] = exp(-(i - j) rate_h)` for `j <= i`, else 0; shape `(H, T, T)`.
+fn decay_powers(rate: Tensor<1>, t: usize) -> Tensor<3> {
+    let [h] = rate.dims();
+    let device = rate.device();
     // Distances i - j, zero above the diagonal so exp never overflows there (an inf times the
     // mask's zero gradient would still be NaN).
     let dist: Vec<f32> = (0..t)
         .flat_map(|i| (0..t).map(move |j| if j <= i { (i - j) as f32 } else { 0.0 }))
         .collect();
-    let dist = Tensor::<2>::from_data(TensorData::new(dist, [t, t]), (&device, decay.dtype()));
+    let dist = Tensor::<2>::from_data(TensorData::new(dist, [t, t]), (&device, rate.dtype()));
     let future = Tensor::<2, Bool>::tril_mask([t, t], 0, &device).unsqueeze::<3>();
-    let b = decay.reshape([h, 1, 1]);
-    let gain = b.clone().neg().exp().neg() + 1.0;
-    let coef = (dist.unsqueeze::<3>() * b.neg()).exp() * gain;
-    coef.mask_fill(future.expand([h, t, t]), 0.0)
+    let powers = (dist.unsqueeze::<3>() * rate.reshape([h, 1, 1]).neg()).exp();
+    powers.mask_fill(future.expand([h, t, t]), 0.0)
 }

@@ -3,10 +3,11 @@
 //! dot products and no `1/sqrt(hs)` factor appears.
 
 use burn::nn::Dropout;
-use burn::tensor::activation::softmax;
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Bool, Device, Tensor, TensorData};
+
+use crate::softmax::softmax_last;
 
 /// Whether to use Burn's fused attention: on the CPU backend without gradients, where its
 /// tiled kernel never writes the `(B, H, T, T)` weights (dropout is off there anyway). With
@@ -30,10 +31,7 @@ fn open_past_weights(query: Tensor<4>, keys: Tensor<4>) -> Tensor<4> {
     let [b, h, t, _] = query.dims();
     let not_past = not_past_mask(t, &query.device());
     let scores = query.matmul(keys.swap_dims(2, 3));
-    softmax(
-        scores.mask_fill(not_past.expand([b, h, t, t]), f32::NEG_INFINITY),
-        3,
-    )
+    softmax_last(scores.mask_fill(not_past.expand([b, h, t, t]), f32::NEG_INFINITY))
 }
 
 /// `y_t = sum_{i <= t-1} softmax_i(q_t . k_i) v_i` and `y_0 = 0`, with dropout on the weights.
@@ -82,7 +80,7 @@ pub fn bank_retrieval(
 ) -> Tensor<4> {
     let scores = query.matmul(bank_keys.swap_dims(1, 2).unsqueeze::<4>());
     dropout
-        .forward(softmax(scores, 3))
+        .forward(softmax_last(scores))
         .matmul(bank_values.unsqueeze::<4>())
 }
 

@@ -3,12 +3,13 @@
 
 use burn::module::{Module, Param};
 use burn::nn::{Dropout, DropoutConfig};
-use burn::tensor::activation::{gelu_approximate, softmax};
+use burn::tensor::activation::gelu_approximate;
 use burn::tensor::module::{attention, embedding, linear};
 use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Bool, Device, Distribution, Int, Tensor};
 use mosaic_core::heads::{merge_heads, normal_weight, split_heads};
 use mosaic_core::retrieval::fused_attention;
+use mosaic_core::softmax::softmax_last;
 
 use crate::Forward;
 use crate::InputError;
@@ -54,7 +55,7 @@ impl GptBlock {
         // The newest position may read every cached one: no mask.
         let hs = q.dims()[3];
         let scores = q.matmul(cache.k.clone().swap_dims(2, 3)) * (1.0 / (hs as f64).sqrt());
-        let y = softmax(scores, 3).matmul(cache.v.clone());
+        let y = softmax_last(scores).matmul(cache.v.clone());
         self.mlp(x + self.project(y))
     }
 
@@ -86,7 +87,7 @@ impl GptBlock {
                 let future = Tensor::<2, Bool>::tril_mask([t, t], 0, &scores.device())
                     .unsqueeze::<4>()
                     .expand([b, h, t, t]);
-                let weights = softmax(scores.mask_fill(future, f32::NEG_INFINITY), 3);
+                let weights = softmax_last(scores.mask_fill(future, f32::NEG_INFINITY));
                 self.attn_dropout.forward(weights).matmul(v)
             }
         }

@@ -5,11 +5,11 @@
 //! which moons a head reads shows in the magnitudes of its blocks.
 
 use burn::module::{Module, Param};
-use burn::tensor::activation::softmax;
 use burn::tensor::module::linear;
 use burn::tensor::{Device, Distribution, Tensor};
 use mosaic_core::heads::{merge_heads, next_step, split_heads};
 use mosaic_core::retrieval::past_weights;
+use mosaic_core::softmax::softmax_last;
 
 /// A real `(d_out, d_in)` matrix made of 2x2 blocks `[[a, -b], [b, a]]`: each block multiplies
 /// the pair `(x_{2j}, x_{2j+1})`, read as the complex number `x_{2j} + i x_{2j+1}`, by `a + ib`.
@@ -166,10 +166,8 @@ impl ToyMosaic {
                 Some(v) => {
                     let [_, _, n, _] = v.dims();
                     let past = keys.clone().narrow(2, 0, n);
-                    let w = softmax(
-                        query.clone().matmul(past.swap_dims(2, 3)) * self.bandwidth,
-                        3,
-                    );
+                    let w =
+                        softmax_last(query.clone().matmul(past.swap_dims(2, 3)) * self.bandwidth);
                     w.matmul(v.clone())
                 }
                 None => query.clone().zeros_like(),

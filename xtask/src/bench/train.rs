@@ -180,7 +180,7 @@ fn random_tokens(
 
 /// The backend's f32 matmul rate on a 2048 x 2048 product, GFLOP/s (median of 5).
 fn gemm_gflops(device: &Device) -> Result<f64> {
-    let n = 2048;
+    let n: usize = 2048;
     let a = Tensor::<2>::random([n, n], Distribution::Normal(0.0, 1.0), device);
     let b = Tensor::<2>::random([n, n], Distribution::Normal(0.0, 1.0), device);
     let seconds = median(times(1, 5, || {
