@@ -9,9 +9,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-/// mimalloc keeps freed memory for reuse: the tensors of a training step are allocated and
-/// freed every step, and glibc's allocator hands large ones back to the kernel each time, so
-/// every step paid page faults and zeroing again (measured in docs/performance.md).
+/// mimalloc keeps freed memory for reuse: a training step allocates and frees its tensors every
+/// step, and glibc's allocator handed the large ones back to the kernel each time, so every
+/// step paid page faults and zeroing again (measured in docs/performance.md).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

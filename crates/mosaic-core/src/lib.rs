@@ -14,6 +14,7 @@ pub mod key_features;
 pub mod leaky_average;
 pub mod persistent_memory;
 pub mod retrieval;
+mod row_kernels;
 pub mod softmax;
 pub mod value_features;
 

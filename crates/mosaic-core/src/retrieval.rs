@@ -7,7 +7,7 @@ use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Bool, Device, Tensor, TensorData};
 
-use crate::softmax::softmax_last;
+use crate::softmax::{masked_softmax, softmax_last};
 
 /// Whether to use Burn's fused attention: on the CPU backend without gradients, where its
 /// tiled kernel never writes the `(B, H, T, T)` weights (dropout is off there anyway). With
@@ -28,10 +28,7 @@ pub fn past_weights(query: Tensor<4>, keys: Tensor<4>) -> Tensor<4> {
 
 /// The weights of [`past_weights`] before row 0 is zeroed: row 0 reads key 0 only.
 fn open_past_weights(query: Tensor<4>, keys: Tensor<4>) -> Tensor<4> {
-    let [b, h, t, _] = query.dims();
-    let not_past = not_past_mask(t, &query.device());
-    let scores = query.matmul(keys.swap_dims(2, 3));
-    softmax_last(scores.mask_fill(not_past.expand([b, h, t, t]), f32::NEG_INFINITY))
+    masked_softmax(query.matmul(keys.swap_dims(2, 3)), 0)
 }
 
 /// `y_t = sum_{i <= t-1} softmax_i(q_t . k_i) v_i` and `y_0 = 0`, with dropout on the weights.

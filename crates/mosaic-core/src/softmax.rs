@@ -1,15 +1,16 @@
-//! Softmax over the last axis as one operation with its own backward pass.
+//! Softmaxes over the last axis as single operations with their own backward passes.
 //!
 //! Burn's autodiff records a softmax as five operations (max, subtract, exp, sum, divide), each
 //! writing a tensor of the input's size and each with its own backward, and the CPU backend
-//! computes their `exp` one float at a time. The retrievals' softmaxes are over `(B, H, T, T)`
-//! and `(B, H, T, pmem_size)` scores, the largest tensors of a training step. Here the forward
-//! pass is the CPU backend's fused row kernel (vectorised `exp`, rows in parallel) and the
-//! backward pass is one sweep over the rows: `dx = y * (dy - sum(dy * y))`, from the saved
-//! output `y` alone.
+//! computes `exp` one float at a time; a mask before it is two more passes each way. The
+//! retrievals' softmaxes are over `(B, H, T, T)` and `(B, H, T, pmem_size)` scores and the
+//! loss's log-softmax over `(B T, vocab)` logits, the largest tensors of a training step. Here
+//! each is one sweep over its rows forward (vectorised `exp`, rows in parallel, masked entries
+//! skipped) and one backward, from the saved output alone: `dx = y * (dy - sum(dy * y))` for
+//! the softmax, `dx = dy - exp(y) * sum(dy)` for the log-softmax.
 //!
-//! Only Burn's `flex` CPU backend (with or without gradients) takes this path; other backends
-//! keep Burn's softmax, whose GPU kernels are fused already.
+//! Only Burn's `flex` CPU backend (with or without gradients) in f32 takes this path; other
+//! backends and dtypes keep Burn's operations, whose GPU kernels are fused already.
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
@@ -18,72 +19,140 @@ use burn::backend::autodiff::ops::{Backward, Ops, OpsKind, unary};
 use burn::backend::flex::FlexTensor;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, Backend, Dispatch, Flex, backend_extension};
-use burn::tensor::{DType, Device, Tensor, TensorData, activation};
+use burn::tensor::{Bool, DType, Device, Tensor, TensorData, activation};
 use rayon::prelude::*;
 
-/// `softmax(x, D - 1)`, fused on the CPU backend.
+use crate::row_kernels::{Visible, backward_rows, softmax_rows};
+
+/// `softmax(x, D - 1)`.
 pub fn softmax_last<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     match fused(&x.device(), x.dtype()) {
-        true => Tensor::from_dispatch(Dispatch::softmax_last(x.into_dispatch())),
+        true => Tensor::from_dispatch(Dispatch::fused_softmax(x.into_dispatch(), false, None)),
         false => activation::softmax(x, D - 1),
     }
 }
 
-/// Whether `device` is the `flex` CPU backend (gradients or not) and `dtype` one the kernels
-/// take.
+/// `log_softmax(x, D - 1)`.
+pub fn log_softmax_last<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    match fused(&x.device(), x.dtype()) {
+        true => Tensor::from_dispatch(Dispatch::fused_softmax(x.into_dispatch(), true, None)),
+        false => activation::log_softmax(x, D - 1),
+    }
+}
+
+/// The softmax of scores `(B, H, Tq, Tk)` where query `i` reads keys `j < max(i + shift, 1)`
+/// and gives the others weight exactly 0: `shift` 1 is the causal mask, `shift` 0 the strictly
+/// past one (whose first row reads key 0 alone, for the caller to zero).
+pub fn masked_softmax(scores: Tensor<4>, shift: usize) -> Tensor<4> {
+    let [_, _, tq, tk] = scores.dims();
+    if fused(&scores.device(), scores.dtype()) {
+        let visible = Some([tq, shift]);
+        return Tensor::from_dispatch(Dispatch::fused_softmax(
+            scores.into_dispatch(),
+            false,
+            visible,
+        ));
+    }
+    let hidden: Vec<bool> = (0..tq)
+        .flat_map(|i| (0..tk).map(move |j| j >= (i + shift).max(1)))
+        .collect();
+    let hidden =
+        Tensor::<4, Bool>::from_data(TensorData::new(hidden, [1, 1, tq, tk]), &scores.device());
+    let [b, h, _, _] = scores.dims();
+    activation::softmax(
+        scores.mask_fill(hidden.expand([b, h, tq, tk]), f32::NEG_INFINITY),
+        3,
+    )
+}
+
+/// Whether `device` is the `flex` CPU backend (gradients or not) and `dtype` the one the
+/// kernels take.
 fn fused(device: &Device, dtype: DType) -> bool {
     dtype == DType::F32 && device.clone().inner() == Device::flex()
 }
 
 #[backend_extension(Flex, Autodiff)]
 pub trait SoftmaxBackend: Backend {
-    /// Softmax over the last axis.
-    fn softmax_last(x: FloatTensor<Self>) -> FloatTensor<Self>;
+    /// Softmax (`log`: log-softmax) over the last axis; with `causal = Some([queries, shift])`,
+    /// the masked softmax of [`masked_softmax`].
+    fn fused_softmax(
+        x: FloatTensor<Self>,
+        log: bool,
+        causal: Option<[usize; 2]>,
+    ) -> FloatTensor<Self>;
 
-    /// The input's gradient from the softmax's output `y` and the output's gradient.
-    fn softmax_last_backward(y: FloatTensor<Self>, grad: FloatTensor<Self>) -> FloatTensor<Self>;
+    /// The input's gradient from the output `y` and the output's gradient.
+    fn fused_softmax_backward(
+        y: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        log: bool,
+    ) -> FloatTensor<Self>;
 }
 
 impl SoftmaxBackend for Flex {
-    fn softmax_last(x: FloatTensor<Self>) -> FloatTensor<Self> {
-        let last = x.layout().shape().num_dims() - 1;
-        burn::backend::flex::ops::activation::softmax(x, last)
+    fn fused_softmax(
+        x: FloatTensor<Self>,
+        log: bool,
+        causal: Option<[usize; 2]>,
+    ) -> FloatTensor<Self> {
+        let visible = match causal {
+            Some([queries, shift]) => Visible::Causal { queries, shift },
+            None => Visible::All,
+        };
+        map_rows(&[x], |rows, out, row, first| {
+            softmax_rows(rows[0], out, row, log, first, visible)
+        })
     }
 
-    fn softmax_last_backward(y: FloatTensor<Self>, grad: FloatTensor<Self>) -> FloatTensor<Self> {
-        let shape = y.layout().shape().clone();
-        let row = *shape.last().expect("a softmax has an axis");
-        let (y, grad) = (y.to_contiguous(), grad.to_contiguous());
-        let (ys, gs): (&[f32], &[f32]) = (y.storage(), grad.storage());
-        let mut out = vec![0.0f32; ys.len()];
-        // Rows in parallel, a few at a time so that a task is worth scheduling.
-        let chunk = row * 16;
-        out.par_chunks_mut(chunk)
-            .zip(ys.par_chunks(chunk).zip(gs.par_chunks(chunk)))
-            .for_each(|(o, (y, g))| {
-                for ((o, y), g) in o
-                    .chunks_exact_mut(row)
-                    .zip(y.chunks_exact(row))
-                    .zip(g.chunks_exact(row))
-                {
-                    let dot: f32 = y.iter().zip(g).map(|(y, g)| y * g).sum();
-                    for ((o, y), g) in o.iter_mut().zip(y).zip(g) {
-                        *o = y * (g - dot);
-                    }
-                }
-            });
-        FlexTensor::from_data(TensorData::new(out, shape))
+    fn fused_softmax_backward(
+        y: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        log: bool,
+    ) -> FloatTensor<Self> {
+        // Masked entries have y = 0, so the softmax formula gives them no gradient as it is.
+        map_rows(&[y, grad], |rows, out, row, _| {
+            backward_rows(rows[0], rows[1], out, row, log)
+        })
     }
 }
 
-impl<B: SoftmaxBackend, C: CheckpointStrategy> SoftmaxBackend for Autodiff<B, C> {
-    fn softmax_last(x: FloatTensor<Self>) -> FloatTensor<Self> {
-        #[derive(Debug)]
-        struct SoftmaxLast;
+/// Runs `kernel(inputs' rows, output rows, row length, index of the first row)` over groups of
+/// whole rows of `inputs` (same shape, the last axis the row) in parallel, into a new tensor.
+fn map_rows(
+    inputs: &[FlexTensor],
+    kernel: impl Fn(&[&[f32]], &mut [f32], usize, usize) + Sync,
+) -> FlexTensor {
+    let shape = inputs[0].layout().shape().clone();
+    let row = *shape.last().expect("a softmax has an axis");
+    let inputs: Vec<FlexTensor> = inputs.iter().map(|x| x.to_contiguous()).collect();
+    let slices: Vec<&[f32]> = inputs.iter().map(|x| x.storage::<f32>()).collect();
+    let mut out = vec![0.0f32; slices[0].len()];
+    if row > 0 {
+        // A few rows a task, so that a task is worth scheduling.
+        let rows = (4096 / row).max(1);
+        let chunk = row * rows;
+        out.par_chunks_mut(chunk).enumerate().for_each(|(i, o)| {
+            let at = i * chunk;
+            let parts: Vec<&[f32]> = slices.iter().map(|s| &s[at..at + o.len()]).collect();
+            kernel(&parts, o, row, i * rows);
+        });
+    }
+    FlexTensor::from_data(TensorData::new(out, shape))
+}
 
-        impl<B: SoftmaxBackend> Backward<B, 1> for SoftmaxLast {
-            /// The forward pass's output: all the backward pass needs.
-            type State = FloatTensor<B>;
+impl<B: SoftmaxBackend, C: CheckpointStrategy> SoftmaxBackend for Autodiff<B, C> {
+    fn fused_softmax(
+        x: FloatTensor<Self>,
+        log: bool,
+        causal: Option<[usize; 2]>,
+    ) -> FloatTensor<Self> {
+        #[derive(Debug)]
+        struct FusedSoftmax;
+
+        impl<B: SoftmaxBackend> Backward<B, 1> for FusedSoftmax {
+            /// The forward pass's output and whether it is a log-softmax: all the backward
+            /// pass needs.
+            type State = (FloatTensor<B>, bool);
 
             fn backward(
                 self,
@@ -91,24 +160,28 @@ impl<B: SoftmaxBackend, C: CheckpointStrategy> SoftmaxBackend for Autodiff<B, C>
                 grads: &mut Gradients,
                 _: &mut Checkpointer,
             ) {
-                let y = ops.state;
+                let (y, log) = ops.state;
                 unary::<B, _>(ops.parents, ops.node, grads, |grad| {
-                    B::softmax_last_backward(y, grad)
+                    B::fused_softmax_backward(y, grad, log)
                 });
             }
         }
 
         let (x, node) = x.into_parts();
-        match SoftmaxLast.prepare::<C>([node]).compute_bound().stateful() {
+        match FusedSoftmax.prepare::<C>([node]).compute_bound().stateful() {
             OpsKind::Tracked(prep) => {
-                let y = B::softmax_last(x);
-                prep.finish(y.clone(), y)
+                let y = B::fused_softmax(x, log, causal);
+                prep.finish((y.clone(), log), y)
             }
-            OpsKind::UnTracked(prep) => prep.finish(B::softmax_last(x)),
+            OpsKind::UnTracked(prep) => prep.finish(B::fused_softmax(x, log, causal)),
         }
     }
 
-    fn softmax_last_backward(_: FloatTensor<Self>, _: FloatTensor<Self>) -> FloatTensor<Self> {
-        unreachable!("called by the backward pass of softmax_last only, on the inner backend")
+    fn fused_softmax_backward(
+        _: FloatTensor<Self>,
+        _: FloatTensor<Self>,
+        _: bool,
+    ) -> FloatTensor<Self> {
+        unreachable!("called by the backward pass of fused_softmax only, on the inner backend")
     }
 }

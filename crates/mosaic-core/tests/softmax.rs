@@ -1,12 +1,12 @@
-//! The fused softmax against Burn's (the plain tensor form), forward and backward, and its
-//! gradient against finite differences.
+//! The fused softmaxes against Burn's (the plain tensor form), forward and backward, and their
+//! gradients against finite differences.
 
 mod common;
 
-use burn::tensor::activation::softmax;
-use burn::tensor::{DType, Device, Tensor};
+use burn::tensor::activation::{log_softmax, softmax};
+use burn::tensor::{Bool, DType, Device, Tensor, TensorData};
 use common::{gradient_errors, noise, project, rel_err, tensor, values};
-use mosaic_core::softmax::softmax_last;
+use mosaic_core::softmax::{log_softmax_last, masked_softmax, softmax_last};
 
 /// Scores with a wide range, rows of 1, 7 and 300 entries, some -inf (masked) entries.
 fn scores(shape: [usize; 3], device: &Device) -> Tensor<3> {
@@ -21,8 +21,50 @@ fn scores(shape: [usize; 3], device: &Device) -> Tensor<3> {
     tensor(&v, shape, device, DType::F32)
 }
 
+/// Each fused form and its plain one: softmax, log-softmax, and the masked softmax with the
+/// causal (shift 1) and strictly-past (shift 0) masks as explicit -inf entries.
+fn pairs() -> Vec<(&'static str, Op, Op)> {
+    vec![
+        ("softmax", |x| softmax_last(x), |x| softmax(x, 3)),
+        (
+            "log-softmax",
+            |x| log_softmax_last(x),
+            |x| log_softmax(x, 3),
+        ),
+        ("causal", |x| masked_softmax(x, 1), |x| plain_masked(x, 1)),
+        (
+            "strict past",
+            |x| masked_softmax(x, 0),
+            |x| plain_masked(x, 0),
+        ),
+    ]
+}
+
+type Op = fn(Tensor<4>) -> Tensor<4>;
+
+fn plain_masked(x: Tensor<4>, shift: usize) -> Tensor<4> {
+    let [b, h, t, _] = x.dims();
+    let hidden: Vec<bool> = (0..t)
+        .flat_map(|i| (0..t).map(move |j| j >= (i + shift).max(1)))
+        .collect();
+    let hidden = Tensor::<4, Bool>::from_data(TensorData::new(hidden, [1, 1, t, t]), &x.device());
+    softmax(
+        x.mask_fill(hidden.expand([b, h, t, t]), f32::NEG_INFINITY),
+        3,
+    )
+}
+
+/// Square score matrices of 1, 7 and 300 rows.
+fn square(t: usize, device: &Device) -> Tensor<4> {
+    let x: Vec<f64> = noise(2 * 2 * t * t, t as u64)
+        .iter()
+        .map(|x| x * 20.0)
+        .collect();
+    tensor(&x, [2, 2, t, t], device, DType::F32)
+}
+
 #[test]
-fn forward_equals_burns_softmax() {
+fn forward_equals_burns() {
     for device in [Device::flex(), Device::flex().autodiff()] {
         for shape in [[2, 3, 1], [2, 3, 7], [4, 5, 300]] {
             let x = scores(shape, &device);
@@ -31,38 +73,46 @@ fn forward_equals_burns_softmax() {
             let err = rel_err(&fused, &plain);
             assert!(err < 1e-6, "{shape:?}: {err:e}");
         }
+        for (name, fused, plain) in pairs() {
+            for t in [1, 7, 300] {
+                let x = square(t, &device);
+                let err = rel_err(&values(fused(x.clone())), &values(plain(x)));
+                assert!(err < 1e-6, "{name} T {t}: {err:e}");
+            }
+        }
     }
 }
 
 /// The gradient of a generic scalar of the output, through the fused op and through Burn's
-/// five recorded operations.
+/// recorded operations.
 #[test]
-fn backward_equals_burns_softmax() {
+fn backward_equals_burns() {
     let device = Device::flex().autodiff();
-    for shape in [[2, 3, 1], [2, 3, 7], [4, 5, 300]] {
-        let grad = |fused: bool| {
-            let x = scores(shape, &device).require_grad();
-            let y = match fused {
-                true => softmax_last(x.clone()),
-                false => softmax(x.clone(), 2),
+    for (name, fused, plain) in pairs() {
+        for t in [1, 7, 300] {
+            let grad = |op: Op| {
+                let x = square(t, &device).require_grad();
+                let grads = project(op(x.clone()), 9).backward();
+                values(x.grad(&grads).expect("x takes part"))
             };
-            let grads = project(y, 9).backward();
-            values(x.grad(&grads).expect("x takes part"))
-        };
-        let (fused, plain) = (grad(true), grad(false));
-        assert!(plain.iter().any(|g| *g != 0.0) || shape[2] == 1);
-        let err = rel_err(&fused, &plain);
-        assert!(err < 1e-5, "{shape:?}: {err:e}");
+            let (a, b) = (grad(fused), grad(plain));
+            // One entry a row is a constant output: no gradient to compare.
+            assert!(t == 1 || b.iter().any(|g| *g != 0.0), "{name} T {t}");
+            let err = rel_err(&a, &b);
+            assert!(err < 1e-5, "{name} T {t}: {err:e}");
+        }
     }
 }
 
-/// In f32 (the only dtype the fused kernel takes), so the differences are coarse: a step of
+/// In f32 (the only dtype the fused kernels take), so the differences are coarse: a step of
 /// 1e-2 on scores of order 1.
 #[test]
-fn gradient_matches_finite_differences() {
-    let x: Vec<f64> = noise(2 * 3 * 6, 4);
-    let errors = gradient_errors(&[x], DType::F32, 1e-2, |x| {
-        project(softmax_last(x[0].clone().reshape([2, 3, 6])), 3)
-    });
-    assert!(errors[0] < 1e-3, "relative error {:e}", errors[0]);
+fn gradients_match_finite_differences() {
+    for (name, fused, _) in pairs() {
+        let x: Vec<f64> = noise(2 * 6 * 6, 4);
+        let errors = gradient_errors(&[x], DType::F32, 1e-2, |x| {
+            project(fused(x[0].clone().reshape([1, 2, 6, 6])), 3)
+        });
+        assert!(errors[0] < 1e-3, "{name}: relative error {:e}", errors[0]);
+    }
 }

@@ -6,10 +6,10 @@ use burn::nn::{Dropout, DropoutConfig};
 use burn::tensor::activation::gelu_approximate;
 use burn::tensor::module::{attention, embedding, linear};
 use burn::tensor::ops::AttentionModuleOptions;
-use burn::tensor::{Bool, Device, Distribution, Int, Tensor};
+use burn::tensor::{Device, Distribution, Int, Tensor};
 use mosaic_core::heads::{merge_heads, normal_weight, split_heads};
 use mosaic_core::retrieval::fused_attention;
-use mosaic_core::softmax::softmax_last;
+use mosaic_core::softmax::{masked_softmax, softmax_last};
 
 use crate::Forward;
 use crate::InputError;
@@ -68,7 +68,7 @@ impl GptBlock {
 
     /// Causal softmax attention, `(B, H, T, hs)` each.
     fn attend(&self, q: Tensor<4>, k: Tensor<4>, v: Tensor<4>) -> Tensor<4> {
-        let [b, h, t, hs] = q.dims();
+        let hs = q.dims()[3];
         match fused_attention(&q.device()) {
             true => attention(
                 q,
@@ -84,10 +84,7 @@ impl GptBlock {
             ),
             false => {
                 let scores = q.matmul(k.swap_dims(2, 3)) * (1.0 / (hs as f64).sqrt());
-                let future = Tensor::<2, Bool>::tril_mask([t, t], 0, &scores.device())
-                    .unsqueeze::<4>()
-                    .expand([b, h, t, t]);
-                let weights = softmax_last(scores.mask_fill(future, f32::NEG_INFINITY));
+                let weights = masked_softmax(scores, 1);
                 self.attn_dropout.forward(weights).matmul(v)
             }
         }

@@ -16,6 +16,12 @@ use mosaic_train::progress::{bytes_bar, is_shown};
 use mosaic_train::sample::{SampleOptions, generate};
 use mosaic_train::{RunConfig, Trainer};
 
+/// mimalloc keeps freed memory for reuse: a training step allocates and frees its tensors every
+/// step, and glibc's allocator handed the large ones back to the kernel each time, so every
+/// step paid page faults and zeroing again (measured in docs/performance.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "mosaic",

@@ -1,0 +1,294 @@
+//! Row kernels of the fused CPU operations: softmax, log-softmax and their backward passes,
+//! over contiguous rows of `f32`.
+//!
+//! They are written as plain loops over fixed-width lanes so that the compiler vectorises them,
+//! and compiled twice: for AVX2 with FMA (chosen at run time where the CPU has it) and for the
+//! baseline target. `exp` is Cephes' `expf` (range reduction by powers of two, a degree-6
+//! polynomial; about 1 ulp), which vectorises where libm's does not.
+
+/// Lanes of the accumulators: two AVX2 registers, or one AVX-512 register.
+const LANES: usize = 16;
+
+/// Below this, `exp` is 0 (the smallest normal float is `exp(-87.34)`); `-inf` included.
+const EXP_LOW: f32 = -87.336_55;
+const EXP_HIGH: f32 = 88.722_83;
+
+#[inline(always)]
+fn exp(x: f32) -> f32 {
+    const LOG2E: f32 = std::f32::consts::LOG2_E;
+    const LN2_HI: f32 = 0.693_359_4;
+    const LN2_LO: f32 = -2.121_944_4e-4;
+    // Adding and subtracting 1.5 * 2^23 rounds to the nearest integer, without a rounding
+    // instruction the baseline target lacks.
+    const ROUND: f32 = 12_582_912.0;
+    let c = x.clamp(EXP_LOW, EXP_HIGH);
+    let n = (c * LOG2E + ROUND) - ROUND;
+    let r = c - n * LN2_HI - n * LN2_LO;
+    let p = 1.987_569_1e-4;
+    let p = p * r + 1.398_199_9e-3;
+    let p = p * r + 8.333_452e-3;
+    let p = p * r + 4.166_579_6e-2;
+    let p = p * r + 0.166_666_65;
+    let p = p * r + 0.5;
+    let y = p * r * r + r + 1.0;
+    // 2^n from the bits: n + 127 lands in the low mantissa bits of (n + 127 + 2^23), and a
+    // shift moves it into the exponent (an `as i32` conversion would not vectorise).
+    let scale = f32::from_bits((n + (127.0 + 8_388_608.0)).to_bits() << 23);
+    if x < EXP_LOW { 0.0 } else { y * scale }
+}
+
+#[inline(always)]
+fn max(row: &[f32]) -> f32 {
+    let mut acc = [f32::NEG_INFINITY; LANES];
+    let chunks = row.chunks_exact(LANES);
+    let tail = chunks.remainder();
+    for c in chunks {
+        for (a, x) in acc.iter_mut().zip(c) {
+            *a = if *x > *a { *x } else { *a };
+        }
+    }
+    let m = tail.iter().fold(f32::NEG_INFINITY, |m, x| m.max(*x));
+    acc.iter().fold(m, |m, x| m.max(*x))
+}
+
+/// `sum(a * b)`, or `sum(a)` without `b`, in lanes.
+#[inline(always)]
+fn dot(a: &[f32], b: Option<&[f32]>) -> f32 {
+    let mut acc = [0.0f32; LANES];
+    let chunks = a.chunks_exact(LANES);
+    let tail = chunks.remainder();
+    let mut total = 0.0;
+    match b {
+        Some(b) => {
+            let b_chunks = b.chunks_exact(LANES);
+            let b_tail = b_chunks.remainder();
+            for (c, d) in chunks.zip(b_chunks) {
+                for ((s, x), y) in acc.iter_mut().zip(c).zip(d) {
+                    *s += x * y;
+                }
+            }
+            total += tail.iter().zip(b_tail).map(|(x, y)| x * y).sum::<f32>();
+        }
+        None => {
+            for c in chunks {
+                for (s, x) in acc.iter_mut().zip(c) {
+                    *s += x;
+                }
+            }
+            total += tail.iter().sum::<f32>();
+        }
+    }
+    acc.iter().sum::<f32>() + total
+}
+
+/// Which entries of each row a softmax reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Visible {
+    /// The whole row.
+    All,
+    /// Rows are the query rows of `(queries, keys)` matrices of `queries` rows each; row `i`
+    /// of a matrix reads keys `j < max(i + shift, 1)` and gives the others exactly 0.
+    /// `shift` 1 is the causal mask (`j <= i`), `shift` 0 the strictly-past one, whose first
+    /// row reads key 0 (to be zeroed by the caller) rather than nothing.
+    Causal { queries: usize, shift: usize },
+}
+
+impl Visible {
+    #[inline(always)]
+    fn len(self, row_index: usize, row: usize) -> usize {
+        match self {
+            Visible::All => row,
+            Visible::Causal { queries, shift } => ((row_index % queries) + shift).clamp(1, row),
+        }
+    }
+}
+
+/// `out = softmax(x)` for each row (`log`: `log_softmax`), rows numbered from `first_row`.
+#[inline(always)]
+fn softmax_rows_generic(
+    x: &[f32],
+    out: &mut [f32],
+    row: usize,
+    log: bool,
+    first_row: usize,
+    visible: Visible,
+) {
+    for (r, (x, o)) in x
+        .chunks_exact(row)
+        .zip(out.chunks_exact_mut(row))
+        .enumerate()
+    {
+        let n = visible.len(first_row + r, row);
+        let (x, (o, hidden)) = (&x[..n], o.split_at_mut(n));
+        hidden.fill(0.0);
+        let m = max(x);
+        // A row of -inf only (nothing to attend to) gives NaN, as Burn's softmax.
+        for (o, x) in o.iter_mut().zip(x) {
+            *o = exp(*x - m);
+        }
+        let total = dot(o, None);
+        match log {
+            false => {
+                let inv = 1.0 / total;
+                o.iter_mut().for_each(|o| *o *= inv);
+            }
+            true => {
+                let shift = m + total.ln();
+                for (o, x) in o.iter_mut().zip(x) {
+                    *o = *x - shift;
+                }
+            }
+        }
+    }
+}
+
+/// `dx = y * (g - sum(g * y))` for each row (softmax's backward from its output `y`), or with
+/// `log`, `dx = g - exp(y) * sum(g)` (log-softmax's, from its output).
+#[inline(always)]
+fn backward_rows_generic(y: &[f32], g: &[f32], dx: &mut [f32], row: usize, log: bool) {
+    for ((y, g), dx) in y
+        .chunks_exact(row)
+        .zip(g.chunks_exact(row))
+        .zip(dx.chunks_exact_mut(row))
+    {
+        match log {
+            false => {
+                let dot = dot(y, Some(g));
+                for ((d, y), g) in dx.iter_mut().zip(y).zip(g) {
+                    *d = y * (g - dot);
+                }
+            }
+            true => {
+                let total = dot(g, None);
+                for ((d, y), g) in dx.iter_mut().zip(y).zip(g) {
+                    *d = g - exp(*y) * total;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn softmax_rows_avx2(
+    x: &[f32],
+    out: &mut [f32],
+    row: usize,
+    log: bool,
+    first_row: usize,
+    visible: Visible,
+) {
+    softmax_rows_generic(x, out, row, log, first_row, visible)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn backward_rows_avx2(y: &[f32], g: &[f32], dx: &mut [f32], row: usize, log: bool) {
+    backward_rows_generic(y, g, dx, row, log)
+}
+
+fn has_avx2() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    false
+}
+
+/// Softmax (or log-softmax) of each `row`-long row of `x` into `out`, reading the entries
+/// `visible` says; rows are numbered from `first_row`.
+pub fn softmax_rows(
+    x: &[f32],
+    out: &mut [f32],
+    row: usize,
+    log: bool,
+    first_row: usize,
+    visible: Visible,
+) {
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2() {
+        // SAFETY: the CPU has AVX2 and FMA, checked just above.
+        return unsafe { softmax_rows_avx2(x, out, row, log, first_row, visible) };
+    }
+    softmax_rows_generic(x, out, row, log, first_row, visible)
+}
+
+/// The backward pass of [`softmax_rows`] from its output `y` and the output's gradient `g`.
+pub fn backward_rows(y: &[f32], g: &[f32], dx: &mut [f32], row: usize, log: bool) {
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2() {
+        // SAFETY: the CPU has AVX2 and FMA, checked just above.
+        return unsafe { backward_rows_avx2(y, g, dx, row, log) };
+    }
+    backward_rows_generic(y, g, dx, row, log)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Against f64's exp over the range softmax uses, and the limits.
+    #[test]
+    fn exp_is_within_two_ulp() {
+        let mut worst = 0.0f64;
+        for i in 0..=200_000 {
+            let x = -87.0 + 175.0 * i as f32 / 200_000.0;
+            let want = (x as f64).exp();
+            let rel = ((exp(x) as f64 - want) / want).abs();
+            worst = worst.max(rel);
+        }
+        assert!(worst < 2.5e-7, "relative error {worst:e}");
+        assert_eq!(exp(f32::NEG_INFINITY), 0.0);
+        assert_eq!(exp(-100.0), 0.0);
+        assert_eq!(exp(0.0), 1.0);
+    }
+
+    /// Against the obvious implementation in f64, on a row longer than the lanes and one
+    /// shorter, through the dispatched (AVX2 where present) and the baseline kernels.
+    #[test]
+    fn rows_match_the_obvious_form() {
+        for row in [5, 37] {
+            let x: Vec<f32> = (0..row * 3)
+                .map(|i| ((i * 7919) % 97) as f32 / 9.0 - 5.0)
+                .collect();
+            let g: Vec<f32> = (0..row * 3)
+                .map(|i| ((i * 104729) % 89) as f32 / 40.0 - 1.0)
+                .collect();
+            for log in [false, true] {
+                let (mut fast, mut base) = (vec![0.0; x.len()], vec![0.0; x.len()]);
+                softmax_rows(&x, &mut fast, row, log, 0, Visible::All);
+                softmax_rows_generic(&x, &mut base, row, log, 0, Visible::All);
+                let (mut dfast, mut dbase) = (vec![0.0; x.len()], vec![0.0; x.len()]);
+                backward_rows(&fast, &g, &mut dfast, row, log);
+                backward_rows_generic(&base, &g, &mut dbase, row, log);
+                for r in 0..3 {
+                    let xs: Vec<f64> = x[r * row..(r + 1) * row]
+                        .iter()
+                        .map(|&v| v as f64)
+                        .collect();
+                    let gs: Vec<f64> = g[r * row..(r + 1) * row]
+                        .iter()
+                        .map(|&v| v as f64)
+                        .collect();
+                    let m = xs.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                    let z: f64 = xs.iter().map(|v| (v - m).exp()).sum();
+                    let p: Vec<f64> = xs.iter().map(|v| (v - m).exp() / z).collect();
+                    let dot: f64 = p.iter().zip(&gs).map(|(p, g)| p * g).sum();
+                    let gsum: f64 = gs.iter().sum();
+                    for i in 0..row {
+                        let (want, dwant) = match log {
+                            false => (p[i], p[i] * (gs[i] - dot)),
+                            true => (p[i].ln(), gs[i] - p[i] * gsum),
+                        };
+                        let k = r * row + i;
+                        for (got, dgot) in [(fast[k], dfast[k]), (base[k], dbase[k])] {
+                            assert!((got as f64 - want).abs() < 1e-5, "{log} {got} {want}");
+                            assert!((dgot as f64 - dwant).abs() < 1e-5, "{log} {dgot} {dwant}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
