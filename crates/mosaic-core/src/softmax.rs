@@ -127,9 +127,9 @@ fn map_rows(
     let inputs: Vec<FlexTensor> = inputs.iter().map(|x| x.to_contiguous()).collect();
     let slices: Vec<&[f32]> = inputs.iter().map(|x| x.storage::<f32>()).collect();
     let mut out = vec![0.0f32; slices[0].len()];
-    if row > 0 {
-        // A few rows a task, so that a task is worth scheduling.
-        let rows = (4096 / row).max(1);
+    // A few rows a task, so that a task is worth scheduling.
+    if let Some(rows) = 4096usize.checked_div(row) {
+        let rows = rows.max(1);
         let chunk = row * rows;
         out.par_chunks_mut(chunk).enumerate().for_each(|(i, o)| {
             let at = i * chunk;
