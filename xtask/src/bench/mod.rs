@@ -2,6 +2,7 @@
 //! person reads, or with `--json` one JSON object per measurement (the keys of the official
 //! code's `bench_official.py` where it measures the same thing).
 
+mod generate;
 mod leaky;
 mod prepare;
 mod train;
@@ -25,6 +26,8 @@ pub enum Bench {
     /// Full training steps (forward, backward, AdamW) on random tokens: median step time,
     /// tokens/s, the backend's f32 matmul peak and the model FLOP utilisation.
     Train(train::Options),
+    /// Greedy generation after a long context: cached against recomputed tokens/s.
+    Generate(generate::Options),
     /// The O(T) leaky average against the O(T^2) matrix form, forward only.
     Leaky(leaky::Options),
 }
@@ -41,6 +44,7 @@ pub fn run(bench: Bench) -> Result<()> {
     match bench {
         Bench::Prepare { input, repeats } => prepare::prepare_throughput(input, repeats),
         Bench::Train(opts) => train::run(&opts),
+        Bench::Generate(opts) => generate::run(&opts),
         Bench::Leaky(opts) => leaky::run(&opts),
     }
 }
