@@ -8,6 +8,7 @@
 //! Tensors are laid out `(batch, time, channels)` at the boundaries of a unit and
 //! `(batch, head, time, head_size)` inside.
 
+pub mod bank;
 pub mod context_memory;
 pub mod heads;
 pub mod key_features;

@@ -7,6 +7,7 @@ use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Bool, Device, Tensor, TensorData};
 
+use crate::bank;
 use crate::softmax::{masked_softmax, softmax_last};
 
 /// Whether to use Burn's fused attention: on the CPU backend without gradients, where its
@@ -68,13 +69,18 @@ pub fn past_retrieval(
 }
 
 /// Retrieval from a fixed bank, no mask: `y_t = sum_j softmax_j(q_t . K_j) V_j`.
-/// `query` `(B, H, T, hs)`, `bank_keys` and `bank_values` `(H, P, hs)`.
+/// `query` `(B, H, T, hs)`, `bank_keys` and `bank_values` `(H, P, hs)`. On the CPU backend
+/// without active dropout, one fused operation ([`crate::bank`]).
 pub fn bank_retrieval(
     query: Tensor<4>,
     bank_keys: Tensor<3>,
     bank_values: Tensor<3>,
     dropout: &Dropout,
 ) -> Tensor<4> {
+    let device = query.device();
+    if bank::fused(&device, query.dtype()) && (dropout.prob == 0.0 || !device.is_autodiff()) {
+        return bank::bank_retrieval(query, bank_keys, bank_values);
+    }
     let scores = query.matmul(bank_keys.swap_dims(1, 2).unsqueeze::<4>());
     dropout
         .forward(softmax_last(scores))

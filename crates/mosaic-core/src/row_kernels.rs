@@ -168,6 +168,60 @@ fn backward_rows_generic(y: &[f32], g: &[f32], dx: &mut [f32], row: usize, log: 
     }
 }
 
+/// Softmax of each `row`-long row of `x`, in place.
+#[inline(always)]
+fn softmax_in_place_generic(x: &mut [f32], row: usize) {
+    for x in x.chunks_exact_mut(row) {
+        let m = max(x);
+        x.iter_mut().for_each(|v| *v = exp(*v - m));
+        let inv = 1.0 / dot(x, None);
+        x.iter_mut().for_each(|v| *v *= inv);
+    }
+}
+
+/// Softmax's backward in place: `g` becomes `y * (g - sum(g * y))`, row by row.
+#[inline(always)]
+fn softmax_backward_in_place_generic(y: &[f32], g: &mut [f32], row: usize) {
+    for (y, g) in y.chunks_exact(row).zip(g.chunks_exact_mut(row)) {
+        let d = dot(y, Some(g));
+        for (g, y) in g.iter_mut().zip(y) {
+            *g = y * (*g - d);
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn softmax_in_place_avx2(x: &mut [f32], row: usize) {
+    softmax_in_place_generic(x, row)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn softmax_backward_in_place_avx2(y: &[f32], g: &mut [f32], row: usize) {
+    softmax_backward_in_place_generic(y, g, row)
+}
+
+/// Softmax of each `row`-long row of `x`, in place.
+pub fn softmax_in_place(x: &mut [f32], row: usize) {
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2() {
+        // SAFETY: the CPU has AVX2 and FMA, checked just above.
+        return unsafe { softmax_in_place_avx2(x, row) };
+    }
+    softmax_in_place_generic(x, row)
+}
+
+/// Softmax's backward from its output `y`, in place on the output's gradient `g`.
+pub fn softmax_backward_in_place(y: &[f32], g: &mut [f32], row: usize) {
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2() {
+        // SAFETY: the CPU has AVX2 and FMA, checked just above.
+        return unsafe { softmax_backward_in_place_avx2(y, g, row) };
+    }
+    softmax_backward_in_place_generic(y, g, row)
+}
+
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 fn softmax_rows_avx2(
@@ -259,6 +313,16 @@ mod tests {
                 let (mut fast, mut base) = (vec![0.0; x.len()], vec![0.0; x.len()]);
                 softmax_rows(&x, &mut fast, row, log, 0, Visible::All);
                 softmax_rows_generic(&x, &mut base, row, log, 0, Visible::All);
+                if !log {
+                    let mut inplace = x.clone();
+                    softmax_in_place(&mut inplace, row);
+                    assert_eq!(inplace, fast);
+                    let mut dinplace = g.clone();
+                    softmax_backward_in_place(&fast, &mut dinplace, row);
+                    let mut dfast = vec![0.0; x.len()];
+                    backward_rows(&fast, &g, &mut dfast, row, false);
+                    assert_eq!(dinplace, dfast);
+                }
                 let (mut dfast, mut dbase) = (vec![0.0; x.len()], vec![0.0; x.len()]);
                 backward_rows(&fast, &g, &mut dfast, row, log);
                 backward_rows_generic(&base, &g, &mut dbase, row, log);
