@@ -19,11 +19,11 @@ use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::flex::FlexTensor;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, Backend, Dispatch, Flex, backend_extension};
-use burn::tensor::{DType, Device, Tensor, TensorData};
-use gemm::{Parallelism, gemm};
+use burn::tensor::{DType, Device, Tensor};
 use rayon::prelude::*;
 
-use crate::row_kernels::{softmax_backward_in_place, softmax_in_place};
+use crate::matrix::{contiguous, mat, matmul, tensor};
+use crate::row_kernels::{Visible, softmax_backward_in_place, softmax_in_place};
 
 /// Whether [`bank_retrieval`] runs here: the `flex` backend in f32.
 pub fn fused(device: &Device, dtype: DType) -> bool {
@@ -66,100 +66,6 @@ pub trait BankBackend: Backend {
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
 }
 
-/// A row-major matrix inside a slice: `rows x cols` from `data[offset..]`, `transposed`
-/// reading it as `cols x rows`.
-#[derive(Clone, Copy)]
-struct Mat<'a> {
-    data: &'a [f32],
-    rows: usize,
-    cols: usize,
-    transposed: bool,
-}
-
-impl Mat<'_> {
-    fn shape(&self) -> (usize, usize) {
-        match self.transposed {
-            false => (self.rows, self.cols),
-            true => (self.cols, self.rows),
-        }
-    }
-
-    /// (row stride, column stride) of the matrix as read.
-    fn strides(&self) -> (isize, isize) {
-        match self.transposed {
-            false => (self.cols as isize, 1),
-            true => (1, self.cols as isize),
-        }
-    }
-}
-
-fn mat(data: &[f32], rows: usize, cols: usize) -> Mat<'_> {
-    assert!(
-        data.len() >= rows * cols,
-        "a {rows} x {cols} matrix in {}",
-        data.len()
-    );
-    Mat {
-        data,
-        rows,
-        cols,
-        transposed: false,
-    }
-}
-
-impl<'a> Mat<'a> {
-    fn t(self) -> Mat<'a> {
-        Mat {
-            transposed: !self.transposed,
-            ..self
-        }
-    }
-}
-
-/// `dst = a b` (or `dst += a b` with `accumulate`), `dst` row-major `m x n`, on this thread.
-fn matmul(dst: &mut [f32], a: Mat, b: Mat, accumulate: bool) {
-    let ((m, k), (k2, n)) = (a.shape(), b.shape());
-    assert_eq!(k, k2, "inner dimensions");
-    assert!(dst.len() >= m * n, "a {m} x {n} product in {}", dst.len());
-    let ((a_rs, a_cs), (b_rs, b_cs)) = (a.strides(), b.strides());
-    // SAFETY: the asserts above keep every index the strides reach inside the three slices
-    // (`mat` checked `rows * cols` elements for each operand), and `dst` is borrowed mutably
-    // while `a` and `b` are shared borrows, so they cannot overlap.
-    unsafe {
-        gemm(
-            m,
-            n,
-            k,
-            dst.as_mut_ptr(),
-            1,
-            n as isize,
-            accumulate,
-            a.data.as_ptr(),
-            a_cs,
-            a_rs,
-            b.data.as_ptr(),
-            b_cs,
-            b_rs,
-            1.0,
-            1.0,
-            false,
-            false,
-            false,
-            Parallelism::None,
-        )
-    }
-}
-
-fn contiguous(x: &FlexTensor) -> (FlexTensor, Vec<usize>) {
-    let x = x.to_contiguous();
-    let dims = x.layout().shape().iter().copied().collect();
-    (x, dims)
-}
-
-fn tensor(data: Vec<f32>, shape: Vec<usize>) -> FlexTensor {
-    FlexTensor::from_data(TensorData::new(data, shape))
-}
-
 impl BankBackend for Flex {
     fn bank_retrieval(query: FlexTensor, keys: FlexTensor, values: FlexTensor) -> FlexTensor {
         Self::bank_forward(query, keys, values).0
@@ -186,7 +92,7 @@ impl BankBackend for Flex {
                 let kh = mat(&k[head * p * hs..], p, hs);
                 let vh = mat(&v[head * p * hs..], p, hs);
                 matmul(w, mat(&q[bh * t * hs..], t, hs), kh.t(), false);
-                softmax_in_place(w, p);
+                softmax_in_place(w, p, Visible::All);
                 matmul(y, mat(w, t, p), vh, false);
             });
         (tensor(y, vec![b, h, t, hs]), tensor(w, vec![b, h, t, p]))

@@ -13,6 +13,8 @@ pub mod context_memory;
 pub mod heads;
 pub mod key_features;
 pub mod leaky_average;
+mod matrix;
+pub mod past;
 pub mod persistent_memory;
 pub mod retrieval;
 mod row_kernels;

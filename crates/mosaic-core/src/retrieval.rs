@@ -7,8 +7,8 @@ use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Bool, Device, Tensor, TensorData};
 
-use crate::bank;
 use crate::softmax::{masked_softmax, softmax_last};
+use crate::{bank, past};
 
 /// Whether to use Burn's fused attention: on the CPU backend without gradients, where its
 /// tiled kernel never writes the `(B, H, T, T)` weights (dropout is off there anyway). With
@@ -57,6 +57,9 @@ pub fn past_retrieval(
                 is_causal: false,
             },
         ),
+        false if bank::fused(&device, query.dtype()) && dropout.prob == 0.0 => {
+            past::past_retrieval(query, keys, values)
+        }
         false => dropout
             .forward(open_past_weights(query, keys))
             .matmul(values),

@@ -168,10 +168,13 @@ fn backward_rows_generic(y: &[f32], g: &[f32], dx: &mut [f32], row: usize, log: 
     }
 }
 
-/// Softmax of each `row`-long row of `x`, in place.
+/// Softmax of each `row`-long row of `x` in place, reading the entries `visible` says (the
+/// others become 0); rows numbered from 0.
 #[inline(always)]
-fn softmax_in_place_generic(x: &mut [f32], row: usize) {
-    for x in x.chunks_exact_mut(row) {
+fn softmax_in_place_generic(x: &mut [f32], row: usize, visible: Visible) {
+    for (r, x) in x.chunks_exact_mut(row).enumerate() {
+        let (x, hidden) = x.split_at_mut(visible.len(r, row));
+        hidden.fill(0.0);
         let m = max(x);
         x.iter_mut().for_each(|v| *v = exp(*v - m));
         let inv = 1.0 / dot(x, None);
@@ -192,8 +195,8 @@ fn softmax_backward_in_place_generic(y: &[f32], g: &mut [f32], row: usize) {
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-fn softmax_in_place_avx2(x: &mut [f32], row: usize) {
-    softmax_in_place_generic(x, row)
+fn softmax_in_place_avx2(x: &mut [f32], row: usize, visible: Visible) {
+    softmax_in_place_generic(x, row, visible)
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -202,14 +205,15 @@ fn softmax_backward_in_place_avx2(y: &[f32], g: &mut [f32], row: usize) {
     softmax_backward_in_place_generic(y, g, row)
 }
 
-/// Softmax of each `row`-long row of `x`, in place.
-pub fn softmax_in_place(x: &mut [f32], row: usize) {
+/// Softmax of each `row`-long row of `x` in place, over the entries `visible` says (rows
+/// numbered from 0).
+pub fn softmax_in_place(x: &mut [f32], row: usize, visible: Visible) {
     #[cfg(target_arch = "x86_64")]
     if has_avx2() {
         // SAFETY: the CPU has AVX2 and FMA, checked just above.
-        return unsafe { softmax_in_place_avx2(x, row) };
+        return unsafe { softmax_in_place_avx2(x, row, visible) };
     }
-    softmax_in_place_generic(x, row)
+    softmax_in_place_generic(x, row, visible)
 }
 
 /// Softmax's backward from its output `y`, in place on the output's gradient `g`.
@@ -315,7 +319,7 @@ mod tests {
                 softmax_rows_generic(&x, &mut base, row, log, 0, Visible::All);
                 if !log {
                     let mut inplace = x.clone();
-                    softmax_in_place(&mut inplace, row);
+                    softmax_in_place(&mut inplace, row, Visible::All);
                     assert_eq!(inplace, fast);
                     let mut dinplace = g.clone();
                     softmax_backward_in_place(&fast, &mut dinplace, row);

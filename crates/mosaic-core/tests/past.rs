@@ -1,0 +1,94 @@
+//! The fused strictly-past retrieval against the plain tensor form, forward and backward (the
+//! same tensor as query and keys, as the contextual memory calls it, and distinct ones), and
+//! against finite differences.
+
+mod common;
+
+use burn::tensor::activation::softmax;
+use burn::tensor::{Bool, DType, Device, Tensor, TensorData};
+use common::{gradient_errors, noise, project, rel_err, tensor, values};
+use mosaic_core::past::past_retrieval;
+
+/// Burn's operations: scores, -inf where `j >= max(i, 1)`, softmax, product.
+fn plain(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>) -> Tensor<4> {
+    let [b, h, t, _] = q.dims();
+    let hidden: Vec<bool> = (0..t)
+        .flat_map(|i| (0..t).map(move |j| j >= i.max(1)))
+        .collect();
+    let hidden = Tensor::<4, Bool>::from_data(TensorData::new(hidden, [1, 1, t, t]), &q.device());
+    let scores = q.matmul(k.swap_dims(2, 3));
+    softmax(
+        scores.mask_fill(hidden.expand([b, h, t, t]), f32::NEG_INFINITY),
+        3,
+    )
+    .matmul(v)
+}
+
+fn input([b, h, t, hs]: [usize; 4], seed: u64, scale: f64, device: &Device) -> Tensor<4> {
+    let x: Vec<f64> = noise(b * h * t * hs, seed)
+        .iter()
+        .map(|x| x * scale)
+        .collect();
+    tensor(&x, [b, h, t, hs], device, DType::F32)
+}
+
+const SHAPES: [[usize; 4]; 3] = [[1, 1, 1, 1], [2, 3, 5, 4], [2, 2, 70, 16]];
+
+#[test]
+fn forward_equals_the_plain_form() {
+    for device in [Device::flex(), Device::flex().autodiff()] {
+        for shape in SHAPES {
+            let (q, v) = (input(shape, 1, 2.0, &device), input(shape, 2, 1.0, &device));
+            let a = values(past_retrieval(q.clone(), q.clone(), v.clone()));
+            let b = values(plain(q.clone(), q, v));
+            let err = rel_err(&a, &b);
+            assert!(err < 1e-5, "{shape:?}: {err:e}");
+        }
+    }
+}
+
+#[test]
+fn backward_equals_the_plain_form() {
+    let device = Device::flex().autodiff();
+    for shape in SHAPES {
+        for shared in [true, false] {
+            let grads = |fused: bool| -> Vec<Vec<f64>> {
+                let q = input(shape, 1, 2.0, &device).require_grad();
+                let k = input(shape, 3, 2.0, &device).require_grad();
+                let v = input(shape, 2, 1.0, &device).require_grad();
+                let keys = if shared { q.clone() } else { k.clone() };
+                let y = match fused {
+                    true => past_retrieval(q.clone(), keys, v.clone()),
+                    false => plain(q.clone(), keys, v.clone()),
+                };
+                let g = project(y, 5).backward();
+                let mut out = vec![values(q.grad(&g).unwrap()), values(v.grad(&g).unwrap())];
+                if !shared {
+                    out.push(values(k.grad(&g).unwrap()));
+                }
+                out
+            };
+            let (a, b) = (grads(true), grads(false));
+            for (i, (a, b)) in a.iter().zip(&b).enumerate() {
+                let err = rel_err(a, b);
+                assert!(err < 1e-5, "{shape:?} shared {shared}, input {i}: {err:e}");
+            }
+        }
+    }
+}
+
+/// In f32, the kernel's only dtype: steps of 1e-2 on inputs of order 1.
+#[test]
+fn gradients_match_finite_differences() {
+    let shape = [2, 2, 5, 3];
+    let n = shape.iter().product();
+    let inputs = vec![noise(n, 7), noise(n, 8)];
+    let errors = gradient_errors(&inputs, DType::F32, 1e-2, |x| {
+        let k = x[0].clone().reshape(shape);
+        let v = x[1].clone().reshape(shape);
+        project(past_retrieval(k.clone(), k, v), 11)
+    });
+    for (name, err) in ["keys", "values"].iter().zip(&errors) {
+        assert!(*err < 2e-3, "{name}: relative error {err:e}");
+    }
+}
