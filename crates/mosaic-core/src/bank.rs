@@ -19,19 +19,14 @@ use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::flex::FlexTensor;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, Backend, Dispatch, Flex, backend_extension};
-use burn::tensor::{DType, Device, Tensor};
+use burn::tensor::Tensor;
 use rayon::prelude::*;
 
 use crate::matrix::{contiguous, mat, matmul, tensor};
 use crate::row_kernels::{Visible, softmax_backward_in_place, softmax_in_place};
 
-/// Whether [`bank_retrieval`] runs here: the `flex` backend in f32.
-pub fn fused(device: &Device, dtype: DType) -> bool {
-    dtype == DType::F32 && device.clone().inner() == Device::flex()
-}
-
 /// `softmax(query bank_keys^T) bank_values` per head: `query` `(B, H, T, hs)`, `bank_keys` and
-/// `bank_values` `(H, P, hs)`. Only where [`fused`] says so.
+/// `bank_values` `(H, P, hs)`. Only where [`crate::retrieval::cpu_kernels`] says so.
 pub fn bank_retrieval(query: Tensor<4>, bank_keys: Tensor<3>, bank_values: Tensor<3>) -> Tensor<4> {
     Tensor::from_dispatch(Dispatch::bank_retrieval(
         query.into_dispatch(),
@@ -91,9 +86,9 @@ impl BankBackend for Flex {
                 let head = bh % h;
                 let kh = mat(&k[head * p * hs..], p, hs);
                 let vh = mat(&v[head * p * hs..], p, hs);
-                matmul(w, mat(&q[bh * t * hs..], t, hs), kh.t(), false);
+                matmul(w, mat(&q[bh * t * hs..], t, hs), kh.t(), 1.0, false);
                 softmax_in_place(w, p, Visible::All);
-                matmul(y, mat(w, t, p), vh, false);
+                matmul(y, mat(w, t, p), vh, 1.0, false);
             });
         (tensor(y, vec![b, h, t, hs]), tensor(w, vec![b, h, t, p]))
     }
@@ -125,12 +120,12 @@ impl BankBackend for Flex {
                     let at = (batch * h + head) * t;
                     let (qb, wb) = (mat(&q[at * hs..], t, hs), mat(&w[at * p..], t, p));
                     let dyb = mat(&dy[at * hs..], t, hs);
-                    matmul(&mut ds, dyb, vh.t(), false);
+                    matmul(&mut ds, dyb, vh.t(), 1.0, false);
                     softmax_backward_in_place(&w[at * p..(at + t) * p], &mut ds, p);
                     let dsb = mat(&ds, t, p);
-                    matmul(&mut dq[batch * t * hs..], dsb, kh, false);
-                    matmul(&mut dk, dsb.t(), qb, batch > 0);
-                    matmul(&mut dv, wb.t(), dyb, batch > 0);
+                    matmul(&mut dq[batch * t * hs..], dsb, kh, 1.0, false);
+                    matmul(&mut dk, dsb.t(), qb, 1.0, batch > 0);
+                    matmul(&mut dv, wb.t(), dyb, 1.0, batch > 0);
                 }
                 (dq, dk, dv)
             })

@@ -9,12 +9,13 @@
 //! `(batch, head, time, head_size)` inside.
 
 pub mod bank;
+pub mod causal;
 pub mod context_memory;
+pub mod gelu;
 pub mod heads;
 pub mod key_features;
 pub mod leaky_average;
 mod matrix;
-pub mod past;
 pub mod persistent_memory;
 pub mod retrieval;
 mod row_kernels;

@@ -56,8 +56,9 @@ impl<'a> Mat<'a> {
     }
 }
 
-/// `dst = a b` (or `dst += a b` with `accumulate`), `dst` row-major `m x n`, on this thread.
-pub fn matmul(dst: &mut [f32], a: Mat, b: Mat, accumulate: bool) {
+/// `dst = scale a b` (or `dst += scale a b` with `accumulate`), `dst` row-major `m x n`, on
+/// this thread.
+pub fn matmul(dst: &mut [f32], a: Mat, b: Mat, scale: f32, accumulate: bool) {
     let ((m, k), (k2, n)) = (a.shape(), b.shape());
     assert_eq!(k, k2, "inner dimensions");
     assert!(dst.len() >= m * n, "a {m} x {n} product in {}", dst.len());
@@ -81,7 +82,7 @@ pub fn matmul(dst: &mut [f32], a: Mat, b: Mat, accumulate: bool) {
             b_cs,
             b_rs,
             1.0,
-            1.0,
+            scale,
             false,
             false,
             false,

@@ -5,10 +5,10 @@
 use burn::nn::Dropout;
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
-use burn::tensor::{Bool, Device, Tensor, TensorData};
+use burn::tensor::{Bool, DType, Device, Tensor, TensorData};
 
 use crate::softmax::{masked_softmax, softmax_last};
-use crate::{bank, past};
+use crate::{bank, causal};
 
 /// Whether to use Burn's fused attention: on the CPU backend without gradients, where its
 /// tiled kernel never writes the `(B, H, T, T)` weights (dropout is off there anyway). With
@@ -16,6 +16,12 @@ use crate::{bank, past};
 /// explicit form that the reference tests check.
 pub fn fused_attention(device: &Device) -> bool {
     !device.is_autodiff() && *device == Device::flex()
+}
+
+/// Whether this crate's fused CPU operations run ([`crate::softmax`], [`crate::bank`],
+/// [`crate::causal`]): Burn's `flex` backend, with or without gradients, in f32.
+pub fn cpu_kernels(device: &Device, dtype: DType) -> bool {
+    dtype == DType::F32 && device.clone().inner() == Device::flex()
 }
 
 /// Attention weights of a contextual memory, `(B, H, T, T)`: row `t` is
@@ -57,8 +63,8 @@ pub fn past_retrieval(
                 is_causal: false,
             },
         ),
-        false if bank::fused(&device, query.dtype()) && dropout.prob == 0.0 => {
-            past::past_retrieval(query, keys, values)
+        false if cpu_kernels(&device, query.dtype()) && dropout.prob == 0.0 => {
+            causal::causal_retrieval(query, keys, values, 1.0, 0)
         }
         false => dropout
             .forward(open_past_weights(query, keys))
@@ -81,7 +87,7 @@ pub fn bank_retrieval(
     dropout: &Dropout,
 ) -> Tensor<4> {
     let device = query.device();
-    if bank::fused(&device, query.dtype()) && (dropout.prob == 0.0 || !device.is_autodiff()) {
+    if cpu_kernels(&device, query.dtype()) && (dropout.prob == 0.0 || !device.is_autodiff()) {
         return bank::bank_retrieval(query, bank_keys, bank_values);
     }
     let scores = query.matmul(bank_keys.swap_dims(1, 2).unsqueeze::<4>());

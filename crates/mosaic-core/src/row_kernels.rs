@@ -226,6 +226,54 @@ pub fn softmax_backward_in_place(y: &[f32], g: &mut [f32], row: usize) {
     softmax_backward_in_place_generic(y, g, row)
 }
 
+/// `sqrt(2 / pi)` and the cubic coefficient of the tanh approximation of GELU.
+const GELU_A: f32 = 0.797_884_6;
+const GELU_B: f32 = 0.044_715;
+
+/// `tanh(u) = 1 - 2 / (exp(2u) + 1)`: exact at both limits (`exp` gives 0 or inf), absolute
+/// error about 1e-7 near 0.
+#[inline(always)]
+fn tanh(u: f32) -> f32 {
+    1.0 - 2.0 / (exp(2.0 * u) + 1.0)
+}
+
+/// `gelu(x) = x / 2 (1 + tanh(a (x + b x^3)))` (GPT-2's), or with `grad`, its derivative times
+/// `grad`, elementwise.
+#[inline(always)]
+fn gelu_generic(x: &[f32], grad: Option<&[f32]>, out: &mut [f32]) {
+    match grad {
+        None => {
+            for (o, &x) in out.iter_mut().zip(x) {
+                let t = tanh(GELU_A * (x + GELU_B * x * x * x));
+                *o = 0.5 * x * (1.0 + t);
+            }
+        }
+        Some(g) => {
+            for ((o, &x), &g) in out.iter_mut().zip(x).zip(g) {
+                let t = tanh(GELU_A * (x + GELU_B * x * x * x));
+                let du = GELU_A * (1.0 + 3.0 * GELU_B * x * x);
+                *o = g * (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * du);
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn gelu_avx2(x: &[f32], grad: Option<&[f32]>, out: &mut [f32]) {
+    gelu_generic(x, grad, out)
+}
+
+/// GELU (tanh form) of `x` into `out`; with `grad`, its backward: `grad * gelu'(x)`.
+pub fn gelu(x: &[f32], grad: Option<&[f32]>, out: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2() {
+        // SAFETY: the CPU has AVX2 and FMA, checked just above.
+        return unsafe { gelu_avx2(x, grad, out) };
+    }
+    gelu_generic(x, grad, out)
+}
+
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 fn softmax_rows_avx2(
@@ -300,6 +348,28 @@ mod tests {
         assert_eq!(exp(f32::NEG_INFINITY), 0.0);
         assert_eq!(exp(-100.0), 0.0);
         assert_eq!(exp(0.0), 1.0);
+    }
+
+    /// Against f64's tanh form and its derivative by central differences.
+    #[test]
+    fn gelu_matches_f64() {
+        let x: Vec<f32> = (0..2001).map(|i| (i as f32 - 1000.0) / 100.0).collect();
+        let g = vec![1.0f32; x.len()];
+        let (mut y, mut dy) = (vec![0.0; x.len()], vec![0.0; x.len()]);
+        gelu(&x, None, &mut y);
+        gelu(&x, Some(&g), &mut dy);
+        let f = |x: f64| {
+            0.5 * x * (1.0 + (0.797_884_560_802_865_4 * (x + 0.044715 * x.powi(3))).tanh())
+        };
+        for ((&x, &y), &dy) in x.iter().zip(&y).zip(&dy) {
+            let x = x as f64;
+            assert!(
+                (y as f64 - f(x)).abs() < 2e-6 * (1.0 + x.abs()),
+                "gelu({x}) = {y}"
+            );
+            let d = (f(x + 1e-5) - f(x - 1e-5)) / 2e-5;
+            assert!((dy as f64 - d).abs() < 1e-5, "gelu'({x}) = {dy}, want {d}");
+        }
     }
 
     /// Against the obvious implementation in f64, on a row longer than the lanes and one

@@ -19,14 +19,15 @@ use burn::backend::autodiff::ops::{Backward, Ops, OpsKind, unary};
 use burn::backend::flex::FlexTensor;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, Backend, Dispatch, Flex, backend_extension};
-use burn::tensor::{Bool, DType, Device, Tensor, TensorData, activation};
+use burn::tensor::{Bool, Tensor, TensorData, activation};
 use rayon::prelude::*;
 
+use crate::retrieval::cpu_kernels;
 use crate::row_kernels::{Visible, backward_rows, softmax_rows};
 
 /// `softmax(x, D - 1)`.
 pub fn softmax_last<const D: usize>(x: Tensor<D>) -> Tensor<D> {
-    match fused(&x.device(), x.dtype()) {
+    match cpu_kernels(&x.device(), x.dtype()) {
         true => Tensor::from_dispatch(Dispatch::fused_softmax(x.into_dispatch(), false, None)),
         false => activation::softmax(x, D - 1),
     }
@@ -34,7 +35,7 @@ pub fn softmax_last<const D: usize>(x: Tensor<D>) -> Tensor<D> {
 
 /// `log_softmax(x, D - 1)`.
 pub fn log_softmax_last<const D: usize>(x: Tensor<D>) -> Tensor<D> {
-    match fused(&x.device(), x.dtype()) {
+    match cpu_kernels(&x.device(), x.dtype()) {
         true => Tensor::from_dispatch(Dispatch::fused_softmax(x.into_dispatch(), true, None)),
         false => activation::log_softmax(x, D - 1),
     }
@@ -45,7 +46,7 @@ pub fn log_softmax_last<const D: usize>(x: Tensor<D>) -> Tensor<D> {
 /// past one (whose first row reads key 0 alone, for the caller to zero).
 pub fn masked_softmax(scores: Tensor<4>, shift: usize) -> Tensor<4> {
     let [_, _, tq, tk] = scores.dims();
-    if fused(&scores.device(), scores.dtype()) {
+    if cpu_kernels(&scores.device(), scores.dtype()) {
         let visible = Some([tq, shift]);
         return Tensor::from_dispatch(Dispatch::fused_softmax(
             scores.into_dispatch(),
@@ -63,12 +64,6 @@ pub fn masked_softmax(scores: Tensor<4>, shift: usize) -> Tensor<4> {
         scores.mask_fill(hidden.expand([b, h, tq, tk]), f32::NEG_INFINITY),
         3,
     )
-}
-
-/// Whether `device` is the `flex` CPU backend (gradients or not) and `dtype` the one the
-/// kernels take.
-fn fused(device: &Device, dtype: DType) -> bool {
-    dtype == DType::F32 && device.clone().inner() == Device::flex()
 }
 
 #[backend_extension(Flex, Autodiff)]

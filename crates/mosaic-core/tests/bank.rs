@@ -6,7 +6,8 @@ mod common;
 use burn::tensor::activation::softmax;
 use burn::tensor::{DType, Device, Tensor};
 use common::{gradient_errors, noise, project, rel_err, tensor, values};
-use mosaic_core::bank::{bank_retrieval, fused};
+use mosaic_core::bank::bank_retrieval;
+use mosaic_core::retrieval::cpu_kernels;
 
 fn plain(q: Tensor<4>, k: Tensor<3>, v: Tensor<3>) -> Tensor<4> {
     let scores = q.matmul(k.swap_dims(1, 2).unsqueeze::<4>());
@@ -36,7 +37,7 @@ const SHAPES: [[usize; 5]; 3] = [[1, 1, 1, 1, 1], [2, 3, 5, 7, 4], [3, 2, 40, 90
 #[test]
 fn forward_equals_the_plain_form() {
     for device in [Device::flex(), Device::flex().autodiff()] {
-        assert!(fused(&device, DType::F32));
+        assert!(cpu_kernels(&device, DType::F32));
         for shape in SHAPES {
             let (q, k, v) = inputs(shape, &device);
             let a = values(bank_retrieval(q.clone(), k.clone(), v.clone()));

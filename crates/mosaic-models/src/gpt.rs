@@ -3,12 +3,13 @@
 
 use burn::module::{Module, Param};
 use burn::nn::{Dropout, DropoutConfig};
-use burn::tensor::activation::gelu_approximate;
 use burn::tensor::module::{attention, embedding, linear};
 use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Device, Distribution, Int, Tensor};
+use mosaic_core::causal::causal_retrieval;
+use mosaic_core::gelu::gelu_tanh;
 use mosaic_core::heads::{merge_heads, normal_weight, split_heads};
-use mosaic_core::retrieval::fused_attention;
+use mosaic_core::retrieval::{cpu_kernels, fused_attention};
 use mosaic_core::softmax::{masked_softmax, softmax_last};
 
 use crate::Forward;
@@ -82,6 +83,9 @@ impl GptBlock {
                     is_causal: true,
                 },
             ),
+            false if cpu_kernels(&q.device(), q.dtype()) && self.attn_dropout.prob == 0.0 => {
+                causal_retrieval(q, k, v, 1.0 / (hs as f64).sqrt(), 1)
+            }
             false => {
                 let scores = q.matmul(k.swap_dims(2, 3)) * (1.0 / (hs as f64).sqrt());
                 let weights = masked_softmax(scores, 1);
@@ -97,7 +101,7 @@ impl GptBlock {
 
     /// `x + MLP(LN2(x))`.
     fn mlp(&self, x: Tensor<3>) -> Tensor<3> {
-        let h = gelu_approximate(linear(self.ln_2.forward(x.clone()), self.c_fc.val(), None));
+        let h = gelu_tanh(linear(self.ln_2.forward(x.clone()), self.c_fc.val(), None));
         x + self
             .resid_dropout
             .forward(linear(h, self.mlp_proj.val(), None))

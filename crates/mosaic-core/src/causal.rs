@@ -1,16 +1,17 @@
-//! The contextual memory's retrieval, `y = softmax_past(q k^T) v` with the strictly-past mask,
-//! as one operation with its own backward pass on the `flex` CPU backend: the training path,
-//! where Burn would record the scores, the masked softmax and the product as separate
-//! `(B, H, T, T)` tensors each way. Each (batch, head) computes its scores into one buffer,
-//! turns them into weights in place (the masked entries are never exponentiated) and keeps them
-//! for the backward pass:
+//! Retrieval under a causal mask, `y = softmax(scale q k^T) v` where query `i` reads keys
+//! `j < max(i + shift, 1)`, as one operation with its own backward pass on the `flex` CPU
+//! backend. The contextual memory's strictly-past retrieval is `scale` 1, `shift` 0 (row 0 reads
+//! key 0, as [`crate::retrieval`]'s explicit form does before it zeroes that row of the
+//! output); GPT's attention is `scale` `1/sqrt(hs)`, `shift` 1.
+//!
+//! This is the training path, where Burn would record the scores, the masked softmax and the
+//! product as separate `(B, H, T, T)` tensors each way. Each (batch, head) computes its scores
+//! into one buffer, turns them into weights in place (the masked entries are never
+//! exponentiated) and keeps them for the backward pass:
 //!
 //! ```text
-//! dW = dy v^T;  dS = W * (dW - rowsum(dW * W));  dq = dS k;  dk = dS^T q;  dv = W^T dy
+//! dW = dy v^T;  dS = W * (dW - rowsum(dW * W));  dq = scale dS k;  dk = scale dS^T q;  dv = W^T dy
 //! ```
-//!
-//! Row 0 reads key 0 here, as [`crate::retrieval`]'s explicit form does before it zeroes that
-//! row of the output.
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
@@ -25,59 +26,72 @@ use rayon::prelude::*;
 use crate::matrix::{contiguous, mat, matmul, tensor};
 use crate::row_kernels::{Visible, softmax_backward_in_place, softmax_in_place};
 
-/// Row `i` of a `t x t` matrix reads keys `j < max(i, 1)`.
-fn past(t: usize) -> Visible {
-    Visible::Causal {
-        queries: t,
-        shift: 0,
-    }
-}
-
-/// `softmax(q k^T)` over the strict past (row 0: key 0) times `values`, all `(B, H, T, hs)`;
-/// only where [`crate::bank::fused`] says the CPU kernels run.
-pub fn past_retrieval(query: Tensor<4>, keys: Tensor<4>, values: Tensor<4>) -> Tensor<4> {
-    Tensor::from_dispatch(Dispatch::past_retrieval(
+/// `softmax(scale q k^T)` over keys `j < max(i + shift, 1)`, times `values`; all
+/// `(B, H, T, hs)`. Only where [`crate::retrieval::cpu_kernels`] says so.
+pub fn causal_retrieval(
+    query: Tensor<4>,
+    keys: Tensor<4>,
+    values: Tensor<4>,
+    scale: f64,
+    shift: usize,
+) -> Tensor<4> {
+    Tensor::from_dispatch(Dispatch::causal_retrieval(
         query.into_dispatch(),
         keys.into_dispatch(),
         values.into_dispatch(),
+        scale,
+        shift,
     ))
 }
 
 #[backend_extension(Flex, Autodiff)]
-pub trait PastBackend: Backend {
+pub trait CausalBackend: Backend {
     /// The retrieval `(B, H, T, hs)`.
-    fn past_retrieval(
+    fn causal_retrieval(
         query: FloatTensor<Self>,
         keys: FloatTensor<Self>,
         values: FloatTensor<Self>,
+        scale: f64,
+        shift: usize,
     ) -> FloatTensor<Self>;
 
     /// The retrieval and its weights `(B, H, T, T)`, for the backward pass.
-    fn past_forward(
+    fn causal_forward(
         query: FloatTensor<Self>,
         keys: FloatTensor<Self>,
         values: FloatTensor<Self>,
+        scale: f64,
+        shift: usize,
     ) -> (FloatTensor<Self>, FloatTensor<Self>);
 
     /// The gradients of the query, keys and values from the weights and the output's gradient.
-    fn past_backward(
+    fn causal_backward(
         query: FloatTensor<Self>,
         keys: FloatTensor<Self>,
         values: FloatTensor<Self>,
         weights: FloatTensor<Self>,
         grad: FloatTensor<Self>,
+        scale: f64,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
 }
 
-impl PastBackend for Flex {
-    fn past_retrieval(query: FlexTensor, keys: FlexTensor, values: FlexTensor) -> FlexTensor {
-        Self::past_forward(query, keys, values).0
-    }
-
-    fn past_forward(
+impl CausalBackend for Flex {
+    fn causal_retrieval(
         query: FlexTensor,
         keys: FlexTensor,
         values: FlexTensor,
+        scale: f64,
+        shift: usize,
+    ) -> FlexTensor {
+        Self::causal_forward(query, keys, values, scale, shift).0
+    }
+
+    fn causal_forward(
+        query: FlexTensor,
+        keys: FlexTensor,
+        values: FlexTensor,
+        scale: f64,
+        shift: usize,
     ) -> (FlexTensor, FlexTensor) {
         let ((q, d), (k, _), (v, _)) = (contiguous(&query), contiguous(&keys), contiguous(&values));
         let [b, h, t, hs] = [d[0], d[1], d[2], d[3]];
@@ -90,19 +104,21 @@ impl PastBackend for Flex {
             .for_each(|(bh, (w, y))| {
                 let at = bh * t * hs;
                 let kb = mat(&k[at..], t, hs);
-                matmul(w, mat(&q[at..], t, hs), kb.t(), false);
-                softmax_in_place(w, t, past(t));
-                matmul(y, mat(w, t, t), mat(&v[at..], t, hs), false);
+                matmul(w, mat(&q[at..], t, hs), kb.t(), scale as f32, false);
+                let visible = Visible::Causal { queries: t, shift };
+                softmax_in_place(w, t, visible);
+                matmul(y, mat(w, t, t), mat(&v[at..], t, hs), 1.0, false);
             });
         (tensor(y, d.clone()), tensor(w, vec![b, h, t, t]))
     }
 
-    fn past_backward(
+    fn causal_backward(
         query: FlexTensor,
         keys: FlexTensor,
         values: FlexTensor,
         weights: FlexTensor,
         grad: FlexTensor,
+        scale: f64,
     ) -> (FlexTensor, FlexTensor, FlexTensor) {
         let ((q, d), (k, _), (v, _)) = (contiguous(&query), contiguous(&keys), contiguous(&values));
         let ((w, _), (dy, _)) = (contiguous(&weights), contiguous(&grad));
@@ -121,29 +137,32 @@ impl PastBackend for Flex {
                 let wb = &w[bh * t * t..(bh + 1) * t * t];
                 let dyb = mat(&dy[at..], t, hs);
                 let mut ds = vec![0.0f32; t * t];
-                matmul(&mut ds, dyb, mat(&v[at..], t, hs).t(), false);
+                matmul(&mut ds, dyb, mat(&v[at..], t, hs).t(), 1.0, false);
                 softmax_backward_in_place(wb, &mut ds, t);
                 let dsb = mat(&ds, t, t);
-                matmul(dq, dsb, mat(&k[at..], t, hs), false);
-                matmul(dk, dsb.t(), mat(&q[at..], t, hs), false);
-                matmul(dv, mat(wb, t, t).t(), dyb, false);
+                let scale = scale as f32;
+                matmul(dq, dsb, mat(&k[at..], t, hs), scale, false);
+                matmul(dk, dsb.t(), mat(&q[at..], t, hs), scale, false);
+                matmul(dv, mat(wb, t, t).t(), dyb, 1.0, false);
             });
         (tensor(dq, d.clone()), tensor(dk, d.clone()), tensor(dv, d))
     }
 }
 
-impl<B: PastBackend, C: CheckpointStrategy> PastBackend for Autodiff<B, C> {
-    fn past_retrieval(
+impl<B: CausalBackend, C: CheckpointStrategy> CausalBackend for Autodiff<B, C> {
+    fn causal_retrieval(
         query: FloatTensor<Self>,
         keys: FloatTensor<Self>,
         values: FloatTensor<Self>,
+        scale: f64,
+        shift: usize,
     ) -> FloatTensor<Self> {
         #[derive(Debug)]
-        struct PastRetrieval;
+        struct CausalRetrieval;
 
-        impl<B: PastBackend> Backward<B, 3> for PastRetrieval {
-            /// The inputs and the weights.
-            type State = [FloatTensor<B>; 4];
+        impl<B: CausalBackend> Backward<B, 3> for CausalRetrieval {
+            /// The inputs, the weights and the scores' scale.
+            type State = ([FloatTensor<B>; 4], f64);
 
             fn backward(
                 self,
@@ -151,9 +170,9 @@ impl<B: PastBackend, C: CheckpointStrategy> PastBackend for Autodiff<B, C> {
                 grads: &mut Gradients,
                 _: &mut Checkpointer,
             ) {
-                let [q, k, v, w] = ops.state;
+                let ([q, k, v, w], scale) = ops.state;
                 let grad = grads.consume::<B>(&ops.node);
-                let (dq, dk, dv) = B::past_backward(q, k, v, w, grad);
+                let (dq, dk, dv) = B::causal_backward(q, k, v, w, grad, scale);
                 // The same tensor as query and keys gets the sum: `register` adds.
                 for (parent, g) in ops.parents.into_iter().zip([dq, dk, dv]) {
                     if let Some(node) = parent {
@@ -166,34 +185,37 @@ impl<B: PastBackend, C: CheckpointStrategy> PastBackend for Autodiff<B, C> {
         let (q, q_node) = query.into_parts();
         let (k, k_node) = keys.into_parts();
         let (v, v_node) = values.into_parts();
-        match PastRetrieval
+        match CausalRetrieval
             .prepare::<C>([q_node, k_node, v_node])
             .compute_bound()
             .stateful()
         {
             OpsKind::Tracked(prep) => {
-                let (y, w) = B::past_forward(q.clone(), k.clone(), v.clone());
-                prep.finish([q, k, v, w], y)
+                let (y, w) = B::causal_forward(q.clone(), k.clone(), v.clone(), scale, shift);
+                prep.finish(([q, k, v, w], scale), y)
             }
-            OpsKind::UnTracked(prep) => prep.finish(B::past_retrieval(q, k, v)),
+            OpsKind::UnTracked(prep) => prep.finish(B::causal_retrieval(q, k, v, scale, shift)),
         }
     }
 
-    fn past_forward(
+    fn causal_forward(
         _: FloatTensor<Self>,
         _: FloatTensor<Self>,
         _: FloatTensor<Self>,
+        _: f64,
+        _: usize,
     ) -> (FloatTensor<Self>, FloatTensor<Self>) {
-        unreachable!("called by past_retrieval on the inner backend only")
+        unreachable!("called by causal_retrieval on the inner backend only")
     }
 
-    fn past_backward(
+    fn causal_backward(
         _: FloatTensor<Self>,
         _: FloatTensor<Self>,
         _: FloatTensor<Self>,
         _: FloatTensor<Self>,
         _: FloatTensor<Self>,
+        _: f64,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
-        unreachable!("called by the backward pass of past_retrieval only, on the inner backend")
+        unreachable!("called by the backward pass of causal_retrieval only, on the inner backend")
     }
 }

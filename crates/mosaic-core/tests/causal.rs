@@ -1,22 +1,22 @@
-//! The fused strictly-past retrieval against the plain tensor form, forward and backward (the
-//! same tensor as query and keys, as the contextual memory calls it, and distinct ones), and
-//! against finite differences.
+//! The fused causal retrieval against the plain tensor form, forward and backward, as the
+//! contextual memory calls it (strictly past, scale 1, the same tensor as query and keys) and as
+//! GPT does (causal, `1/sqrt(hs)`, distinct tensors), and against finite differences.
 
 mod common;
 
 use burn::tensor::activation::softmax;
 use burn::tensor::{Bool, DType, Device, Tensor, TensorData};
 use common::{gradient_errors, noise, project, rel_err, tensor, values};
-use mosaic_core::past::past_retrieval;
+use mosaic_core::causal::causal_retrieval;
 
-/// Burn's operations: scores, -inf where `j >= max(i, 1)`, softmax, product.
-fn plain(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>) -> Tensor<4> {
+/// Burn's operations: scaled scores, -inf where `j >= max(i + shift, 1)`, softmax, product.
+fn plain(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, scale: f64, shift: usize) -> Tensor<4> {
     let [b, h, t, _] = q.dims();
     let hidden: Vec<bool> = (0..t)
-        .flat_map(|i| (0..t).map(move |j| j >= i.max(1)))
+        .flat_map(|i| (0..t).map(move |j| j >= (i + shift).max(1)))
         .collect();
     let hidden = Tensor::<4, Bool>::from_data(TensorData::new(hidden, [1, 1, t, t]), &q.device());
-    let scores = q.matmul(k.swap_dims(2, 3));
+    let scores = q.matmul(k.swap_dims(2, 3)) * scale;
     softmax(
         scores.mask_fill(hidden.expand([b, h, t, t]), f32::NEG_INFINITY),
         3,
@@ -34,15 +34,27 @@ fn input([b, h, t, hs]: [usize; 4], seed: u64, scale: f64, device: &Device) -> T
 
 const SHAPES: [[usize; 4]; 3] = [[1, 1, 1, 1], [2, 3, 5, 4], [2, 2, 70, 16]];
 
+/// (scale, shift, query and keys the same tensor): the contextual memory's and GPT's.
+const CASES: [(f64, usize, bool); 2] = [(1.0, 0, true), (0.25, 1, false)];
+
 #[test]
 fn forward_equals_the_plain_form() {
     for device in [Device::flex(), Device::flex().autodiff()] {
         for shape in SHAPES {
-            let (q, v) = (input(shape, 1, 2.0, &device), input(shape, 2, 1.0, &device));
-            let a = values(past_retrieval(q.clone(), q.clone(), v.clone()));
-            let b = values(plain(q.clone(), q, v));
-            let err = rel_err(&a, &b);
-            assert!(err < 1e-5, "{shape:?}: {err:e}");
+            for (scale, shift, _) in CASES {
+                let (q, v) = (input(shape, 1, 2.0, &device), input(shape, 2, 1.0, &device));
+                let k = input(shape, 3, 2.0, &device);
+                let a = values(causal_retrieval(
+                    q.clone(),
+                    k.clone(),
+                    v.clone(),
+                    scale,
+                    shift,
+                ));
+                let b = values(plain(q, k, v, scale, shift));
+                let err = rel_err(&a, &b);
+                assert!(err < 1e-5, "{shape:?} shift {shift}: {err:e}");
+            }
         }
     }
 }
@@ -51,15 +63,15 @@ fn forward_equals_the_plain_form() {
 fn backward_equals_the_plain_form() {
     let device = Device::flex().autodiff();
     for shape in SHAPES {
-        for shared in [true, false] {
+        for (scale, shift, shared) in CASES {
             let grads = |fused: bool| -> Vec<Vec<f64>> {
                 let q = input(shape, 1, 2.0, &device).require_grad();
                 let k = input(shape, 3, 2.0, &device).require_grad();
                 let v = input(shape, 2, 1.0, &device).require_grad();
                 let keys = if shared { q.clone() } else { k.clone() };
                 let y = match fused {
-                    true => past_retrieval(q.clone(), keys, v.clone()),
-                    false => plain(q.clone(), keys, v.clone()),
+                    true => causal_retrieval(q.clone(), keys, v.clone(), scale, shift),
+                    false => plain(q.clone(), keys, v.clone(), scale, shift),
                 };
                 let g = project(y, 5).backward();
                 let mut out = vec![values(q.grad(&g).unwrap()), values(v.grad(&g).unwrap())];
@@ -71,7 +83,7 @@ fn backward_equals_the_plain_form() {
             let (a, b) = (grads(true), grads(false));
             for (i, (a, b)) in a.iter().zip(&b).enumerate() {
                 let err = rel_err(a, b);
-                assert!(err < 1e-5, "{shape:?} shared {shared}, input {i}: {err:e}");
+                assert!(err < 1e-5, "{shape:?} shift {shift}, input {i}: {err:e}");
             }
         }
     }
@@ -86,7 +98,7 @@ fn gradients_match_finite_differences() {
     let errors = gradient_errors(&inputs, DType::F32, 1e-2, |x| {
         let k = x[0].clone().reshape(shape);
         let v = x[1].clone().reshape(shape);
-        project(past_retrieval(k.clone(), k, v), 11)
+        project(causal_retrieval(k.clone(), k, v, 1.0, 0), 11)
     });
     for (name, err) in ["keys", "values"].iter().zip(&errors) {
         assert!(*err < 2e-3, "{name}: relative error {err:e}");
