@@ -3,14 +3,16 @@
 //! `kbar_t = (1 - lambda) * sum_{j<=t} lambda^(t-j) u_j`, i.e. the recurrence
 //! `kbar_t = lambda * kbar_{t-1} + (1 - lambda) * u_t`, with `lambda_h = exp(-b_h)` per head.
 //! The reference builds the full `T x T` matrix of coefficients; [`leaky_average`] computes the
-//! same numbers in O(T) with a chunked scan, and [`leaky_average_quadratic`] keeps the matrix
-//! form as the test oracle.
+//! same numbers in O(T) (a fused scan on the CPU, a chunked scan of tensor operations
+//! elsewhere), and [`leaky_average_quadratic`] keeps the matrix form as the test oracle.
 
 use burn::module::{Module, Param};
 use burn::tensor::{Bool, Device, Tensor, TensorData};
 
 use crate::EXP_PARAM_SCALE;
 use crate::heads::{linspace, per_head};
+use crate::leaky_scan::leaky_scan;
+use crate::retrieval::cpu_kernels;
 
 /// Chunk length of the scan: within a chunk the matrix form, across chunks the states at the
 /// chunk ends, so the work is `O(T * CHUNK + (T / CHUNK)^2)` in a fixed number of operations.
@@ -58,8 +60,19 @@ impl LeakyAverage {
     }
 }
 
-/// The leaky average of `u` `(B, H, T, hs)` with per-head decay rates `decay` `(H,)`, in O(T).
+/// The leaky average of `u` `(B, H, T, hs)` with per-head decay rates `decay` `(H,)`, in O(T):
+/// on the CPU backend the fused scan of [`crate::leaky_scan`], elsewhere
+/// [`leaky_average_chunked`].
 pub fn leaky_average(u: Tensor<4>, decay: Tensor<1>) -> Tensor<4> {
+    match cpu_kernels(&u.device(), u.dtype()) {
+        true => leaky_scan(u, decay),
+        false => leaky_average_chunked(u, decay),
+    }
+}
+
+/// The leaky average in O(T) with tensor operations, for any backend: the matrix form within
+/// chunks of [`CHUNK`] steps, the chunk ends' states carried across.
+pub fn leaky_average_chunked(u: Tensor<4>, decay: Tensor<1>) -> Tensor<4> {
     let [b, h, t, hs] = u.dims();
     if t <= CHUNK {
         return leaky_average_quadratic(u, decay);

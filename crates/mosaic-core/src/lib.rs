@@ -15,6 +15,7 @@ pub mod gelu;
 pub mod heads;
 pub mod key_features;
 pub mod leaky_average;
+pub mod leaky_scan;
 mod matrix;
 pub mod persistent_memory;
 pub mod retrieval;

@@ -5,7 +5,9 @@ mod common;
 
 use burn::tensor::{DType, Device, Tensor};
 use common::{gradient_errors, noise, project, rel_err, tensor, values};
-use mosaic_core::leaky_average::{CHUNK, leaky_average, leaky_average_quadratic};
+use mosaic_core::leaky_average::{
+    CHUNK, leaky_average, leaky_average_chunked, leaky_average_quadratic,
+};
 
 fn inputs(
     b: usize,
@@ -47,10 +49,14 @@ fn linear_time_scan_equals_matrix_form() {
             300,
         ] {
             let (u, decay) = inputs(2, h, t, 3, decays, t as u64);
+            let slow = values(leaky_average_quadratic(u.clone(), decay.clone()));
+            // The fused scan (the CPU's) and the chunked tensor form (other backends').
             let fast = values(leaky_average(u.clone(), decay.clone()));
-            let slow = values(leaky_average_quadratic(u, decay));
-            let err = rel_err(&fast, &slow);
-            assert!(err <= 1e-5, "H={h} T={t}: relative error {err:e}");
+            let chunked = values(leaky_average_chunked(u, decay));
+            for (name, got) in [("scan", fast), ("chunked", chunked)] {
+                let err = rel_err(&got, &slow);
+                assert!(err <= 1e-5, "{name} H={h} T={t}: relative error {err:e}");
+            }
         }
     }
 }
@@ -96,5 +102,51 @@ fn gradients_match_finite_differences() {
                 "T={t}: gradient wrt {name}: relative error {err:e}"
             );
         }
+    }
+}
+
+/// The fused scan's backward (f32, the CPU) against the chunked tensor form's, and against
+/// finite differences in f32.
+#[test]
+fn fused_scan_gradients_equal_the_tensor_form() {
+    let device = Device::flex().autodiff();
+    let (b, h, hs) = (2, 3, 4);
+    for t in [1, 7, CHUNK + 9] {
+        let grads = |fused: bool| {
+            let u = tensor(
+                &noise(b * h * t * hs, 5),
+                [b, h, t, hs],
+                &device,
+                DType::F32,
+            )
+            .require_grad();
+            let decay = tensor(&[0.05, 0.8, 4.0], [h], &device, DType::F32).require_grad();
+            let y = match fused {
+                true => leaky_average(u.clone(), decay.clone()),
+                false => leaky_average_chunked(u.clone(), decay.clone()),
+            };
+            let g = project(y, 3).backward();
+            [values(u.grad(&g).unwrap()), values(decay.grad(&g).unwrap())]
+        };
+        let (a, c) = (grads(true), grads(false));
+        for (name, (a, c)) in ["u", "decay"].iter().zip(a.iter().zip(&c)) {
+            let err = rel_err(a, c);
+            assert!(err < 1e-4, "T={t} {name}: {err:e}");
+        }
+    }
+    let t = 12;
+    let errors = gradient_errors(
+        &[noise(h * t * hs, 9), vec![0.1, 0.7, 2.0]],
+        DType::F32,
+        1e-2,
+        |x| {
+            project(
+                leaky_average(x[0].clone().reshape([1, h, t, hs]), x[1].clone()),
+                4,
+            )
+        },
+    );
+    for (name, err) in ["u", "decay"].iter().zip(&errors) {
+        assert!(*err < 2e-3, "gradient wrt {name}: relative error {err:e}");
     }
 }
