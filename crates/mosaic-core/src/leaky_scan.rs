@@ -99,15 +99,25 @@ impl LeakyBackend for Flex {
                 );
                 let mut adj = vec![0.0f32; hs];
                 let mut dl = 0.0f64;
+                let zeros = vec![0.0f32; hs];
                 for step in (0..t).rev() {
                     let row = step * hs..(step + 1) * hs;
+                    // kbar_{t-1}, zero before the first step.
+                    let before = match step {
+                        0 => &zeros[..],
+                        _ => &k[row.start - hs..row.start],
+                    };
                     let mut dot = 0.0f32;
-                    for c in 0..hs {
-                        let i = row.start + c;
-                        adj[c] = g[i] + l * adj[c];
-                        du[i] = (1.0 - l) * adj[c];
-                        let before = if step > 0 { k[i - hs] } else { 0.0 };
-                        dot += adj[c] * (before - u[i]);
+                    for ((((a, d), g), u), before) in adj
+                        .iter_mut()
+                        .zip(&mut du[row.clone()])
+                        .zip(&g[row.clone()])
+                        .zip(&u[row])
+                        .zip(before)
+                    {
+                        *a = g + l * *a;
+                        *d = (1.0 - l) * *a;
+                        dot += *a * (before - u);
                     }
                     dl += dot as f64;
                 }
