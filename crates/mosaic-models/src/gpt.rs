@@ -15,6 +15,7 @@ use mosaic_core::softmax::{masked_softmax, softmax_last};
 use crate::Forward;
 use crate::InputError;
 use crate::config::GptConfig;
+use crate::laid_out;
 use crate::layer_norm::LayerNorm;
 
 /// nanoGPT's initialisation scale.
@@ -119,6 +120,8 @@ struct KeyValues {
 #[derive(Debug, Clone)]
 pub struct GptCache {
     blocks: Vec<KeyValues>,
+    /// The tied head `wte^T`, `(d, vocab)`, laid out once (see `MosaicCache`).
+    head: Tensor<2>,
 }
 
 impl GptCache {
@@ -198,7 +201,7 @@ impl Gpt {
             hidden.push(x.clone());
         }
         Ok(Forward {
-            logits: self.head(x),
+            logits: self.head(x, self.wte.val().transpose()),
             hidden,
         })
     }
@@ -213,7 +216,9 @@ impl Gpt {
             x = y;
             blocks.push(kv);
         }
-        Ok((self.head(x), GptCache { blocks }))
+        let head = laid_out(self.wte.val().transpose());
+        let logits = self.head(x, head.clone());
+        Ok((logits, GptCache { blocks, head }))
     }
 
     /// The logits `(B, 1, vocab)` of one more token per row, `ids` `(B, 1)`, after those in
@@ -223,7 +228,7 @@ impl Gpt {
         for (block, kv) in self.blocks.iter().zip(&mut cache.blocks) {
             x = block.step(x, kv);
         }
-        Ok(self.head(x))
+        Ok(self.head(x, cache.head.clone()))
     }
 
     /// Token plus position embeddings of `ids` placed at positions `start..`.
@@ -237,7 +242,7 @@ impl Gpt {
         Ok(self.dropout.forward(embedding(self.wte.val(), ids) + pos))
     }
 
-    fn head(&self, x: Tensor<3>) -> Tensor<3> {
-        linear(self.ln_f.forward(x), self.wte.val().transpose(), None)
+    fn head(&self, x: Tensor<3>, weight: Tensor<2>) -> Tensor<3> {
+        linear(self.ln_f.forward(x), weight, None)
     }
 }

@@ -24,6 +24,14 @@ pub use toy::{ComplexLinear, ToyMosaic, ToyMosaicConfig};
 
 use burn::tensor::Tensor;
 
+/// A copy of `x` laid out contiguously in its logical order: a transposed view that is read
+/// many times (the tied head, token after token) is cheaper copied once.
+pub(crate) fn laid_out<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    let device = x.device();
+    let dtype = x.dtype();
+    Tensor::from_data(x.into_data(), (&device, dtype))
+}
+
 /// What a forward pass returns: the logits `(B, T, vocab)` and the residual stream after each
 /// block, `(B, T, d)` each.
 #[derive(Debug, Clone)]

@@ -16,6 +16,7 @@ use mosaic_core::{
 use crate::Forward;
 use crate::InputError;
 use crate::config::MemoryMosaicConfig;
+use crate::laid_out;
 use crate::layer_norm::LayerNorm;
 
 #[derive(Module, Debug)]
@@ -64,6 +65,9 @@ struct BlockCache {
 #[derive(Debug, Clone)]
 pub struct MosaicCache {
     blocks: Vec<BlockCache>,
+    /// The tied head `emb^T`, `(d, vocab)`, laid out once: as a transposed view the CPU
+    /// backend copies it, element by element, on every token.
+    head: Tensor<2>,
 }
 
 impl MosaicCache {
@@ -142,7 +146,7 @@ impl MemoryMosaic {
             hidden.push(x.clone());
         }
         Ok(Forward {
-            logits: self.head(x),
+            logits: self.head(x, self.emb.val().transpose()),
             hidden,
         })
     }
@@ -159,7 +163,9 @@ impl MemoryMosaic {
             x = y;
             blocks.push(cache);
         }
-        Ok((self.head(x), MosaicCache { blocks }))
+        let head = laid_out(self.emb.val().transpose());
+        let logits = self.head(x, head.clone());
+        Ok((logits, MosaicCache { blocks, head }))
     }
 
     /// The logits `(B, 1, vocab)` of one more token per row, `ids` `(B, 1)`, after those in
@@ -174,13 +180,13 @@ impl MemoryMosaic {
         for (block, c) in self.blocks.iter().zip(&mut cache.blocks) {
             x = block.step(x, c);
         }
-        Ok(self.head(x))
+        Ok(self.head(x, cache.head.clone()))
     }
 
-    /// Final LayerNorm, then the tied head scaled by `1/sqrt(d)`.
-    fn head(&self, x: Tensor<3>) -> Tensor<3> {
+    /// Final LayerNorm, then the tied head `weight` `(d, vocab)` scaled by `1/sqrt(d)`.
+    fn head(&self, x: Tensor<3>, weight: Tensor<2>) -> Tensor<3> {
         let x = self.ln_out.forward(x);
         let [_, d] = self.emb.dims();
-        linear(x, self.emb.val().transpose(), None) * (1.0 / (d as f64).sqrt())
+        linear(x, weight, None) * (1.0 / (d as f64).sqrt())
     }
 }
