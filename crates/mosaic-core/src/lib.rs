@@ -14,6 +14,7 @@ pub mod context_memory;
 pub mod gelu;
 pub mod heads;
 pub mod key_features;
+pub mod layer_norm;
 pub mod leaky_average;
 pub mod leaky_scan;
 mod matrix;

@@ -1,8 +1,8 @@
 //! LayerNorm without bias (nanoGPT's), `eps = 1e-5` as the reference.
 
 use burn::module::{Module, Param};
-use burn::tensor::module::layer_norm;
 use burn::tensor::{Device, Tensor};
+use mosaic_core::layer_norm::layer_norm;
 
 pub const LAYER_NORM_EPS: f64 = 1e-5;
 
@@ -19,6 +19,6 @@ impl LayerNorm {
     }
 
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
-        layer_norm(x, self.gain.val(), None, LAYER_NORM_EPS)
+        layer_norm(x, self.gain.val(), LAYER_NORM_EPS)
     }
 }

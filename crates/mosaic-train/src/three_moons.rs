@@ -85,7 +85,8 @@ pub fn mlx_step_factor(t: usize) -> f64 {
 }
 
 /// Mean absolute error of `gen_steps` generated observations after each context length in
-/// `contexts`, over `sequences` sequences of `triple` with random starts.
+/// `contexts`, over `sequences` sequences of `triple` with random starts. A context of 0 has
+/// nothing to continue and is left out of the curve.
 pub fn context_curve(
     model: &ToyMosaic,
     triple: &[f64; 3],
@@ -103,6 +104,7 @@ pub fn context_curve(
     let all = Tensor::<3>::from_data(TensorData::new(data, [sequences, longest, DIM]), device);
     contexts
         .iter()
+        .filter(|&&c| c > 0)
         .map(|&c| {
             let prompt = all.clone().narrow(1, 0, c);
             let truth = all.clone().narrow(1, c, gen_steps);
