@@ -36,7 +36,8 @@ enum Task {
         #[arg(long, default_value = "flex")]
         device: String,
     },
-    /// Measure speed: `prepare` (data), `train` (training steps), `leaky` (leaky average).
+    /// Measure speed: `prepare` (data), `train` (training steps), `generate` (cached
+    /// generation), `leaky` (leaky average).
     #[command(subcommand)]
     Bench(bench::Bench),
     /// Check the RegBench generator and metrics with the oracle and n-gram predictors.

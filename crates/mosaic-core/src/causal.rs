@@ -23,6 +23,7 @@ use burn::backend::{Autodiff, Backend, Dispatch, Flex, backend_extension};
 use burn::tensor::Tensor;
 use rayon::prelude::*;
 
+use crate::backward::register;
 use crate::matrix::{contiguous, mat, matmul, tensor};
 use crate::row_kernels::{Visible, softmax_backward_in_place, softmax_in_place};
 
@@ -173,12 +174,7 @@ impl<B: CausalBackend, C: CheckpointStrategy> CausalBackend for Autodiff<B, C> {
                 let ([q, k, v, w], scale) = ops.state;
                 let grad = grads.consume::<B>(&ops.node);
                 let (dq, dk, dv) = B::causal_backward(q, k, v, w, grad, scale);
-                // The same tensor as query and keys gets the sum: `register` adds.
-                for (parent, g) in ops.parents.into_iter().zip([dq, dk, dv]) {
-                    if let Some(node) = parent {
-                        grads.register::<B>(node.id, g);
-                    }
-                }
+                register!(B, ops.parents, [dq, dk, dv], grads);
             }
         }
 

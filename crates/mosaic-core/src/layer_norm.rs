@@ -20,6 +20,7 @@ use burn::backend::{Autodiff, Backend, Dispatch, Flex, backend_extension};
 use burn::tensor::{Tensor, module};
 use rayon::prelude::*;
 
+use crate::backward::register;
 use crate::matrix::{contiguous, tensor};
 use crate::retrieval::cpu_kernels;
 
@@ -158,11 +159,7 @@ impl<B: LayerNormBackend, C: CheckpointStrategy> LayerNormBackend for Autodiff<B
                 let (x, gain, eps) = ops.state;
                 let grad = grads.consume::<B>(&ops.node);
                 let (dx, dgain) = B::fused_layer_norm_backward(x, gain, grad, eps);
-                for (parent, g) in ops.parents.into_iter().zip([dx, dgain]) {
-                    if let Some(node) = parent {
-                        grads.register::<B>(node.id, g);
-                    }
-                }
+                register!(B, ops.parents, [dx, dgain], grads);
             }
         }
 

@@ -16,6 +16,7 @@ use burn::backend::{Autodiff, Backend, Dispatch, Flex, backend_extension};
 use burn::tensor::Tensor;
 use rayon::prelude::*;
 
+use crate::backward::register;
 use crate::matrix::{contiguous, tensor};
 
 /// The leaky averages of `u` `(B, H, T, hs)` with decay rates `decay` `(H,)`; only where
@@ -150,11 +151,7 @@ impl<B: LeakyBackend, C: CheckpointStrategy> LeakyBackend for Autodiff<B, C> {
                 let [u, decay, kbar] = ops.state;
                 let grad = grads.consume::<B>(&ops.node);
                 let (du, ddecay) = B::leaky_scan_backward(u, decay, kbar, grad);
-                for (parent, g) in ops.parents.into_iter().zip([du, ddecay]) {
-                    if let Some(node) = parent {
-                        grads.register::<B>(node.id, g);
-                    }
-                }
+                register!(B, ops.parents, [du, ddecay], grads);
             }
         }
 

@@ -8,6 +8,7 @@
 //! Tensors are laid out `(batch, time, channels)` at the boundaries of a unit and
 //! `(batch, head, time, head_size)` inside.
 
+mod backward;
 pub mod bank;
 pub mod causal;
 pub mod context_memory;

@@ -193,39 +193,6 @@ fn softmax_backward_in_place_generic(y: &[f32], g: &mut [f32], row: usize) {
     }
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-fn softmax_in_place_avx2(x: &mut [f32], row: usize, visible: Visible) {
-    softmax_in_place_generic(x, row, visible)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-fn softmax_backward_in_place_avx2(y: &[f32], g: &mut [f32], row: usize) {
-    softmax_backward_in_place_generic(y, g, row)
-}
-
-/// Softmax of each `row`-long row of `x` in place, over the entries `visible` says (rows
-/// numbered from 0).
-pub fn softmax_in_place(x: &mut [f32], row: usize, visible: Visible) {
-    #[cfg(target_arch = "x86_64")]
-    if has_avx2() {
-        // SAFETY: the CPU has AVX2 and FMA, checked just above.
-        return unsafe { softmax_in_place_avx2(x, row, visible) };
-    }
-    softmax_in_place_generic(x, row, visible)
-}
-
-/// Softmax's backward from its output `y`, in place on the output's gradient `g`.
-pub fn softmax_backward_in_place(y: &[f32], g: &mut [f32], row: usize) {
-    #[cfg(target_arch = "x86_64")]
-    if has_avx2() {
-        // SAFETY: the CPU has AVX2 and FMA, checked just above.
-        return unsafe { softmax_backward_in_place_avx2(y, g, row) };
-    }
-    softmax_backward_in_place_generic(y, g, row)
-}
-
 /// `sqrt(2 / pi)` and the cubic coefficient of the tanh approximation of GELU.
 const GELU_A: f32 = 0.797_884_6;
 const GELU_B: f32 = 0.044_715;
@@ -258,76 +225,65 @@ fn gelu_generic(x: &[f32], grad: Option<&[f32]>, out: &mut [f32]) {
     }
 }
 
+/// `pub fn $name(args)` running `$generic(args)`, which is compiled a second time for AVX2
+/// with FMA, that copy chosen at run time where the CPU has both.
+macro_rules! dispatch {
+    ($(#[$doc:meta])* $name:ident => $generic:ident($($arg:ident: $ty:ty),* $(,)?)) => {
+        $(#[$doc])*
+        pub fn $name($($arg: $ty),*) {
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx2,fma")]
+                fn avx2($($arg: $ty),*) {
+                    $generic($($arg),*)
+                }
+                if has_avx2() {
+                    // SAFETY: the CPU has AVX2 and FMA, checked just above.
+                    return unsafe { avx2($($arg),*) };
+                }
+            }
+            $generic($($arg),*)
+        }
+    };
+}
+
+dispatch!(
+    /// Softmax (or log-softmax) of each `row`-long row of `x` into `out`, reading the entries
+    /// `visible` says; rows are numbered from `first_row`.
+    softmax_rows => softmax_rows_generic(
+        x: &[f32],
+        out: &mut [f32],
+        row: usize,
+        log: bool,
+        first_row: usize,
+        visible: Visible,
+    )
+);
+
+dispatch!(
+    /// The backward pass of [`softmax_rows`] from its output `y` and the output's gradient `g`.
+    backward_rows => backward_rows_generic(y: &[f32], g: &[f32], dx: &mut [f32], row: usize, log: bool)
+);
+
+dispatch!(
+    /// Softmax of each `row`-long row of `x` in place, over the entries `visible` says (rows
+    /// numbered from 0).
+    softmax_in_place => softmax_in_place_generic(x: &mut [f32], row: usize, visible: Visible)
+);
+
+dispatch!(
+    /// Softmax's backward from its output `y`, in place on the output's gradient `g`.
+    softmax_backward_in_place => softmax_backward_in_place_generic(y: &[f32], g: &mut [f32], row: usize)
+);
+
+dispatch!(
+    /// GELU (tanh form) of `x` into `out`; with `grad`, its backward: `grad * gelu'(x)`.
+    gelu => gelu_generic(x: &[f32], grad: Option<&[f32]>, out: &mut [f32])
+);
+
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-fn gelu_avx2(x: &[f32], grad: Option<&[f32]>, out: &mut [f32]) {
-    gelu_generic(x, grad, out)
-}
-
-/// GELU (tanh form) of `x` into `out`; with `grad`, its backward: `grad * gelu'(x)`.
-pub fn gelu(x: &[f32], grad: Option<&[f32]>, out: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    if has_avx2() {
-        // SAFETY: the CPU has AVX2 and FMA, checked just above.
-        return unsafe { gelu_avx2(x, grad, out) };
-    }
-    gelu_generic(x, grad, out)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-fn softmax_rows_avx2(
-    x: &[f32],
-    out: &mut [f32],
-    row: usize,
-    log: bool,
-    first_row: usize,
-    visible: Visible,
-) {
-    softmax_rows_generic(x, out, row, log, first_row, visible)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-fn backward_rows_avx2(y: &[f32], g: &[f32], dx: &mut [f32], row: usize, log: bool) {
-    backward_rows_generic(y, g, dx, row, log)
-}
-
 fn has_avx2() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    false
-}
-
-/// Softmax (or log-softmax) of each `row`-long row of `x` into `out`, reading the entries
-/// `visible` says; rows are numbered from `first_row`.
-pub fn softmax_rows(
-    x: &[f32],
-    out: &mut [f32],
-    row: usize,
-    log: bool,
-    first_row: usize,
-    visible: Visible,
-) {
-    #[cfg(target_arch = "x86_64")]
-    if has_avx2() {
-        // SAFETY: the CPU has AVX2 and FMA, checked just above.
-        return unsafe { softmax_rows_avx2(x, out, row, log, first_row, visible) };
-    }
-    softmax_rows_generic(x, out, row, log, first_row, visible)
-}
-
-/// The backward pass of [`softmax_rows`] from its output `y` and the output's gradient `g`.
-pub fn backward_rows(y: &[f32], g: &[f32], dx: &mut [f32], row: usize, log: bool) {
-    #[cfg(target_arch = "x86_64")]
-    if has_avx2() {
-        // SAFETY: the CPU has AVX2 and FMA, checked just above.
-        return unsafe { backward_rows_avx2(y, g, dx, row, log) };
-    }
-    backward_rows_generic(y, g, dx, row, log)
+    std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use burn::tensor::{Device, Distribution, Tensor};
 use mosaic_core::LeakyAverage;
 use mosaic_core::leaky_average::{leaky_average, leaky_average_chunked, leaky_average_quadratic};
 
-use super::{median, set_threads, times};
+use super::{RunArgs, median, set_threads, times};
 
 #[derive(clap::Args)]
 pub struct Options {
@@ -23,14 +23,12 @@ pub struct Options {
     /// Timed runs per form (the median is reported), after one untimed one.
     #[arg(long, default_value_t = 5)]
     runs: usize,
-    #[arg(long)]
-    threads: Option<usize>,
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    run: RunArgs,
 }
 
 pub fn run(opts: &Options) -> Result<()> {
-    let threads = set_threads(opts.threads)?;
+    let threads = set_threads(opts.run.threads)?;
     let device = Device::flex();
     let decay = LeakyAverage::new(opts.heads, &device).decay();
     for &t in &opts.t {
@@ -49,7 +47,7 @@ pub fn run(opts: &Options) -> Result<()> {
         let scan = time(leaky_average)?;
         let chunked = time(leaky_average_chunked)?;
         let matrix = time(leaky_average_quadratic)?;
-        if opts.json {
+        if opts.run.json {
             println!(
                 "{}",
                 serde_json::json!({

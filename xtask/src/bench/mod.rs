@@ -11,6 +11,8 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use clap::{Subcommand, ValueEnum};
+use mosaic_models::{GptConfig, MemoryMosaicConfig};
+use mosaic_train::config::ModelConfig;
 
 #[derive(Subcommand)]
 pub enum Bench {
@@ -30,6 +32,55 @@ pub enum Bench {
     Generate(generate::Options),
     /// The O(T) leaky average against the O(T^2) matrix form, forward only.
     Leaky(leaky::Options),
+}
+
+/// The language model a bench builds, with the official benchmark script's default shape.
+#[derive(clap::Args)]
+pub struct ModelArgs {
+    #[arg(long, value_enum, default_value = "memory_mosaic")]
+    model: Model,
+    #[arg(long, default_value_t = 4)]
+    layers: usize,
+    #[arg(long, default_value_t = 8)]
+    heads: usize,
+    #[arg(long, default_value_t = 256)]
+    width: usize,
+    #[arg(long, default_value_t = 4096)]
+    vocab: usize,
+}
+
+impl ModelArgs {
+    /// The model's configuration for windows of `block` tokens (no dropout).
+    fn config(&self, block: usize) -> ModelConfig {
+        match self.model {
+            Model::MemoryMosaic => ModelConfig::MemoryMosaic(MemoryMosaicConfig::new(
+                self.vocab,
+                self.layers,
+                self.heads,
+                self.width,
+                block,
+            )),
+            Model::Gpt => ModelConfig::Gpt(GptConfig {
+                vocab_size: self.vocab,
+                n_layer: self.layers,
+                n_head: self.heads,
+                n_embd: self.width,
+                block_size: block,
+                dropout: 0.0,
+            }),
+        }
+    }
+}
+
+/// How a bench runs and prints.
+#[derive(clap::Args)]
+pub struct RunArgs {
+    /// Threads of the CPU backend; default one per core.
+    #[arg(long)]
+    threads: Option<usize>,
+    /// One JSON line per measurement instead of text.
+    #[arg(long)]
+    json: bool,
 }
 
 /// The two language models, as `bench_official.py` names them.

@@ -12,60 +12,26 @@ use anyhow::Result;
 use burn::module::Module;
 use burn::optim::GradientsParams;
 use burn::tensor::{Device, Distribution, Int, Tensor, TensorData};
-use mosaic_models::{GptConfig, LanguageModel, MemoryMosaicConfig, cross_entropy};
+use mosaic_models::{LanguageModel, cross_entropy};
 use mosaic_train::config::ModelConfig;
 use mosaic_train::model::build;
 use mosaic_train::optim::adamw_with;
 
-use super::{Model, median, peak_rss_mib, set_threads, times};
+use super::{ModelArgs, RunArgs, median, peak_rss_mib, set_threads, times};
 
 #[derive(clap::Args)]
 pub struct Options {
-    #[arg(long, value_enum, default_value = "memory_mosaic")]
-    model: Model,
-    #[arg(long, default_value_t = 4)]
-    layers: usize,
-    #[arg(long, default_value_t = 8)]
-    heads: usize,
-    #[arg(long, default_value_t = 256)]
-    width: usize,
+    #[command(flatten)]
+    model: ModelArgs,
     #[arg(long, default_value_t = 256)]
     block: usize,
     #[arg(long, default_value_t = 8)]
     batch: usize,
-    #[arg(long, default_value_t = 4096)]
-    vocab: usize,
     /// Timed steps (the median is reported), after 3 untimed ones.
     #[arg(long, default_value_t = 10)]
     steps: usize,
-    /// Threads of the CPU backend; default one per core.
-    #[arg(long)]
-    threads: Option<usize>,
-    /// One JSON line instead of text.
-    #[arg(long)]
-    json: bool,
-}
-
-impl Options {
-    fn config(&self) -> ModelConfig {
-        match self.model {
-            Model::MemoryMosaic => ModelConfig::MemoryMosaic(MemoryMosaicConfig::new(
-                self.vocab,
-                self.layers,
-                self.heads,
-                self.width,
-                self.block,
-            )),
-            Model::Gpt => ModelConfig::Gpt(GptConfig {
-                vocab_size: self.vocab,
-                n_layer: self.layers,
-                n_head: self.heads,
-                n_embd: self.width,
-                block_size: self.block,
-                dropout: 0.0,
-            }),
-        }
-    }
+    #[command(flatten)]
+    run: RunArgs,
 }
 
 /// `6 N + 12 L d T` (see the module's documentation).
@@ -95,8 +61,8 @@ pub fn flops_per_token(config: &ModelConfig) -> f64 {
 }
 
 pub fn run(opts: &Options) -> Result<()> {
-    let threads = set_threads(opts.threads)?;
-    let config = opts.config();
+    let threads = set_threads(opts.run.threads)?;
+    let config = opts.model.config(opts.block);
     match &config {
         ModelConfig::MemoryMosaic(c) => c.validate(),
         ModelConfig::Gpt(c) => c.validate(),
@@ -108,8 +74,8 @@ pub fn run(opts: &Options) -> Result<()> {
     let mut model = Some(build(&config, &device));
     let params = model.as_ref().map_or(0, |m| m.num_params());
     let mut optim = adamw_with(model.as_ref().expect("built"), 0.9, 0.999, 1e-8, 0.1);
-    let ids = random_tokens(opts.batch, opts.block, opts.vocab, 1, &device);
-    let targets = random_tokens(opts.batch, opts.block, opts.vocab, 2, &device);
+    let ids = random_tokens(opts.batch, opts.block, opts.model.vocab, 1, &device);
+    let targets = random_tokens(opts.batch, opts.block, opts.model.vocab, 2, &device);
     let step = || -> Result<()> {
         let m: LanguageModel = model.take().expect("the model between steps");
         let loss = cross_entropy(m.forward(ids.clone())?.logits, targets.clone());
@@ -123,11 +89,8 @@ pub fn run(opts: &Options) -> Result<()> {
     let flops = flops_per_token(&config);
     let mfu = flops * tokens_per_second / (gemm * 1e9);
     let rss = peak_rss_mib();
-    let name = match opts.model {
-        Model::MemoryMosaic => "memory_mosaic",
-        Model::Gpt => "gpt",
-    };
-    if opts.json {
+    let name = model.as_ref().map_or("", |m| m.kind());
+    if opts.run.json {
         println!(
             "{}",
             serde_json::json!({
