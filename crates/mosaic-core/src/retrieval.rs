@@ -7,7 +7,7 @@ use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Bool, DType, Device, Tensor, TensorData};
 
-use crate::softmax::{masked_softmax, softmax_last};
+use crate::softmax::{hidden_mask, masked_softmax, softmax_last};
 use crate::{bank, causal};
 
 /// Whether to use Burn's fused attention: on the CPU backend without gradients, where its
@@ -56,7 +56,7 @@ pub fn past_retrieval(
             query,
             keys,
             values,
-            Some(not_past_mask(t, &device)),
+            Some(hidden_mask(t, t, 0, &device)),
             None,
             AttentionModuleOptions {
                 scale: Some(1.0),
@@ -95,16 +95,6 @@ pub fn bank_retrieval(
     dropout
         .forward(softmax_last(scores))
         .matmul(bank_values.unsqueeze::<4>())
-}
-
-/// `(1, 1, T, T)`, true where `j >= i`, except `(0, 0)`, left open so that row 0 has something
-/// to softmax over before it is zeroed: a row of -inf would give NaN, and NaN survives the
-/// zeroing in the backward pass.
-fn not_past_mask(t: usize, device: &Device) -> Tensor<4, Bool> {
-    let not_past: Vec<bool> = (0..t)
-        .flat_map(|i| (0..t).map(move |j| j >= i && !(i == 0 && j == 0)))
-        .collect();
-    Tensor::from_data(TensorData::new(not_past, [1, 1, t, t]), device)
 }
 
 /// `(1, 1, T, T)`, true on row 0.

@@ -103,6 +103,27 @@ impl Visible {
     }
 }
 
+/// Softmax of one row in place over its first `visible` entries; the others become 0. A row of
+/// -inf only (nothing to attend to) gives NaN, as Burn's softmax.
+#[inline(always)]
+fn softmax_row(x: &mut [f32], visible: usize) {
+    let (x, hidden) = x.split_at_mut(visible);
+    hidden.fill(0.0);
+    let m = max(x);
+    x.iter_mut().for_each(|v| *v = exp(*v - m));
+    let inv = 1.0 / dot(x, None);
+    x.iter_mut().for_each(|v| *v *= inv);
+}
+
+/// Softmax's backward for one row, in place: `g` becomes `y * (g - sum(g * y))`.
+#[inline(always)]
+fn softmax_backward_row(y: &[f32], g: &mut [f32]) {
+    let d = dot(y, Some(g));
+    for (g, y) in g.iter_mut().zip(y) {
+        *g = y * (*g - d);
+    }
+}
+
 /// `out = softmax(x)` for each row (`log`: `log_softmax`), rows numbered from `first_row`.
 #[inline(always)]
 fn softmax_rows_generic(
@@ -119,25 +140,20 @@ fn softmax_rows_generic(
         .enumerate()
     {
         let n = visible.len(first_row + r, row);
+        if !log {
+            o.copy_from_slice(x);
+            softmax_row(o, n);
+            continue;
+        }
         let (x, (o, hidden)) = (&x[..n], o.split_at_mut(n));
         hidden.fill(0.0);
         let m = max(x);
-        // A row of -inf only (nothing to attend to) gives NaN, as Burn's softmax.
         for (o, x) in o.iter_mut().zip(x) {
             *o = exp(*x - m);
         }
-        let total = dot(o, None);
-        match log {
-            false => {
-                let inv = 1.0 / total;
-                o.iter_mut().for_each(|o| *o *= inv);
-            }
-            true => {
-                let shift = m + total.ln();
-                for (o, x) in o.iter_mut().zip(x) {
-                    *o = *x - shift;
-                }
-            }
+        let shift = m + dot(o, None).ln();
+        for (o, x) in o.iter_mut().zip(x) {
+            *o = *x - shift;
         }
     }
 }
@@ -153,10 +169,8 @@ fn backward_rows_generic(y: &[f32], g: &[f32], dx: &mut [f32], row: usize, log: 
     {
         match log {
             false => {
-                let dot = dot(y, Some(g));
-                for ((d, y), g) in dx.iter_mut().zip(y).zip(g) {
-                    *d = y * (g - dot);
-                }
+                dx.copy_from_slice(g);
+                softmax_backward_row(y, dx);
             }
             true => {
                 let total = dot(g, None);
@@ -173,12 +187,7 @@ fn backward_rows_generic(y: &[f32], g: &[f32], dx: &mut [f32], row: usize, log: 
 #[inline(always)]
 fn softmax_in_place_generic(x: &mut [f32], row: usize, visible: Visible) {
     for (r, x) in x.chunks_exact_mut(row).enumerate() {
-        let (x, hidden) = x.split_at_mut(visible.len(r, row));
-        hidden.fill(0.0);
-        let m = max(x);
-        x.iter_mut().for_each(|v| *v = exp(*v - m));
-        let inv = 1.0 / dot(x, None);
-        x.iter_mut().for_each(|v| *v *= inv);
+        softmax_row(x, visible.len(r, row));
     }
 }
 
@@ -186,10 +195,7 @@ fn softmax_in_place_generic(x: &mut [f32], row: usize, visible: Visible) {
 #[inline(always)]
 fn softmax_backward_in_place_generic(y: &[f32], g: &mut [f32], row: usize) {
     for (y, g) in y.chunks_exact(row).zip(g.chunks_exact_mut(row)) {
-        let d = dot(y, Some(g));
-        for (g, y) in g.iter_mut().zip(y) {
-            *g = y * (*g - d);
-        }
+        softmax_backward_row(y, g);
     }
 }
 

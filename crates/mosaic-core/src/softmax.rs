@@ -19,7 +19,7 @@ use burn::backend::autodiff::ops::{Backward, Ops, OpsKind, unary};
 use burn::backend::flex::FlexTensor;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, Backend, Dispatch, Flex, backend_extension};
-use burn::tensor::{Bool, Tensor, TensorData, activation};
+use burn::tensor::{Bool, Device, Tensor, TensorData, activation};
 use rayon::prelude::*;
 
 use crate::retrieval::cpu_kernels;
@@ -54,16 +54,22 @@ pub fn masked_softmax(scores: Tensor<4>, shift: usize) -> Tensor<4> {
             visible,
         ));
     }
-    let hidden: Vec<bool> = (0..tq)
-        .flat_map(|i| (0..tk).map(move |j| j >= (i + shift).max(1)))
-        .collect();
-    let hidden =
-        Tensor::<4, Bool>::from_data(TensorData::new(hidden, [1, 1, tq, tk]), &scores.device());
+    let hidden = hidden_mask(tq, tk, shift, &scores.device());
     let [b, h, _, _] = scores.dims();
     activation::softmax(
         scores.mask_fill(hidden.expand([b, h, tq, tk]), f32::NEG_INFINITY),
         3,
     )
+}
+
+/// `(1, 1, Tq, Tk)`, true on the keys query `i` may not read, `j >= max(i + shift, 1)`. Row 0
+/// keeps key 0 even with `shift` 0, so that it has something to softmax over before the caller
+/// zeroes it: a row of -inf would give NaN, and NaN survives the zeroing in the backward pass.
+pub fn hidden_mask(tq: usize, tk: usize, shift: usize, device: &Device) -> Tensor<4, Bool> {
+    let hidden: Vec<bool> = (0..tq)
+        .flat_map(|i| (0..tk).map(move |j| j >= (i + shift).max(1)))
+        .collect();
+    Tensor::from_data(TensorData::new(hidden, [1, 1, tq, tk]), device)
 }
 
 #[backend_extension(Flex, Autodiff)]
