@@ -53,23 +53,8 @@ enum Task {
         name: Option<String>,
         #[arg(long)]
         list: bool,
-        /// Training steps (three-moons) or epochs (regbench); default: the paper's.
-        #[arg(long)]
-        steps: Option<usize>,
-        /// Training set sizes N (regbench), comma-separated.
-        #[arg(long, value_delimiter = ',', default_value = "100,500")]
-        sizes: Vec<usize>,
-        /// Measure every this many context lengths.
-        #[arg(long, default_value_t = 5)]
-        stride: usize,
-        /// Sequences averaged per measurement.
-        #[arg(long, default_value_t = 512)]
-        sequences: usize,
-        /// Where the report goes.
-        #[arg(long, default_value = "docs/results")]
-        out: std::path::PathBuf,
-        #[arg(long, default_value = "flex")]
-        device: String,
+        #[command(flatten)]
+        options: experiment::Options,
     },
 }
 
@@ -80,33 +65,15 @@ fn main() -> ExitCode {
         Task::Experiment {
             name,
             list,
-            steps,
-            sizes,
-            stride,
-            sequences,
-            out,
-            device,
-        } => {
-            let result = match (list, name) {
-                (true, _) => {
-                    experiment::list();
-                    Ok(())
-                }
-                (false, Some(name)) => experiment::run(
-                    &name,
-                    &experiment::Options {
-                        steps,
-                        sizes,
-                        stride,
-                        sequences,
-                        out,
-                        device,
-                    },
-                ),
-                (false, None) => Err(anyhow::anyhow!("name an experiment, or pass --list")),
-            };
-            exit_code(result)
-        }
+            options,
+        } => exit_code(match (list, name) {
+            (true, _) => {
+                experiment::list();
+                Ok(())
+            }
+            (false, Some(name)) => experiment::run(&name, &options),
+            (false, None) => Err(anyhow::anyhow!("name an experiment, or pass --list")),
+        }),
         Task::RegbenchSelftest { sequences, seed } => {
             regbench::selftest(sequences, seed);
             ExitCode::SUCCESS

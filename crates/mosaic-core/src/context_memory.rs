@@ -8,9 +8,9 @@ use burn::tensor::{Device, Tensor};
 
 use crate::heads::{merge_heads, next_step, normal_weight};
 use crate::key_features::KeyFeatures;
-use crate::retrieval::{past_retrieval, past_weights};
-use crate::softmax::softmax_last;
+use crate::retrieval::{open_retrieval, past_retrieval, past_weights};
 use crate::value_features::ValueFeatures;
+use crate::weights::Weights;
 
 #[derive(Debug, Clone)]
 pub struct ContextMemoryConfig {
@@ -49,12 +49,12 @@ impl ContextCache {
 
 #[derive(Module, Debug)]
 pub struct ContextMemory {
-    pub key: KeyFeatures,
-    pub value: ValueFeatures,
+    key: KeyFeatures,
+    value: ValueFeatures,
     /// Output projection, stored `(d_in, d_out)`.
-    pub c_proj: Param<Tensor<2>>,
-    pub attn_dropout: Dropout,
-    pub resid_dropout: Dropout,
+    c_proj: Param<Tensor<2>>,
+    attn_dropout: Dropout,
+    resid_dropout: Dropout,
 }
 
 impl ContextMemoryConfig {
@@ -77,6 +77,31 @@ impl ContextMemoryConfig {
 }
 
 impl ContextMemory {
+    /// The official parameters under `prefix` (`blocks.{i}.attn.`).
+    pub fn load<W: Weights>(&mut self, weights: &W, prefix: &str) -> Result<(), W::Error> {
+        let p = |name: &str| format!("{prefix}{name}");
+        self.key.load(weights, prefix)?;
+        self.value.load(
+            weights,
+            &p("v_featurizer.linear.weight"),
+            &p("v_featurizer.coef"),
+            &p("value_beta"),
+        )?;
+        let [d_in, d_out] = self.c_proj.dims();
+        self.c_proj = weights.linear(&p("c_proj.weight"), d_out, d_in)?;
+        Ok(())
+    }
+
+    /// The key extractor, which holds the leaky average and the kernel bandwidth.
+    pub fn key(&self) -> &KeyFeatures {
+        &self.key
+    }
+
+    /// The value extractor, which holds the mix of the present and next steps.
+    pub fn value(&self) -> &ValueFeatures {
+        &self.value
+    }
+
     /// `x`: `(B, T, d)`, already layer-normalised -> `(B, T, d)`. Position 0 is exactly zero.
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
         let k = self.key.forward(x.clone());
@@ -114,8 +139,7 @@ impl ContextMemory {
             None => completed,
         };
         // Every stored key has its value now; the new key's waits for the next step.
-        let weights = softmax_last(k.clone().matmul(cache.keys.clone().swap_dims(2, 3)));
-        let y = weights.matmul(values.clone());
+        let y = open_retrieval(k.clone(), cache.keys.clone(), values.clone(), 1.0);
         cache.keys = Tensor::cat(vec![cache.keys.clone(), k], 2);
         cache.values = Some(values);
         cache.key_state = key_state;

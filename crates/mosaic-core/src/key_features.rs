@@ -8,6 +8,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 use crate::EXP_PARAM_SCALE;
 use crate::heads::{l2_normalize, normal_weight, per_head, split_heads};
 use crate::leaky_average::LeakyAverage;
+use crate::weights::Weights;
 
 /// The reference caps `10 * kappa` at 5 so that `s^2` stays inside fp16 range.
 pub const KERNEL_SCALE_CAP: f64 = 5.0;
@@ -16,15 +17,15 @@ pub const KERNEL_SCALE_CAP: f64 = 5.0;
 pub struct KeyFeatures {
     /// `W_k`, stored `(d_in, d_out)` (the reference's `k_featurizer.conv.weight`, a
     /// kernel-size-1 convolution).
-    pub weight: Param<Tensor<2>>,
-    pub leaky: LeakyAverage,
+    weight: Param<Tensor<2>>,
+    leaky: LeakyAverage,
     /// `kappa_h`, stored divided by 10 (the reference's `kernel_beta`).
-    pub kappa: Param<Tensor<1>>,
-    pub n_head: usize,
+    kappa: Param<Tensor<1>>,
+    n_head: usize,
     /// The key is scaled by `s_h^scale_power`: 1 in a contextual memory, where the kernel
     /// `k_t . k_i` gets `s_h` from both sides, 2 in a persistent memory, whose stored keys have
     /// no scale of their own.
-    pub scale_power: usize,
+    scale_power: usize,
 }
 
 impl KeyFeatures {
@@ -37,6 +38,23 @@ impl KeyFeatures {
             n_head,
             scale_power,
         }
+    }
+
+    /// The official parameters of the memory unit under `prefix`: its key map
+    /// `k_featurizer.conv.weight` (a kernel-size-1 convolution), the leaky average's
+    /// `leaky_key_beta` and the bandwidth's `kernel_beta`.
+    pub fn load<W: Weights>(&mut self, weights: &W, prefix: &str) -> Result<(), W::Error> {
+        let [d_in, d_out] = self.weight.dims();
+        self.weight = weights.conv1(&format!("{prefix}k_featurizer.conv.weight"), d_out, d_in)?;
+        self.leaky
+            .load(weights, &format!("{prefix}leaky_key_beta"))?;
+        self.kappa = weights.param(&format!("{prefix}kernel_beta"), self.kappa.dims())?;
+        Ok(())
+    }
+
+    /// The leaky average's decay rates `b_h` (`lambda_h = exp(-b_h)`), shape `(H,)`.
+    pub fn leaky_decay(&self) -> Tensor<1> {
+        self.leaky.decay()
     }
 
     /// `s_h^scale_power` with `s_h = exp(min(10 kappa_h, 5))`, shape `(H,)`.

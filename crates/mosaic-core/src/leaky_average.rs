@@ -13,6 +13,7 @@ use crate::EXP_PARAM_SCALE;
 use crate::heads::{linspace, per_head};
 use crate::leaky_scan::leaky_scan;
 use crate::retrieval::cpu_kernels;
+use crate::weights::Weights;
 
 /// Chunk length of the scan: within a chunk the matrix form, across chunks the states at the
 /// chunk ends, so the work is `O(T * CHUNK + (T / CHUNK)^2)` in a fixed number of operations.
@@ -22,7 +23,7 @@ pub const CHUNK: usize = 64;
 #[derive(Module, Debug)]
 pub struct LeakyAverage {
     /// `theta_h`, stored divided by 10 (the reference's `leaky_key_beta`).
-    pub theta: Param<Tensor<1>>,
+    theta: Param<Tensor<1>>,
 }
 
 impl LeakyAverage {
@@ -36,6 +37,12 @@ impl LeakyAverage {
         Self {
             theta: Param::from_data(TensorData::new(theta, [n_head]), device),
         }
+    }
+
+    /// `theta` from the official parameter `name` (`leaky_key_beta`).
+    pub fn load<W: Weights>(&mut self, weights: &W, name: &str) -> Result<(), W::Error> {
+        self.theta = weights.param(name, self.theta.dims())?;
+        Ok(())
     }
 
     /// The decay rates `b_h = 10 |theta_h|`, shape `(H,)`.

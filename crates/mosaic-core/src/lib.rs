@@ -24,12 +24,14 @@ pub mod retrieval;
 mod row_kernels;
 pub mod softmax;
 pub mod value_features;
+pub mod weights;
 
 pub use context_memory::{ContextCache, ContextMemory, ContextMemoryConfig};
 pub use key_features::KeyFeatures;
 pub use leaky_average::LeakyAverage;
 pub use persistent_memory::{PersistentMemory, PersistentMemoryConfig};
 pub use value_features::ValueFeatures;
+pub use weights::Weights;
 
 /// The reference stores every per-head scalar divided by this factor and uses it multiplied by
 /// it, a learning-rate reparameterisation: the scalars then move ten times faster under AdamW.

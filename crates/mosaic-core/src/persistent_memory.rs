@@ -12,6 +12,7 @@ use crate::heads::{merge_heads, normal_weight, per_head};
 use crate::key_features::KeyFeatures;
 use crate::retrieval::bank_retrieval;
 use crate::value_features::VALUE_SCALE_INIT;
+use crate::weights::Weights;
 
 #[derive(Debug, Clone)]
 pub struct PersistentMemoryConfig {
@@ -29,16 +30,16 @@ pub struct PersistentMemoryConfig {
 
 #[derive(Module, Debug)]
 pub struct PersistentMemory {
-    pub key: KeyFeatures,
+    key: KeyFeatures,
     /// Stored keys, `(pmem_count, H, pmem_size, hs)` (the reference's `pmem.M_k{i}`).
-    pub bank_keys: Param<Tensor<4>>,
+    bank_keys: Param<Tensor<4>>,
     /// Stored values, same shape (the reference's `pmem.M_v{i}`).
-    pub bank_values: Param<Tensor<4>>,
+    bank_values: Param<Tensor<4>>,
     /// `nu_h`, stored divided by 10 (the reference's `value_beta`).
-    pub nu: Param<Tensor<1>>,
-    pub c_proj: Param<Tensor<2>>,
-    pub attn_dropout: Dropout,
-    pub resid_dropout: Dropout,
+    nu: Param<Tensor<1>>,
+    c_proj: Param<Tensor<2>>,
+    attn_dropout: Dropout,
+    resid_dropout: Dropout,
 }
 
 impl PersistentMemoryConfig {
@@ -73,6 +74,31 @@ impl PersistentMemoryConfig {
 }
 
 impl PersistentMemory {
+    /// The official parameters under `prefix` (`blocks.{i}.pmem.`); bank `j` of the keys is
+    /// `pmem.M_k{j}`, `(1, H, pmem_size, hs)`, and of the values `pmem.M_v{j}`.
+    pub fn load<W: Weights>(&mut self, weights: &W, prefix: &str) -> Result<(), W::Error> {
+        let p = |name: &str| format!("{prefix}{name}");
+        self.key.load(weights, prefix)?;
+        self.nu = weights.param(&p("value_beta"), self.nu.dims())?;
+        let [count, h, size, hs] = self.bank_keys.dims();
+        let bank = |name: &str| -> Result<Param<Tensor<4>>, W::Error> {
+            let banks = (0..count)
+                .map(|j| weights.tensor(&p(&format!("{name}{j}")), [1, h, size, hs]))
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(Param::from_tensor(Tensor::cat(banks, 0)))
+        };
+        self.bank_keys = bank("pmem.M_k")?;
+        self.bank_values = bank("pmem.M_v")?;
+        let [d_in, d_out] = self.c_proj.dims();
+        self.c_proj = weights.linear(&p("c_proj.weight"), d_out, d_in)?;
+        Ok(())
+    }
+
+    /// The key extractor.
+    pub fn key(&self) -> &KeyFeatures {
+        &self.key
+    }
+
     /// `exp(10 nu_h)`, shape `(H,)`.
     pub fn value_scale(&self) -> Tensor<1> {
         (self.nu.val() * EXP_PARAM_SCALE).exp()

@@ -50,32 +50,60 @@ pub fn past_retrieval(
 ) -> Tensor<4> {
     let [b, h, t, _] = query.dims();
     let hs = values.dims()[3];
-    let device = query.device();
-    let y = match fused_attention(&device) {
-        true => attention(
-            query,
-            keys,
-            values,
-            Some(hidden_mask(t, t, 0, &device)),
-            None,
-            AttentionModuleOptions {
-                scale: Some(1.0),
-                softcap: None,
-                is_causal: false,
-            },
-        ),
-        false if cpu_kernels(&device, query.dtype()) && dropout.prob == 0.0 => {
-            causal::causal_retrieval(query, keys, values, 1.0, 0)
-        }
-        false => dropout
-            .forward(open_past_weights(query, keys))
-            .matmul(values),
-    };
+    let y = masked_retrieval(query, keys, values, 1.0, 0, dropout);
     let zero = Tensor::zeros([b, h, 1, hs], (&y.device(), y.dtype()));
     match t {
         1 => zero,
         _ => Tensor::cat(vec![zero, y.narrow(2, 1, t - 1)], 2),
     }
+}
+
+/// `y_t = sum_{i < t + shift} softmax_i(scale q_t . k_i) v_i`, with dropout on the weights:
+/// `shift` 1 is a transformer's causal attention, 0 the strictly-past retrieval of a
+/// contextual memory (whose row 0, with nothing in the past, reads key 0). All tensors
+/// `(B, H, T, hs)`. The one attention of every model here: on the CPU backend a fused
+/// operation that never writes the `(B, H, T, T)` weights (Burn's without gradients, ours
+/// with them when dropout is off), elsewhere the explicit form the reference tests check.
+pub fn masked_retrieval(
+    query: Tensor<4>,
+    keys: Tensor<4>,
+    values: Tensor<4>,
+    scale: f64,
+    shift: usize,
+    dropout: &Dropout,
+) -> Tensor<4> {
+    let [_, _, t, _] = query.dims();
+    let device = query.device();
+    if fused_attention(&device) {
+        let options = AttentionModuleOptions {
+            scale: Some(scale),
+            softcap: None,
+            is_causal: shift == 1,
+        };
+        let mask = (shift != 1).then(|| hidden_mask(t, t, shift, &device));
+        return attention(query, keys, values, mask, None, options);
+    }
+    if cpu_kernels(&device, query.dtype()) && dropout.prob == 0.0 {
+        return causal::causal_retrieval(query, keys, values, scale, shift);
+    }
+    let scores = query.matmul(keys.swap_dims(2, 3));
+    let scores = if scale == 1.0 { scores } else { scores * scale };
+    dropout
+        .forward(masked_softmax(scores, shift))
+        .matmul(values)
+}
+
+/// `y = softmax(scale q . K^T) V` with no mask: new positions `q` `(B, H, n, hs)` reading
+/// every stored key and value `(B, H, m, hs)`, as generation does with a cache.
+pub fn open_retrieval(
+    query: Tensor<4>,
+    keys: Tensor<4>,
+    values: Tensor<4>,
+    scale: f64,
+) -> Tensor<4> {
+    let scores = query.matmul(keys.swap_dims(2, 3));
+    let scores = if scale == 1.0 { scores } else { scores * scale };
+    softmax_last(scores).matmul(values)
 }
 
 /// Retrieval from a fixed bank, no mask: `y_t = sum_j softmax_j(q_t . K_j) V_j`.

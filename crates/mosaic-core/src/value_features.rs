@@ -9,6 +9,7 @@ use burn::tensor::{Device, Distribution, Tensor, TensorData};
 
 use crate::EXP_PARAM_SCALE;
 use crate::heads::{l2_normalize, next_step, normal_weight, per_head, split_heads};
+use crate::weights::Weights;
 
 /// Initial `nu_h` (stored value); the value scale starts at `exp(-0.5)`.
 pub const VALUE_SCALE_INIT: f32 = -0.05;
@@ -16,13 +17,13 @@ pub const VALUE_SCALE_INIT: f32 = -0.05;
 #[derive(Module, Debug)]
 pub struct ValueFeatures {
     /// `W_v`, stored `(d_in, d_out)` (the reference's `v_featurizer.linear.weight`).
-    pub weight: Param<Tensor<2>>,
+    weight: Param<Tensor<2>>,
     /// `c_h`, the weight of the present against the next step (the reference's
     /// `v_featurizer.coef`), used as is.
-    pub mix: Param<Tensor<1>>,
+    mix: Param<Tensor<1>>,
     /// `nu_h`, stored divided by 10 (the reference's `value_beta`).
-    pub nu: Param<Tensor<1>>,
-    pub n_head: usize,
+    nu: Param<Tensor<1>>,
+    n_head: usize,
 }
 
 impl ValueFeatures {
@@ -40,6 +41,27 @@ impl ValueFeatures {
             ),
             n_head,
         }
+    }
+
+    /// The official parameters: `linear` the value map, `coef` the mix `c_h`, `beta` the
+    /// `value_beta`.
+    pub fn load<W: Weights>(
+        &mut self,
+        weights: &W,
+        linear: &str,
+        coef: &str,
+        beta: &str,
+    ) -> Result<(), W::Error> {
+        let [d_in, d_out] = self.weight.dims();
+        self.weight = weights.linear(linear, d_out, d_in)?;
+        self.mix = weights.param(coef, self.mix.dims())?;
+        self.nu = weights.param(beta, self.nu.dims())?;
+        Ok(())
+    }
+
+    /// The mix `c_h` of the present step against the next, shape `(H,)`.
+    pub fn mix(&self) -> Tensor<1> {
+        self.mix.val()
     }
 
     /// `exp(10 nu_h)`, shape `(H,)`.

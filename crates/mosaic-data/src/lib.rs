@@ -6,12 +6,14 @@
 //! - [`tokenizer`]: the [`Tokenizer`] trait and its three kinds (character, trained byte-level
 //!   BPE, exact GPT-2 BPE).
 //! - [`prepare`]: corpus -> `train.bin`, `val.bin`, `meta.json`.
+//! - [`files`]: the prepared-data format (`meta.json`, token files) and atomic writes.
 //! - [`token_file`]: memory-mapped token files.
 //! - [`sampler`]: seeded random windows for training, sequential windows for evaluation.
 //! - [`three_moons`]: the paper's three-moons toy.
 
 pub mod corpus;
 pub mod error;
+pub mod files;
 pub mod prepare;
 pub mod regbench;
 pub mod sampler;
@@ -21,7 +23,8 @@ pub mod tokenizer;
 
 pub use corpus::Corpus;
 pub use error::DataError;
-pub use prepare::{Meta, PrepareOptions, prepare};
+pub use files::Meta;
+pub use prepare::{PrepareOptions, prepare};
 pub use sampler::{Batch, RandomWindows, SequentialWindows};
 pub use token_file::{Split, TokenFile};
 pub use tokenizer::{Tokenizer, TokenizerKind, load_tokenizer};

@@ -1,107 +1,21 @@
 //! `mosaic prepare`: a text corpus -> `train.bin`, `val.bin` (token ids, little-endian u16 when
 //! the vocabulary fits, else u32) and `meta.json`, in one directory, as nanoGPT's `prepare.py`.
-//! Every file is written under a temporary name and renamed when complete, `meta.json` last:
+//! Every file is written under a temporary name and renamed when complete, `meta.json` last
+//! ([`crate::files`]):
 //! a failed run leaves what was there before.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::corpus::Corpus;
 use crate::error::DataError;
+use crate::files::{META_FILE, Meta, Staged, TRAIN_FILE, TokenWidth, VAL_FILE, token_bytes};
 use crate::tokenizer::{BpeTokenizer, CharTokenizer, Gpt2Tokenizer, Tokenizer, TokenizerKind};
 
-pub const META_FILE: &str = "meta.json";
-pub const TRAIN_FILE: &str = "train.bin";
-pub const VAL_FILE: &str = "val.bin";
 /// BPE vocabulary size when none is given.
 pub const DEFAULT_BPE_VOCAB: usize = 4096;
-
-/// Width of the ids in a token file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum TokenWidth {
-    U16,
-    U32,
-}
-
-impl std::fmt::Display for TokenWidth {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.pad(match self {
-            Self::U16 => "u16",
-            Self::U32 => "u32",
-        })
-    }
-}
-
-impl TokenWidth {
-    pub fn for_vocab(vocab_size: usize) -> Result<Self, DataError> {
-        match vocab_size {
-            0..=65536 => Ok(Self::U16),
-            n if n as u64 <= 1 << 32 => Ok(Self::U32),
-            n => Err(DataError::VocabTooLarge {
-                vocab_size: n,
-                bits: 32,
-            }),
-        }
-    }
-
-    pub fn bytes(self) -> usize {
-        match self {
-            Self::U16 => 2,
-            Self::U32 => 4,
-        }
-    }
-
-    pub fn max_vocab(self) -> u64 {
-        match self {
-            Self::U16 => 1 << 16,
-            Self::U32 => 1 << 32,
-        }
-    }
-}
-
-/// `meta.json`: what was prepared, from what.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Meta {
-    pub tokenizer: TokenizerKind,
-    pub vocab_size: usize,
-    pub dtype: TokenWidth,
-    pub train_tokens: u64,
-    pub val_tokens: u64,
-    /// The id that ends each story, when the corpus has several.
-    pub end_of_text: Option<u32>,
-    /// File name of the corpus.
-    pub source: String,
-    pub source_sha256: String,
-    /// File name of the separate validation corpus, if one was given.
-    #[serde(default)]
-    pub valid_source: Option<String>,
-}
-
-impl Meta {
-    pub fn read(dir: &Path) -> Result<Meta, DataError> {
-        let path = dir.join(META_FILE);
-        let text = std::fs::read_to_string(&path).map_err(|error| DataError::Read {
-            path: path.clone(),
-            error,
-        })?;
-        let meta: Meta = serde_json::from_str(&text).map_err(|e| DataError::Meta {
-            path: path.clone(),
-            reason: e.to_string(),
-        })?;
-        if meta.vocab_size as u64 > meta.dtype.max_vocab() {
-            return Err(DataError::VocabTooLarge {
-                vocab_size: meta.vocab_size,
-                bits: 8 * meta.dtype.bytes() as u32,
-            });
-        }
-        Ok(meta)
-    }
-}
 
 #[derive(Debug, Clone)]
 pub struct PrepareOptions {
@@ -227,58 +141,4 @@ pub fn encode_corpus(
         ids.extend(part?);
     }
     Ok(ids)
-}
-
-fn token_bytes(ids: &[u32], width: TokenWidth) -> Vec<u8> {
-    match width {
-        TokenWidth::U16 => ids.iter().flat_map(|&i| (i as u16).to_le_bytes()).collect(),
-        TokenWidth::U32 => ids.iter().flat_map(|&i| i.to_le_bytes()).collect(),
-    }
-}
-
-/// Writes `bytes` to `path` through a temporary file in the same directory and a rename, so
-/// that `path` is either the old file or the complete new one.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), DataError> {
-    let mut staged = Staged::default();
-    staged.write(path, bytes)?;
-    staged.commit()
-}
-
-/// Files written under temporary names, renamed into place together by `commit`; dropped
-/// uncommitted, the temporaries are removed.
-#[derive(Default)]
-struct Staged {
-    files: Vec<(PathBuf, PathBuf)>,
-}
-
-impl Staged {
-    fn write(&mut self, path: &Path, bytes: &[u8]) -> Result<(), DataError> {
-        let name = path
-            .file_name()
-            .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
-        let tmp = path.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
-        let err = |error| DataError::Write {
-            path: path.to_path_buf(),
-            error,
-        };
-        self.files.push((tmp.clone(), path.to_path_buf()));
-        let mut file = std::fs::File::create(&tmp).map_err(err)?;
-        file.write_all(bytes).map_err(err)?;
-        file.sync_all().map_err(err)
-    }
-
-    fn commit(mut self) -> Result<(), DataError> {
-        for (tmp, path) in std::mem::take(&mut self.files) {
-            std::fs::rename(&tmp, &path).map_err(|error| DataError::Write { path, error })?;
-        }
-        Ok(())
-    }
-}
-
-impl Drop for Staged {
-    fn drop(&mut self) {
-        for (tmp, _) in &self.files {
-            let _ = std::fs::remove_file(tmp);
-        }
-    }
 }

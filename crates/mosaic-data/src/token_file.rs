@@ -7,7 +7,7 @@ use std::sync::Arc;
 use memmap2::Mmap;
 
 use crate::error::DataError;
-use crate::prepare::{META_FILE, Meta, TRAIN_FILE, TokenWidth, VAL_FILE};
+use crate::files::{META_FILE, Meta, TRAIN_FILE, TokenWidth, VAL_FILE};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Split {

@@ -14,7 +14,7 @@ use tokenizers::{AddedToken, TokenizerBuilder};
 use crate::END_OF_TEXT;
 use crate::corpus::Corpus;
 use crate::error::DataError;
-use crate::prepare::write_atomically;
+use crate::files::write_atomically;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -1,25 +1,16 @@
 //! `prepare`: corpora to token files, their metadata, the samplers over them, and bad input.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
-use mosaic_data::prepare::{TokenWidth, encode_corpus};
+use common::{corpus_path, scratch};
+use mosaic_data::files::TokenWidth;
+use mosaic_data::prepare::encode_corpus;
 use mosaic_data::{
     Corpus, DataError, Meta, PrepareOptions, RandomWindows, SequentialWindows, Split, TokenFile,
     TokenizerKind, load_tokenizer, prepare,
 };
-
-fn corpus_path(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../datasets/text")
-        .join(name)
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("mosaic-data-prep-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 fn options(tokenizer: TokenizerKind, input: PathBuf, out: &Path) -> PrepareOptions {
     PrepareOptions {
@@ -37,19 +28,17 @@ fn tokens(file: &TokenFile) -> Vec<u32> {
     out
 }
 
+/// tiny-shakespeare prepared with `tokenizer` into `out`.
+fn shakespeare(tokenizer: TokenizerKind, out: &Path) -> Meta {
+    let input = corpus_path("tinyshakespeare.txt");
+    prepare(&options(tokenizer, input, out), &|_, _| {}).unwrap()
+}
+
 /// nanoGPT's shakespeare_char: 1,003,854 train and 111,540 validation characters.
 #[test]
 fn shakespeare_char_matches_nanogpt() {
     let out = scratch("char");
-    let meta = prepare(
-        &options(
-            TokenizerKind::Char,
-            corpus_path("tinyshakespeare.txt"),
-            &out,
-        ),
-        &|_, _| {},
-    )
-    .unwrap();
+    let meta = shakespeare(TokenizerKind::Char, &out);
     assert_eq!(
         (meta.vocab_size, meta.train_tokens, meta.val_tokens),
         (65, 1_003_854, 111_540)
@@ -87,15 +76,7 @@ fn shakespeare_char_matches_nanogpt() {
 #[test]
 fn shakespeare_gpt2_matches_nanogpt() {
     let out = scratch("gpt2");
-    let meta = prepare(
-        &options(
-            TokenizerKind::Gpt2,
-            corpus_path("tinyshakespeare.txt"),
-            &out,
-        ),
-        &|_, _| {},
-    )
-    .unwrap();
+    let meta = shakespeare(TokenizerKind::Gpt2, &out);
     assert_eq!((meta.train_tokens, meta.val_tokens), (301_966, 36_059));
     assert_eq!(meta.vocab_size, 50257);
     assert_eq!(meta.dtype, TokenWidth::U16);
@@ -247,58 +228,39 @@ fn encode_corpus_appends_the_separator() {
 
 // Bad input: a clear error naming the file, and nothing half-written left behind.
 
-fn assert_nothing_written(out: &Path) {
+/// Preparing `input` into `out` fails, names `input`'s file, and writes nothing.
+fn refused(tokenizer: TokenizerKind, input: PathBuf, out: &Path) -> DataError {
+    let err = prepare(&options(tokenizer, input.clone(), out), &|_, _| {}).unwrap_err();
+    let name = input.file_name().unwrap().to_string_lossy().into_owned();
+    assert!(err.to_string().contains(&name), "{err}");
     if let Ok(entries) = std::fs::read_dir(out) {
         let names: Vec<_> = entries.map(|e| e.unwrap().file_name()).collect();
         assert!(names.is_empty(), "left behind: {names:?}");
     }
+    err
 }
 
 #[test]
 fn missing_corpus() {
     let out = scratch("missing");
-    let err = prepare(
-        &options(TokenizerKind::Char, out.join("nope.txt"), &out),
-        &|_, _| {},
-    )
-    .unwrap_err();
-    assert!(
-        matches!(err, DataError::Read { .. }) && err.to_string().contains("nope.txt"),
-        "{err}"
-    );
-    assert_nothing_written(&out);
+    let err = refused(TokenizerKind::Char, out.join("nope.txt"), &out);
+    assert!(matches!(err, DataError::Read { .. }), "{err}");
 }
 
 #[test]
 fn empty_corpus() {
     let dir = scratch("empty");
     std::fs::write(dir.join("e.txt"), "\n  \n").unwrap();
-    let out = dir.join("out");
-    let err = prepare(
-        &options(TokenizerKind::Gpt2, dir.join("e.txt"), &out),
-        &|_, _| {},
-    )
-    .unwrap_err();
-    assert!(
-        matches!(err, DataError::Empty { .. }) && err.to_string().contains("e.txt"),
-        "{err}"
-    );
-    assert_nothing_written(&out);
+    let err = refused(TokenizerKind::Gpt2, dir.join("e.txt"), &dir.join("out"));
+    assert!(matches!(err, DataError::Empty { .. }), "{err}");
 }
 
 #[test]
 fn non_utf8_corpus() {
     let dir = scratch("latin1");
     std::fs::write(dir.join("l.txt"), b"caf\xe9 au lait").unwrap();
-    let out = dir.join("out");
-    let err = prepare(
-        &options(TokenizerKind::Char, dir.join("l.txt"), &out),
-        &|_, _| {},
-    )
-    .unwrap_err();
+    let err = refused(TokenizerKind::Char, dir.join("l.txt"), &dir.join("out"));
     assert!(matches!(err, DataError::NotUtf8 { offset: 3, .. }), "{err}");
-    assert!(err.to_string().contains("l.txt"), "{err}");
-    assert_nothing_written(&out);
 }
 
 #[test]

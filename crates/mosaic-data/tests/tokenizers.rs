@@ -1,21 +1,10 @@
 //! The three tokenizers: round trips, known ids, vocabularies, saving and reloading.
 
-use std::path::{Path, PathBuf};
+mod common;
 
+use common::{corpus_path, scratch};
 use mosaic_data::tokenizer::{BpeTokenizer, CharTokenizer, Gpt2Tokenizer};
 use mosaic_data::{Corpus, DataError, Tokenizer, TokenizerKind, load_tokenizer};
-
-fn corpus_path(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../datasets/text")
-        .join(name)
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("mosaic-data-tok-{}-{name}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 const SAMPLE: &str =
     "First Citizen:\nBefore we proceed any further, hear me speak.\n\n  All: Speak, speak!";

@@ -3,14 +3,12 @@
 
 use burn::module::{Module, Param};
 use burn::nn::{Dropout, DropoutConfig};
-use burn::tensor::module::{attention, embedding, linear};
-use burn::tensor::ops::AttentionModuleOptions;
+use burn::tensor::module::{embedding, linear};
 use burn::tensor::{Device, Distribution, Int, Tensor};
-use mosaic_core::causal::causal_retrieval;
+use mosaic_core::Weights;
 use mosaic_core::gelu::gelu_tanh;
 use mosaic_core::heads::{merge_heads, normal_weight, split_heads};
-use mosaic_core::retrieval::{cpu_kernels, fused_attention};
-use mosaic_core::softmax::{masked_softmax, softmax_last};
+use mosaic_core::retrieval::{masked_retrieval, open_retrieval};
 
 use crate::Forward;
 use crate::InputError;
@@ -23,19 +21,35 @@ const INIT_STD: f64 = 0.02;
 
 #[derive(Module, Debug)]
 pub struct GptBlock {
-    pub ln_1: LayerNorm,
+    ln_1: LayerNorm,
     /// Query, key and value maps side by side, `(d, 3d)`.
-    pub c_attn: Param<Tensor<2>>,
-    pub attn_proj: Param<Tensor<2>>,
-    pub ln_2: LayerNorm,
-    pub c_fc: Param<Tensor<2>>,
-    pub mlp_proj: Param<Tensor<2>>,
-    pub attn_dropout: Dropout,
-    pub resid_dropout: Dropout,
-    pub n_head: usize,
+    c_attn: Param<Tensor<2>>,
+    attn_proj: Param<Tensor<2>>,
+    ln_2: LayerNorm,
+    c_fc: Param<Tensor<2>>,
+    mlp_proj: Param<Tensor<2>>,
+    attn_dropout: Dropout,
+    resid_dropout: Dropout,
+    n_head: usize,
 }
 
 impl GptBlock {
+    /// nanoGPT's parameters under `prefix` (`transformer.h.{i}.`).
+    fn load<W: Weights>(&mut self, weights: &W, prefix: &str) -> Result<(), W::Error> {
+        let p = |name: &str| format!("{prefix}{name}");
+        let linear = |w: &Param<Tensor<2>>, name: &str| {
+            let [d_in, d_out] = w.dims();
+            weights.linear(&p(name), d_out, d_in)
+        };
+        self.ln_1.load(weights, &p("ln_1.weight"))?;
+        self.c_attn = linear(&self.c_attn, "attn.c_attn.weight")?;
+        self.attn_proj = linear(&self.attn_proj, "attn.c_proj.weight")?;
+        self.ln_2.load(weights, &p("ln_2.weight"))?;
+        self.c_fc = linear(&self.c_fc, "mlp.c_fc.weight")?;
+        self.mlp_proj = linear(&self.mlp_proj, "mlp.c_proj.weight")?;
+        Ok(())
+    }
+
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
         let (q, k, v) = self.qkv(self.ln_1.forward(x.clone()));
         let y = self.attend(q, k, v);
@@ -55,9 +69,8 @@ impl GptBlock {
         cache.k = Tensor::cat(vec![cache.k.clone(), k], 2);
         cache.v = Tensor::cat(vec![cache.v.clone(), v], 2);
         // The newest position may read every cached one: no mask.
-        let hs = q.dims()[3];
-        let scores = q.matmul(cache.k.clone().swap_dims(2, 3)) * (1.0 / (hs as f64).sqrt());
-        let y = softmax_last(scores).matmul(cache.v.clone());
+        let scale = 1.0 / (q.dims()[3] as f64).sqrt();
+        let y = open_retrieval(q, cache.k.clone(), cache.v.clone(), scale);
         self.mlp(x + self.project(y))
     }
 
@@ -70,29 +83,8 @@ impl GptBlock {
 
     /// Causal softmax attention, `(B, H, T, hs)` each.
     fn attend(&self, q: Tensor<4>, k: Tensor<4>, v: Tensor<4>) -> Tensor<4> {
-        let hs = q.dims()[3];
-        match fused_attention(&q.device()) {
-            true => attention(
-                q,
-                k,
-                v,
-                None,
-                None,
-                AttentionModuleOptions {
-                    scale: Some(1.0 / (hs as f64).sqrt()),
-                    softcap: None,
-                    is_causal: true,
-                },
-            ),
-            false if cpu_kernels(&q.device(), q.dtype()) && self.attn_dropout.prob == 0.0 => {
-                causal_retrieval(q, k, v, 1.0 / (hs as f64).sqrt(), 1)
-            }
-            false => {
-                let scores = q.matmul(k.swap_dims(2, 3)) * (1.0 / (hs as f64).sqrt());
-                let weights = masked_softmax(scores, 1);
-                self.attn_dropout.forward(weights).matmul(v)
-            }
-        }
+        let scale = 1.0 / (q.dims()[3] as f64).sqrt();
+        masked_retrieval(q, k, v, scale, 1, &self.attn_dropout)
     }
 
     fn project(&self, y: Tensor<4>) -> Tensor<3> {
@@ -138,12 +130,12 @@ impl GptCache {
 #[derive(Module, Debug)]
 pub struct Gpt {
     /// Token embedding `(vocab, d)`, also the output head.
-    pub wte: Param<Tensor<2>>,
+    wte: Param<Tensor<2>>,
     /// Position embedding `(block_size, d)`.
-    pub wpe: Param<Tensor<2>>,
-    pub blocks: Vec<GptBlock>,
-    pub ln_f: LayerNorm,
-    pub dropout: Dropout,
+    wpe: Param<Tensor<2>>,
+    blocks: Vec<GptBlock>,
+    ln_f: LayerNorm,
+    dropout: Dropout,
 }
 
 impl GptConfig {
@@ -188,8 +180,29 @@ impl GptConfig {
 }
 
 impl Gpt {
+    /// nanoGPT's parameters (`transformer.h.{i}.*`, `transformer.wpe.weight`,
+    /// `transformer.ln_f.weight`, and the tied embedding as `transformer.wte.weight` or
+    /// `lm_head.weight`).
+    pub fn load<W: Weights>(&mut self, weights: &W) -> Result<(), W::Error> {
+        for (i, block) in self.blocks.iter_mut().enumerate() {
+            block.load(weights, &format!("transformer.h.{i}."))?;
+        }
+        let name = match weights.contains("transformer.wte.weight") {
+            true => "transformer.wte.weight",
+            false => "lm_head.weight",
+        };
+        self.wte = weights.param(name, self.wte.dims())?;
+        self.wpe = weights.param("transformer.wpe.weight", self.wpe.dims())?;
+        self.ln_f.load(weights, "transformer.ln_f.weight")
+    }
+
     pub fn block_size(&self) -> usize {
         self.wpe.dims()[0]
+    }
+
+    /// The device the parameters live on.
+    pub fn device(&self) -> Device {
+        self.wte.val().device()
     }
 
     /// `ids`: `(B, T)` token ids with `T <= block_size`.

@@ -2,13 +2,14 @@
 
 use burn::module::{Module, Param};
 use burn::tensor::{Device, Tensor};
+use mosaic_core::Weights;
 use mosaic_core::layer_norm::layer_norm;
 
 pub const LAYER_NORM_EPS: f64 = 1e-5;
 
 #[derive(Module, Debug)]
 pub struct LayerNorm {
-    pub gain: Param<Tensor<1>>,
+    gain: Param<Tensor<1>>,
 }
 
 impl LayerNorm {
@@ -16,6 +17,12 @@ impl LayerNorm {
         Self {
             gain: Param::from_tensor(Tensor::ones([d], device)),
         }
+    }
+
+    /// The gain from the official parameter `name`.
+    pub fn load<W: Weights>(&mut self, weights: &W, name: &str) -> Result<(), W::Error> {
+        self.gain = weights.param(name, self.gain.dims())?;
+        Ok(())
     }
 
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {

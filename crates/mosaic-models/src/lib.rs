@@ -1,7 +1,8 @@
 //! Stacked, transformer-comparable language models: the Memory Mosaic
-//! ([`MemoryMosaic`], the reference's `StackAssoMem`) and its GPT-2 baseline ([`Gpt`]), plus
-//! [`official`], which turns a safetensors file holding an official PyTorch `state_dict` into
-//! one of them.
+//! ([`MemoryMosaic`], the reference's `StackAssoMem`) and its GPT-2 baseline ([`Gpt`]); the
+//! registry of both ([`model`]: [`ModelConfig`], [`LanguageModel`]); [`official`], which turns
+//! a safetensors file holding an official PyTorch `state_dict` into one of them; and the
+//! three-moons [`toy`].
 
 pub mod config;
 pub mod device;
@@ -9,6 +10,7 @@ pub mod gpt;
 pub mod layer_norm;
 pub mod loss;
 pub mod memory_mosaic;
+pub mod model;
 pub mod official;
 pub mod tensor_file;
 pub mod toy;
@@ -17,8 +19,9 @@ pub use config::{ConfigError, GptConfig, MemoryMosaicConfig};
 pub use device::{DeviceError, device_from_name};
 pub use gpt::{Gpt, GptCache};
 pub use loss::{cross_entropy, cross_entropy_per_token};
-pub use memory_mosaic::{MemoryMosaic, MosaicCache};
-pub use official::{Cache, LanguageModel, OfficialError, load_official};
+pub use memory_mosaic::{LayerHeads, MemoryMosaic, MosaicCache};
+pub use model::{Cache, LanguageModel, ModelConfig};
+pub use official::{OfficialError, load_official};
 pub use tensor_file::TensorFile;
 pub use toy::{ComplexLinear, ToyMosaic, ToyMosaicConfig};
 

@@ -11,6 +11,7 @@ use burn::tensor::module::{embedding, linear};
 use burn::tensor::{Device, Distribution, Int, Tensor};
 use mosaic_core::{
     ContextCache, ContextMemory, ContextMemoryConfig, PersistentMemory, PersistentMemoryConfig,
+    Weights,
 };
 
 use crate::Forward;
@@ -21,10 +22,10 @@ use crate::layer_norm::LayerNorm;
 
 #[derive(Module, Debug)]
 pub struct Block {
-    pub ln1: LayerNorm,
-    pub attn: ContextMemory,
-    pub ln2: LayerNorm,
-    pub pmem: PersistentMemory,
+    ln1: LayerNorm,
+    attn: ContextMemory,
+    ln2: LayerNorm,
+    pmem: PersistentMemory,
 }
 
 impl Block {
@@ -84,10 +85,10 @@ impl MosaicCache {
 #[derive(Module, Debug)]
 pub struct MemoryMosaic {
     /// Token embedding `(vocab, d)`, also the output head.
-    pub emb: Param<Tensor<2>>,
-    pub blocks: Vec<Block>,
-    pub ln_out: LayerNorm,
-    pub block_size: usize,
+    emb: Param<Tensor<2>>,
+    blocks: Vec<Block>,
+    ln_out: LayerNorm,
+    block_size: usize,
 }
 
 impl MemoryMosaicConfig {
@@ -134,7 +135,63 @@ impl MemoryMosaicConfig {
     }
 }
 
+/// The learned per-head scalars of one layer, in the units the paper uses.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct LayerHeads {
+    pub layer: usize,
+    /// Leaky-average decay rate `b_h` of the contextual memory's keys (`lambda = exp(-b)`).
+    pub leaky_decay: Vec<f32>,
+    /// Kernel bandwidth `beta_h = s_h^2` of the contextual memory.
+    pub key_bandwidth: Vec<f32>,
+    /// Value mix `c_h`: the weight of the present step against the next.
+    pub value_mix: Vec<f32>,
+    /// Leaky-average decay rate of the persistent memory's keys.
+    pub pmem_leaky_decay: Vec<f32>,
+}
+
 impl MemoryMosaic {
+    /// The official parameters (`blocks.{i}.attn.*`, `blocks.{i}.pmem.*`, `ln_out.weight`,
+    /// and the tied embedding as `emb.weight` or `head.weight`).
+    pub fn load<W: Weights>(&mut self, weights: &W) -> Result<(), W::Error> {
+        for (i, block) in self.blocks.iter_mut().enumerate() {
+            block.ln1.load(weights, &format!("blocks.{i}.ln1.weight"))?;
+            block.ln2.load(weights, &format!("blocks.{i}.ln2.weight"))?;
+            block.attn.load(weights, &format!("blocks.{i}.attn."))?;
+            block.pmem.load(weights, &format!("blocks.{i}.pmem."))?;
+        }
+        let name = match weights.contains("emb.weight") {
+            true => "emb.weight",
+            false => "head.weight",
+        };
+        self.emb = weights.param(name, self.emb.dims())?;
+        self.ln_out.load(weights, "ln_out.weight")
+    }
+
+    /// Per-head scalars of every layer.
+    pub fn head_scalars(&self) -> Vec<LayerHeads> {
+        let values = |t: Tensor<1>| t.into_data().try_to_vec_as::<f32>().unwrap_or_default();
+        self.blocks
+            .iter()
+            .enumerate()
+            .map(|(layer, b)| LayerHeads {
+                layer,
+                leaky_decay: values(b.attn.key().leaky_decay()),
+                key_bandwidth: values(b.attn.key().scale().square()),
+                value_mix: values(b.attn.value().mix()),
+                pmem_leaky_decay: values(b.pmem.key().leaky_decay()),
+            })
+            .collect()
+    }
+
+    pub fn block_size(&self) -> usize {
+        self.block_size
+    }
+
+    /// The device the parameters live on.
+    pub fn device(&self) -> Device {
+        self.emb.val().device()
+    }
+
     /// `ids`: `(B, T)` token ids with `T <= block_size`.
     pub fn forward(&self, ids: Tensor<2, Int>) -> Result<Forward, InputError> {
         let [_, t] = ids.dims();

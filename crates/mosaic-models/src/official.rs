@@ -7,15 +7,15 @@
 
 use std::path::{Path, PathBuf};
 
-use burn::module::{Module, Param};
-use burn::tensor::{Device, Int, Tensor};
+use burn::tensor::{Device, Tensor};
+use mosaic_core::Weights;
 use serde_json::Value;
 
 use crate::config::{GptConfig, MemoryMosaicConfig};
-use crate::gpt::{Gpt, GptCache};
-use crate::memory_mosaic::{MemoryMosaic, MosaicCache};
+use crate::gpt::Gpt;
+use crate::memory_mosaic::MemoryMosaic;
+use crate::model::LanguageModel;
 use crate::tensor_file::TensorFile;
-use crate::{Forward, InputError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum OfficialError {
@@ -49,90 +49,6 @@ pub enum OfficialError {
         .path.display()
     )]
     UnknownKind { path: PathBuf, kind: String },
-}
-
-/// What generation keeps between tokens, for either model.
-#[derive(Debug, Clone)]
-pub enum Cache {
-    MemoryMosaic(MosaicCache),
-    Gpt(GptCache),
-}
-
-impl Cache {
-    /// Tokens stored.
-    pub fn len(&self) -> usize {
-        match self {
-            Self::MemoryMosaic(c) => c.len(),
-            Self::Gpt(c) => c.len(),
-        }
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
-
-/// Either model, as one type for code that handles both.
-#[derive(Module, Debug)]
-pub enum LanguageModel {
-    MemoryMosaic(MemoryMosaic),
-    Gpt(Gpt),
-}
-
-impl LanguageModel {
-    pub fn forward(&self, ids: Tensor<2, Int>) -> Result<Forward, InputError> {
-        match self {
-            Self::MemoryMosaic(m) => m.forward(ids),
-            Self::Gpt(m) => m.forward(ids),
-        }
-    }
-
-    /// The logits of a prompt and the cache that [`LanguageModel::step`] continues from.
-    pub fn prefill(&self, ids: Tensor<2, Int>) -> Result<(Tensor<3>, Cache), InputError> {
-        Ok(match self {
-            Self::MemoryMosaic(m) => {
-                let (logits, cache) = m.prefill(ids)?;
-                (logits, Cache::MemoryMosaic(cache))
-            }
-            Self::Gpt(m) => {
-                let (logits, cache) = m.prefill(ids)?;
-                (logits, Cache::Gpt(cache))
-            }
-        })
-    }
-
-    /// The logits `(B, 1, vocab)` of one more token per row after those in `cache`; the
-    /// total may not pass `block_size`.
-    pub fn step(&self, ids: Tensor<2, Int>, cache: &mut Cache) -> Result<Tensor<3>, InputError> {
-        match (self, cache) {
-            (Self::MemoryMosaic(m), Cache::MemoryMosaic(c)) => m.step(ids, c),
-            (Self::Gpt(m), Cache::Gpt(c)) => m.step(ids, c),
-            _ => Err(InputError::CacheMismatch),
-        }
-    }
-
-    /// The device the parameters live on.
-    pub fn device(&self) -> burn::tensor::Device {
-        match self {
-            Self::MemoryMosaic(m) => m.emb.val().device(),
-            Self::Gpt(m) => m.wte.val().device(),
-        }
-    }
-
-    pub fn block_size(&self) -> usize {
-        match self {
-            Self::MemoryMosaic(m) => m.block_size,
-            Self::Gpt(m) => m.block_size(),
-        }
-    }
-
-    /// `"memory_mosaic"` or `"gpt"`, as in the official metadata.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Self::MemoryMosaic(_) => "memory_mosaic",
-            Self::Gpt(_) => "gpt",
-        }
-    }
 }
 
 /// Builds the model that `path` describes and fills it with the file's weights.
@@ -259,57 +175,8 @@ fn load_mosaic(
         attn_dropout: 0.0,
         resid_dropout: 0.0,
     };
-    let hs = d / h;
     let mut model = config.init(device);
-    let vector = |name: &str| file.float(name, [h], device).map(Param::from_tensor);
-    let matrix = |name: &str| {
-        file.float(name, [d, d], device)
-            .map(|w| Param::from_tensor(w.transpose()))
-    };
-    let conv = |name: &str| {
-        file.float(name, [d, d, 1], device)
-            .map(|w| Param::from_tensor(w.reshape([d, d]).transpose()))
-    };
-    let bank = |name: &str| -> Result<Param<Tensor<4>>, OfficialError> {
-        let banks = (0..pmem_count)
-            .map(|i| file.float(&format!("{name}{i}"), [1, h, config.pmem_size, hs], device))
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(Param::from_tensor(Tensor::cat(banks, 0)))
-    };
-    let gain = |name: &str| file.float(name, [d], device).map(Param::from_tensor);
-
-    for (i, block) in model.blocks.iter_mut().enumerate() {
-        let p = |name: &str| format!("blocks.{i}.{name}");
-        block.ln1.gain = gain(&p("ln1.weight"))?;
-        block.ln2.gain = gain(&p("ln2.weight"))?;
-
-        let attn = &mut block.attn;
-        attn.key.weight = conv(&p("attn.k_featurizer.conv.weight"))?;
-        attn.key.leaky.theta = vector(&p("attn.leaky_key_beta"))?;
-        attn.key.kappa = vector(&p("attn.kernel_beta"))?;
-        attn.value.weight = matrix(&p("attn.v_featurizer.linear.weight"))?;
-        attn.value.mix = vector(&p("attn.v_featurizer.coef"))?;
-        attn.value.nu = vector(&p("attn.value_beta"))?;
-        attn.c_proj = matrix(&p("attn.c_proj.weight"))?;
-
-        let pmem = &mut block.pmem;
-        pmem.key.weight = conv(&p("pmem.k_featurizer.conv.weight"))?;
-        pmem.key.leaky.theta = vector(&p("pmem.leaky_key_beta"))?;
-        pmem.key.kappa = vector(&p("pmem.kernel_beta"))?;
-        pmem.nu = vector(&p("pmem.value_beta"))?;
-        pmem.bank_keys = bank(&p("pmem.pmem.M_k"))?;
-        pmem.bank_values = bank(&p("pmem.pmem.M_v"))?;
-        pmem.c_proj = matrix(&p("pmem.c_proj.weight"))?;
-    }
-    let vocab = config.vocab_size;
-    // The head is tied to the embedding; a file may hold either name, or both.
-    let emb_name = if file.contains("emb.weight") {
-        "emb.weight"
-    } else {
-        "head.weight"
-    };
-    model.emb = Param::from_tensor(file.float(emb_name, [vocab, d], device)?);
-    model.ln_out.gain = gain("ln_out.weight")?;
+    model.load(&OnDevice { file, device })?;
     Ok(model)
 }
 
@@ -327,28 +194,28 @@ fn load_gpt(file: &TensorFile, meta: &Meta, device: &Device) -> Result<Gpt, Offi
         dropout: 0.0,
     };
     let mut model = config.init(device);
-    let gain = |name: &str| file.float(name, [d], device).map(Param::from_tensor);
-    let linear = |name: &str, d_out: usize, d_in: usize| {
-        file.float(name, [d_out, d_in], device)
-            .map(|w| Param::from_tensor(w.transpose()))
-    };
-    for (i, block) in model.blocks.iter_mut().enumerate() {
-        let p = |name: &str| format!("transformer.h.{i}.{name}");
-        block.ln_1.gain = gain(&p("ln_1.weight"))?;
-        block.c_attn = linear(&p("attn.c_attn.weight"), 3 * d, d)?;
-        block.attn_proj = linear(&p("attn.c_proj.weight"), d, d)?;
-        block.ln_2.gain = gain(&p("ln_2.weight"))?;
-        block.c_fc = linear(&p("mlp.c_fc.weight"), 4 * d, d)?;
-        block.mlp_proj = linear(&p("mlp.c_proj.weight"), d, 4 * d)?;
-    }
-    let wte_name = if file.contains("transformer.wte.weight") {
-        "transformer.wte.weight"
-    } else {
-        "lm_head.weight"
-    };
-    model.wte = Param::from_tensor(file.float(wte_name, [config.vocab_size, d], device)?);
-    model.wpe =
-        Param::from_tensor(file.float("transformer.wpe.weight", [config.block_size, d], device)?);
-    model.ln_f.gain = gain("transformer.ln_f.weight")?;
+    model.load(&OnDevice { file, device })?;
     Ok(model)
+}
+
+/// A file's tensors, read onto `device`.
+struct OnDevice<'a> {
+    file: &'a TensorFile,
+    device: &'a Device,
+}
+
+impl Weights for OnDevice<'_> {
+    type Error = OfficialError;
+
+    fn contains(&self, name: &str) -> bool {
+        self.file.contains(name)
+    }
+
+    fn tensor<const D: usize>(
+        &self,
+        name: &str,
+        shape: [usize; D],
+    ) -> Result<Tensor<D>, OfficialError> {
+        self.file.float(name, shape, self.device)
+    }
 }

@@ -8,17 +8,16 @@ use burn::module::{Module, Param};
 use burn::tensor::module::linear;
 use burn::tensor::{Device, Distribution, Tensor};
 use mosaic_core::heads::{merge_heads, next_step, split_heads};
-use mosaic_core::retrieval::past_weights;
-use mosaic_core::softmax::softmax_last;
+use mosaic_core::retrieval::{open_retrieval, past_weights};
 
 /// A real `(d_out, d_in)` matrix made of 2x2 blocks `[[a, -b], [b, a]]`: each block multiplies
 /// the pair `(x_{2j}, x_{2j+1})`, read as the complex number `x_{2j} + i x_{2j+1}`, by `a + ib`.
 #[derive(Module, Debug)]
 pub struct ComplexLinear {
     /// Real parts `a`, `(d_out / 2, d_in / 2)`.
-    pub re: Param<Tensor<2>>,
+    re: Param<Tensor<2>>,
     /// Imaginary parts `b`, same shape.
-    pub im: Param<Tensor<2>>,
+    im: Param<Tensor<2>>,
 }
 
 impl ComplexLinear {
@@ -108,13 +107,13 @@ impl ToyMosaicConfig {
 #[derive(Module, Debug)]
 pub struct ToyMosaic {
     /// `W_phi`.
-    pub key: ComplexLinear,
+    key: ComplexLinear,
     /// `W_psi`.
-    pub value: ComplexLinear,
+    value: ComplexLinear,
     /// `W_z`.
-    pub out: ComplexLinear,
-    pub n_head: usize,
-    pub bandwidth: f64,
+    out: ComplexLinear,
+    n_head: usize,
+    bandwidth: f64,
 }
 
 impl ToyMosaic {
@@ -131,6 +130,16 @@ impl ToyMosaic {
             n_head: config.n_head,
             bandwidth: config.bandwidth,
         }
+    }
+
+    /// The three maps with the paper's names: `W_phi` (keys), `W_psi` (values), `W_z`
+    /// (output).
+    pub fn maps(&self) -> [(&'static str, &ComplexLinear); 3] {
+        [
+            ("W_phi", &self.key),
+            ("W_psi", &self.value),
+            ("W_z", &self.out),
+        ]
     }
 
     /// `x` `(B, T, 6)` -> the prediction of `x_{t+1}` at every `t`, `(B, T, 6)`, and the
@@ -166,9 +175,7 @@ impl ToyMosaic {
                 Some(v) => {
                     let [_, _, n, _] = v.dims();
                     let past = keys.clone().narrow(2, 0, n);
-                    let w =
-                        softmax_last(query.clone().matmul(past.swap_dims(2, 3)) * self.bandwidth);
-                    w.matmul(v.clone())
+                    open_retrieval(query.clone(), past, v.clone(), self.bandwidth)
                 }
                 None => query.clone().zeros_like(),
             };

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use mosaic_models::{GptConfig, MemoryMosaicConfig};
+pub use mosaic_models::ModelConfig;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -12,31 +12,6 @@ pub struct RunConfig {
     pub model: ModelConfig,
     pub data: DataConfig,
     pub train: TrainConfig,
-}
-
-/// Which model, and its shape. `kind = "memory_mosaic"` or `"gpt"`; `vocab_size` may be left
-/// out, it is then read from the prepared data.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum ModelConfig {
-    MemoryMosaic(MemoryMosaicConfig),
-    Gpt(GptConfig),
-}
-
-impl ModelConfig {
-    pub fn block_size(&self) -> usize {
-        match self {
-            Self::MemoryMosaic(c) => c.block_size,
-            Self::Gpt(c) => c.block_size,
-        }
-    }
-
-    pub fn vocab_size(&self) -> usize {
-        match self {
-            Self::MemoryMosaic(c) => c.vocab_size,
-            Self::Gpt(c) => c.vocab_size,
-        }
-    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -121,7 +96,7 @@ mod defaults {
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
+pub enum RunConfigError {
     #[error("{}: cannot read: {error}", .path.display())]
     Read {
         path: PathBuf,
@@ -129,6 +104,9 @@ pub enum ConfigError {
     },
     #[error("{}: {reason}", .path.display())]
     Invalid { path: PathBuf, reason: String },
+    /// A setting out of range, not yet tied to a file.
+    #[error("{0}")]
+    Value(String),
     #[error("--set {arg}: {reason}")]
     Override { arg: String, reason: String },
 }
@@ -136,16 +114,16 @@ pub enum ConfigError {
 impl RunConfig {
     /// Reads `path`, applies the `key=value` overrides, fills `model.vocab_size` from
     /// `vocab_size` when the file leaves it out, and checks the result.
-    pub fn load(
+    pub fn load<E: std::fmt::Display>(
         path: &Path,
         overrides: &[String],
-        vocab_size: impl FnOnce(&Path) -> Result<usize, String>,
-    ) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
+        vocab_size: impl FnOnce(&Path) -> Result<usize, E>,
+    ) -> Result<Self, RunConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|error| RunConfigError::Read {
             path: path.to_path_buf(),
             error,
         })?;
-        let invalid = |reason: String| ConfigError::Invalid {
+        let invalid = |reason: String| RunConfigError::Invalid {
             path: path.to_path_buf(),
             reason,
         };
@@ -177,16 +155,19 @@ impl RunConfig {
         let config: RunConfig = toml::Value::Table(table)
             .try_into()
             .map_err(|e: toml::de::Error| invalid(one_line(&e.to_string())))?;
-        config.validate().map_err(invalid)?;
+        config.validate().map_err(|e| match e {
+            RunConfigError::Value(reason) => invalid(reason),
+            other => other,
+        })?;
         Ok(config)
     }
 
-    pub fn validate(&self) -> Result<(), String> {
-        match &self.model {
-            ModelConfig::MemoryMosaic(c) => c.validate(),
-            ModelConfig::Gpt(c) => c.validate(),
-        }
-        .map_err(|e| e.to_string())?;
+    /// The first setting no run can use, named.
+    pub fn validate(&self) -> Result<(), RunConfigError> {
+        let bad = |reason: &str| Err(RunConfigError::Value(reason.to_string()));
+        self.model
+            .validate()
+            .map_err(|e| RunConfigError::Value(e.to_string()))?;
         let t = &self.train;
         for (key, value) in [
             ("train.batch_size", t.batch_size),
@@ -200,17 +181,16 @@ impl RunConfig {
             ("train.log_interval", t.log_interval),
         ] {
             if value == 0 {
-                return Err(format!("`{key}` must be at least 1"));
+                return Err(RunConfigError::Value(format!("`{key}` must be at least 1")));
             }
         }
         if !(t.learning_rate > 0.0 && t.min_lr >= 0.0 && t.min_lr <= t.learning_rate) {
-            return Err(
-                "need 0 <= `train.min_lr` <= `train.learning_rate` and a positive learning rate"
-                    .into(),
+            return bad(
+                "need 0 <= `train.min_lr` <= `train.learning_rate` and a positive learning rate",
             );
         }
         if !(0.0..1.0).contains(&t.beta1) || !(0.0..1.0).contains(&t.beta2) {
-            return Err("`train.beta1` and `train.beta2` must be in [0, 1)".into());
+            return bad("`train.beta1` and `train.beta2` must be in [0, 1)");
         }
         Ok(())
     }
@@ -233,8 +213,8 @@ fn one_line(message: &str) -> String {
 
 /// `section.key=value`: the value is read as TOML (`100`, `1e-3`, `true`, `"text"`), or as
 /// a bare string when it does not parse.
-fn apply_override(table: &mut toml::Table, arg: &str) -> Result<(), ConfigError> {
-    let err = |reason: &str| ConfigError::Override {
+fn apply_override(table: &mut toml::Table, arg: &str) -> Result<(), RunConfigError> {
+    let err = |reason: &str| RunConfigError::Override {
         arg: arg.to_string(),
         reason: reason.to_string(),
     };

@@ -3,13 +3,13 @@
 
 use std::path::Path;
 
-use anyhow::Result;
 use mosaic_data::prepare::encode_corpus;
 use mosaic_data::{Corpus, SequentialWindows, TokenFile, Tokenizer};
 use mosaic_models::{LanguageModel, cross_entropy_per_token};
 use serde::Serialize;
 
-use crate::model::tensors;
+use crate::batch::tensors;
+use crate::error::{Result, TrainError};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Losses {
@@ -33,10 +33,7 @@ pub fn losses(
     for batch in SequentialWindows::new(tokens.clone(), block_size, batch_size)? {
         let (ids, targets) = tensors(&batch, &device);
         let per_token = cross_entropy_per_token(model.forward(ids)?.logits, targets);
-        let values = per_token
-            .into_data()
-            .try_to_vec_as::<f64>()
-            .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        let values = per_token.into_data().try_to_vec_as::<f64>()?;
         for row in values.chunks(block_size) {
             for (s, v) in sums.iter_mut().zip(row) {
                 *s += v;
@@ -61,6 +58,6 @@ pub fn tokenize_file(path: &Path, tokenizer: &dyn Tokenizer, separate: bool) -> 
         None
     };
     let ids = encode_corpus(tokenizer, &corpus, separator, &|_| {})
-        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        .map_err(|e| TrainError::Invalid(format!("{}: {e}", path.display())))?;
     Ok(TokenFile::from_ids(ids, path))
 }

@@ -1,16 +1,21 @@
-//! Training and evaluation of the models of `mosaic-models` with the paper's recipe (nanoGPT's
-//! loop), and the `mosaic` command.
+//! Training and evaluation of the models of `mosaic-models` with the paper's recipes, and the
+//! `mosaic` command.
 //!
-//! - [`config`]: the run's TOML configuration.
-//! - [`trainer`]: the loop, evaluation, metrics, summary.
-//! - [`optim`]: AdamW with decay groups, global-norm clipping; [`schedule`]: the learning rate.
-//! - [`checkpoint`]: atomic checkpoints and exact resume.
+//! - [`engine`]: the training step every driver shares; [`schedule`] its learning rates,
+//!   [`optim`] AdamW with decay groups and global-norm clipping.
+//! - [`trainer`]: `mosaic train` (nanoGPT's loop: evaluation, metrics, checkpoints, summary),
+//!   configured by [`config`]; [`checkpoint`]: atomic checkpoints and exact resume.
+//! - [`regbench`] and [`three_moons`]: the drivers of the paper's other experiments.
 //! - [`evaluate`]: per-position and out-of-distribution losses; [`sample`]: generation.
+//! - [`batch`]: token batches as tensors; [`progress`]: progress bars; [`error`]: what can go
+//!   wrong.
 
+pub mod batch;
 pub mod checkpoint;
 pub mod config;
+pub mod engine;
+pub mod error;
 pub mod evaluate;
-pub mod model;
 pub mod optim;
 pub mod progress;
 pub mod regbench;
@@ -20,4 +25,6 @@ pub mod three_moons;
 pub mod trainer;
 
 pub use config::RunConfig;
+pub use engine::{Engine, Recipe, StepStats};
+pub use error::TrainError;
 pub use trainer::Trainer;

@@ -1,6 +1,6 @@
 //! The `mosaic` command: prepare data, train, evaluate, sample.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
@@ -11,7 +11,6 @@ use mosaic_data::{Meta, PrepareOptions, Split, TokenFile, TokenizerKind, load_to
 use mosaic_models::{LanguageModel, device_from_name};
 use mosaic_train::checkpoint;
 use mosaic_train::evaluate::{losses, tokenize_file};
-use mosaic_train::model::build;
 use mosaic_train::progress::{bytes_bar, is_shown};
 use mosaic_train::sample::{SampleOptions, generate};
 use mosaic_train::{RunConfig, Trainer};
@@ -128,33 +127,16 @@ fn run(cli: Cli) -> Result<()> {
             valid,
             vocab_size,
             out,
-        } => {
-            let opts = PrepareOptions {
+        } => prepare_data(
+            &PrepareOptions {
                 tokenizer,
                 input,
                 valid,
                 vocab_size,
                 out,
-            };
-            let bar = bytes_bar("encoding", cli.quiet);
-            let start = std::time::Instant::now();
-            let meta = prepare(&opts, &|done, total| {
-                bar.set_length(total as u64);
-                bar.set_position(done as u64);
-            })?;
-            bar.finish_and_clear();
-            println!(
-                "{}: {} tokenizer, vocabulary {}, {} train and {} validation tokens ({}), {:.1} s",
-                opts.out.display(),
-                meta.tokenizer,
-                meta.vocab_size,
-                meta.train_tokens,
-                meta.val_tokens,
-                meta.dtype,
-                start.elapsed().as_secs_f64()
-            );
-            Ok(())
-        }
+            },
+            cli.quiet,
+        ),
         Command::Train {
             config,
             overrides,
@@ -167,44 +149,13 @@ fn run(cli: Cli) -> Result<()> {
             ood,
             device,
             batch_size,
-        } => {
-            let (model, config) = load(&checkpoint, &device)?;
-            let block = config.model.block_size();
-            let val = TokenFile::open(&config.data.dir, Split::Val)?;
-            let report = losses(&model, &val, block, batch_size)?;
-            println!(
-                "val loss {:.4} over {} windows of {block} tokens",
-                report.loss, report.windows
-            );
-            let mut json = serde_json::json!({ "val": report });
-            if let Some(path) = ood {
-                let meta = Meta::read(&config.data.dir)?;
-                let tokenizer = load_tokenizer(&config.data.dir, meta.tokenizer)?;
-                let tokens = tokenize_file(&path, tokenizer.as_ref(), meta.end_of_text.is_some())?;
-                let ood_report = losses(&model, &tokens, block, batch_size)?;
-                println!(
-                    "{}: loss {:.4} over {} windows",
-                    path.display(),
-                    ood_report.loss,
-                    ood_report.windows
-                );
-                json["ood"] = serde_json::to_value(&ood_report)?;
-                json["ood_file"] = serde_json::json!(path.display().to_string());
-            }
-            if per_position {
-                let per_position = &json["val"]["per_position"];
-                let values: Vec<f64> = serde_json::from_value(per_position.clone())?;
-                let marks = [0, 1, 3, 7, 15, 31, 63, 127, 255, 511];
-                let shown: Vec<String> = marks
-                    .iter()
-                    .filter(|&&p| p < values.len())
-                    .map(|&p| format!("{}: {:.3}", p, values[p]))
-                    .collect();
-                println!("per-position val loss ({})", shown.join(", "));
-                println!("{}", serde_json::to_string(&json)?);
-            }
-            Ok(())
-        }
+        } => eval(
+            &checkpoint,
+            per_position,
+            ood.as_deref(),
+            &device,
+            batch_size,
+        ),
         Command::Sample {
             checkpoint,
             prompt,
@@ -215,10 +166,6 @@ fn run(cli: Cli) -> Result<()> {
             device,
             no_cache,
         } => {
-            let (model, config) = load(&checkpoint, &device)?;
-            let meta = Meta::read(&config.data.dir)?;
-            let tokenizer = load_tokenizer(&config.data.dir, meta.tokenizer)?;
-            let ids = tokenizer.encode(&prompt).context("the prompt")?;
             let opts = SampleOptions {
                 max_new_tokens,
                 temperature,
@@ -226,24 +173,93 @@ fn run(cli: Cli) -> Result<()> {
                 seed,
                 cache: !no_cache,
             };
-            let out = generate(&model, &ids, &opts)?;
-            println!("{}", tokenizer.decode(&out)?);
-            Ok(())
+            sample(&checkpoint, &prompt, &opts, &device)
         }
     }
 }
 
+fn prepare_data(opts: &PrepareOptions, quiet: bool) -> Result<()> {
+    let bar = bytes_bar("encoding", quiet);
+    let start = std::time::Instant::now();
+    let meta = prepare(opts, &|done, total| {
+        bar.set_length(total as u64);
+        bar.set_position(done as u64);
+    })?;
+    bar.finish_and_clear();
+    println!(
+        "{}: {} tokenizer, vocabulary {}, {} train and {} validation tokens ({}), {:.1} s",
+        opts.out.display(),
+        meta.tokenizer,
+        meta.vocab_size,
+        meta.train_tokens,
+        meta.val_tokens,
+        meta.dtype,
+        start.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+fn eval(
+    checkpoint: &Path,
+    per_position: bool,
+    ood: Option<&Path>,
+    device: &str,
+    batch_size: usize,
+) -> Result<()> {
+    let (model, config) = load(checkpoint, device)?;
+    let block = config.model.block_size();
+    let val = TokenFile::open(&config.data.dir, Split::Val)?;
+    let report = losses(&model, &val, block, batch_size)?;
+    println!(
+        "val loss {:.4} over {} windows of {block} tokens",
+        report.loss, report.windows
+    );
+    let mut json = serde_json::json!({ "val": report });
+    if let Some(path) = ood {
+        let meta = Meta::read(&config.data.dir)?;
+        let tokenizer = load_tokenizer(&config.data.dir, meta.tokenizer)?;
+        let tokens = tokenize_file(path, tokenizer.as_ref(), meta.end_of_text.is_some())?;
+        let ood_report = losses(&model, &tokens, block, batch_size)?;
+        println!(
+            "{}: loss {:.4} over {} windows",
+            path.display(),
+            ood_report.loss,
+            ood_report.windows
+        );
+        json["ood"] = serde_json::to_value(&ood_report)?;
+        json["ood_file"] = serde_json::json!(path.display().to_string());
+    }
+    if per_position {
+        let marks = [0, 1, 3, 7, 15, 31, 63, 127, 255, 511];
+        let shown: Vec<String> = marks
+            .iter()
+            .filter_map(|&p| report.per_position.get(p).map(|v| format!("{p}: {v:.3}")))
+            .collect();
+        println!("per-position val loss ({})", shown.join(", "));
+        println!("{}", serde_json::to_string(&json)?);
+    }
+    Ok(())
+}
+
+fn sample(checkpoint: &Path, prompt: &str, opts: &SampleOptions, device: &str) -> Result<()> {
+    let (model, config) = load(checkpoint, device)?;
+    let meta = Meta::read(&config.data.dir)?;
+    let tokenizer = load_tokenizer(&config.data.dir, meta.tokenizer)?;
+    let ids = tokenizer.encode(prompt).context("the prompt")?;
+    let out = generate(&model, &ids, opts)?;
+    println!("{}", tokenizer.decode(&out)?);
+    Ok(())
+}
+
 fn train(
-    config_path: &std::path::Path,
+    config_path: &Path,
     overrides: &[String],
     device: &str,
     resume: bool,
     quiet: bool,
 ) -> Result<()> {
     let config = RunConfig::load(config_path, overrides, |dir| {
-        Meta::read(dir)
-            .map(|m| m.vocab_size)
-            .map_err(|e| e.to_string())
+        Meta::read(dir).map(|m| m.vocab_size)
     })?;
     let device = device_from_name(device)?;
     if !resume
@@ -262,16 +278,16 @@ fn train(
         true => Trainer::resume(config, &device)?,
         false => Trainer::new(config, &device)?,
     };
-    let max_iters = trainer.config.train.max_iters;
-    let bar = step_bar(max_iters as u64, quiet);
-    bar.set_position(trainer.step as u64);
+    let bar = step_bar(trainer.config().train.max_iters as u64, quiet);
+    bar.set_position(trainer.step() as u64);
+    let tokens = trainer.tokens_per_step() as f64;
     let summary = trainer.run(
         &mut |s| {
             bar.set_position(s.step as u64);
             bar.set_message(format!(
                 "loss {:.4}, {:.0} tok/s",
                 s.loss,
-                s.tokens as f64 / s.seconds
+                tokens / s.seconds
             ));
         },
         &mut |line| match bar.is_hidden() {
@@ -288,7 +304,7 @@ fn train(
         summary.best_val_loss,
         summary.wall_seconds,
         summary.tokens_per_second,
-        trainer.config.train.out_dir.display()
+        trainer.config().train.out_dir.display()
     );
     Ok(())
 }
@@ -307,10 +323,10 @@ fn step_bar(len: u64, quiet: bool) -> ProgressBar {
 }
 
 /// The model of a checkpoint, in eval mode on `device`, with its run configuration.
-fn load(dir: &std::path::Path, device: &str) -> Result<(LanguageModel, RunConfig)> {
+fn load(dir: &Path, device: &str) -> Result<(LanguageModel, RunConfig)> {
     let dir = checkpoint::locate(dir);
     let state = checkpoint::read_state(&dir)?;
     let device: Device = device_from_name(device)?;
-    let model = checkpoint::load_model(&dir, build(&state.config.model, &device))?;
+    let model = checkpoint::load_model(&dir, state.config.model.build(&device))?;
     Ok((model, state.config))
 }

@@ -4,24 +4,26 @@
 //! of a model's next-token distributions on test automata.
 
 use burn::module::Module;
-use burn::optim::{GradientsAccumulator, GradientsParams};
+use burn::optim::GradientsParams;
 use burn::tensor::activation::softmax;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use mosaic_data::regbench::{Example, PAD, Score, VOCAB, example, score};
-use mosaic_models::{GptConfig, LanguageModel, MemoryMosaicConfig, cross_entropy};
+use mosaic_models::{GptConfig, LanguageModel, MemoryMosaicConfig, ModelConfig, cross_entropy};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 
-use crate::config::ModelConfig;
-use crate::model::build;
-use crate::optim::{adamw_with, clip_global_norm};
+use crate::engine::{Engine, Recipe, gradients};
+use crate::error::{Result, TrainError};
+use crate::optim::AdamW;
+use crate::schedule::{Schedule, Warmup};
 
 /// Longest input: 19 strings of 49 letters and 18 separators, less the last token.
 pub const MAX_INPUT: usize = 19 * 49 + 18 - 1;
 
+/// The benchmark's training protocol.
 #[derive(Debug, Clone)]
-pub struct Recipe {
+pub struct Protocol {
     pub epochs: usize,
     pub batch_size: usize,
     pub lr: f64,
@@ -32,8 +34,8 @@ pub struct Recipe {
     pub seed: u64,
 }
 
-impl Recipe {
-    /// The benchmark's recipe at learning rate `lr`.
+impl Protocol {
+    /// The benchmark's protocol at learning rate `lr`.
     pub fn paper(lr: f64) -> Self {
         Self {
             epochs: 200,
@@ -46,16 +48,21 @@ impl Recipe {
         }
     }
 
-    /// Warm-up from 1e-6 over the first 10 % of the steps, then a cosine down to 0.1 lr.
-    pub fn lr_at(&self, step: usize, total: usize) -> f64 {
-        let warm = (total as f64 * 0.1).ceil().max(1.0);
-        let s = step as f64;
-        if s < warm {
-            return 1e-6 + (self.lr - 1e-6) * s / warm;
+    /// The optimisation of a run of `total` steps: warm-up from 1e-6 over the first 10 % of
+    /// the steps, then a cosine down to 0.1 lr; AdamW (0.9, 0.999).
+    pub fn recipe(&self, total: usize) -> Recipe {
+        Recipe {
+            schedule: Schedule::WarmupCosine {
+                peak: self.lr,
+                min: 0.1 * self.lr,
+                warmup: (total as f64 * 0.1).ceil().max(1.0) as usize,
+                decay_end: total,
+                from: Warmup::From(1e-6),
+            },
+            optimizer: AdamW::new(self.weight_decay),
+            grad_clip: self.grad_clip,
+            seed: self.seed,
         }
-        let ratio = ((s - warm) / (total as f64 - warm).max(1.0)).min(1.0);
-        let min = 0.1 * self.lr;
-        min + 0.5 * (1.0 + (std::f64::consts::PI * ratio).cos()) * (self.lr - min)
     }
 }
 
@@ -138,28 +145,38 @@ fn target_count(examples: &[&Example]) -> usize {
         .sum()
 }
 
-/// The gradients of the batch's mean loss over its unmasked targets, computed `group`
-/// sequences at a time (shortest first).
-pub fn batch_gradients(model: &LanguageModel, batch: &[&Example], group: usize) -> GradientsParams {
-    let device = model.device();
+/// The batch sorted by length and cut into groups of `group`, each with its share of the
+/// batch's unmasked targets: the weights that make the groups' summed losses the batch's mean.
+fn length_groups<'a>(batch: &[&'a Example], group: usize) -> (Vec<Vec<&'a Example>>, Vec<f64>) {
     let sorted = by_length(batch.iter().copied());
     let total = target_count(&sorted).max(1);
-    let mut sum = GradientsAccumulator::new();
-    for part in sorted.chunks(group.max(1)) {
-        let n = target_count(part);
-        if n == 0 {
-            continue;
-        }
-        let (ids, targets) = padded(part, &device);
-        let logits = model.forward(ids).expect("inputs fit the model").logits;
-        let loss = cross_entropy(logits, targets) * (n as f64 / total as f64);
-        sum.accumulate(model, GradientsParams::from_grads(loss.backward(), model));
-    }
-    sum.grads()
+    sorted
+        .chunks(group.max(1))
+        .filter(|part| target_count(part) > 0)
+        .map(|part| (part.to_vec(), target_count(part) as f64 / total as f64))
+        .unzip()
+}
+
+/// The masked cross-entropy of one padded group.
+fn group_loss(model: &LanguageModel, part: &[&Example]) -> Result<Tensor<1>> {
+    let (ids, targets) = padded(part, &model.device());
+    Ok(cross_entropy(model.forward(ids)?.logits, targets))
+}
+
+/// The gradients of the batch's mean loss over its unmasked targets, computed `group`
+/// sequences at a time (shortest first).
+pub fn batch_gradients(
+    model: &LanguageModel,
+    batch: &[&Example],
+    group: usize,
+) -> Result<GradientsParams> {
+    let (parts, weights) = length_groups(batch, group);
+    let (grads, _) = gradients(model, &weights, |m, i| group_loss(m, &parts[i]))?;
+    Ok(grads)
 }
 
 /// Mean loss over the examples' unmasked targets.
-pub fn loss(model: &LanguageModel, examples: &[Example], batch_size: usize) -> f64 {
+pub fn loss(model: &LanguageModel, examples: &[Example], batch_size: usize) -> Result<f64> {
     let device = model.device();
     let (mut sum, mut count) = (0.0, 0usize);
     for refs in by_length(examples).chunks(batch_size) {
@@ -168,15 +185,15 @@ pub fn loss(model: &LanguageModel, examples: &[Example], batch_size: usize) -> f
         if n == 0 {
             continue;
         }
-        let logits = model.forward(ids).expect("inputs fit the model").logits;
+        let logits = model.forward(ids)?.logits;
         sum += cross_entropy(logits, targets).into_scalar::<f64>() * n as f64;
         count += n;
     }
-    sum / count.max(1) as f64
+    Ok(sum / count.max(1) as f64)
 }
 
 /// Pooled accuracy and TVD of the model's next-token distributions.
-pub fn evaluate(model: &LanguageModel, examples: &[Example], batch_size: usize) -> Score {
+pub fn evaluate(model: &LanguageModel, examples: &[Example], batch_size: usize) -> Result<Score> {
     let device = model.device();
     let mut total = Score::default();
     for chunk in by_length(examples).chunks(batch_size) {
@@ -186,8 +203,8 @@ pub fn evaluate(model: &LanguageModel, examples: &[Example], batch_size: usize) 
         }
         let (ids, _) = padded(chunk, &device);
         let [_, t] = ids.dims();
-        let probs = softmax(model.forward(ids).expect("inputs fit the model").logits, 2);
-        let values: Vec<f64> = probs.into_data().try_to_vec_as::<f64>().unwrap_or_default();
+        let probs = softmax(model.forward(ids)?.logits, 2);
+        let values: Vec<f64> = probs.into_data().try_to_vec_as::<f64>()?;
         for (i, e) in chunk.iter().enumerate() {
             let n = e.inputs().len();
             let preds: Vec<[f64; VOCAB]> = (0..n)
@@ -201,7 +218,7 @@ pub fn evaluate(model: &LanguageModel, examples: &[Example], batch_size: usize) 
             total.add(score(&e.automaton, e.inputs(), &preds));
         }
     }
-    total
+    Ok(total)
 }
 
 /// The examples shortest first, so that batches cut from them pad little (losses and scores
@@ -218,42 +235,47 @@ pub struct Trained {
     pub best_epoch: usize,
 }
 
-/// Trains `config` on `train` with `recipe`, keeping the model with the best validation loss;
-/// `on_epoch(epoch, val_loss, seconds)` after each validation, with the seconds spent
+/// Trains `config` on `train` with `protocol`, keeping the model with the best validation
+/// loss; `on_epoch(epoch, val_loss, seconds)` after each validation, with the seconds spent
 /// training and validating since the previous one.
 pub fn train(
     config: &ModelConfig,
     train: &[Example],
     val: &[Example],
-    recipe: &Recipe,
+    protocol: &Protocol,
     device: &Device,
     on_epoch: &mut dyn FnMut(usize, f64, [f64; 2]),
-) -> Trained {
+) -> Result<Trained> {
+    if protocol.epochs == 0 || protocol.batch_size == 0 || protocol.eval_every == 0 {
+        return Err(TrainError::Invalid(
+            "RegBench's epochs, batch size and validation interval must be at least 1".into(),
+        ));
+    }
+    if train.is_empty() {
+        return Err(TrainError::Invalid(
+            "RegBench has no training examples".into(),
+        ));
+    }
     let device = device.clone().autodiff();
-    device.seed(recipe.seed);
-    let mut model = build(config, &device);
-    let mut optim = adamw_with(&model, 0.9, 0.999, 1e-8, recipe.weight_decay);
-    let mut rng = ChaCha8Rng::seed_from_u64(recipe.seed);
-    let per_epoch = train.len().div_ceil(recipe.batch_size);
-    let total = per_epoch * recipe.epochs;
+    device.seed(protocol.seed);
+    let per_epoch = train.len().div_ceil(protocol.batch_size);
+    let recipe = protocol.recipe(per_epoch * protocol.epochs);
+    let mut engine = Engine::new(config.build(&device), recipe, &device);
+    let mut rng = ChaCha8Rng::seed_from_u64(protocol.seed);
     let mut order: Vec<usize> = (0..train.len()).collect();
     let mut best: Option<Trained> = None;
-    let mut step = 0;
     let mut since = std::time::Instant::now();
-    for epoch in 1..=recipe.epochs {
+    for epoch in 1..=protocol.epochs {
         order.shuffle(&mut rng);
-        for chunk in order.chunks(recipe.batch_size) {
-            device.seed(recipe.seed.wrapping_add(step as u64 + 1));
+        for chunk in order.chunks(protocol.batch_size) {
             let batch: Vec<&Example> = chunk.iter().map(|&i| &train[i]).collect();
-            let mut grads = batch_gradients(&model, &batch, GROUP);
-            clip_global_norm(&model, &mut grads, recipe.grad_clip);
-            model = optim.step(recipe.lr_at(step, total), model, grads);
-            step += 1;
+            let (parts, weights) = length_groups(&batch, GROUP);
+            engine.train_step(&weights, |m, i| group_loss(m, &parts[i]))?;
         }
-        if epoch % recipe.eval_every == 0 || epoch == recipe.epochs {
+        if epoch % protocol.eval_every == 0 || epoch == protocol.epochs {
             let trained = since.elapsed().as_secs_f64();
-            let eval_model = model.valid();
-            let val_loss = loss(&eval_model, val, recipe.batch_size);
+            let eval_model = engine.model().valid();
+            let val_loss = loss(&eval_model, val, protocol.batch_size)?;
             on_epoch(
                 epoch,
                 val_loss,
@@ -269,5 +291,5 @@ pub fn train(
             }
         }
     }
-    best.expect("at least one validation")
+    best.ok_or_else(|| TrainError::Invalid("no validation ran".into()))
 }

@@ -1,10 +1,11 @@
 //! Autoregressive sampling: temperature, top-k, a seeded generator.
 
-use anyhow::{Result, bail};
 use burn::tensor::{Int, Tensor, TensorData};
 use mosaic_models::{Cache, LanguageModel};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+
+use crate::error::{Result, TrainError};
 
 #[derive(Debug, Clone)]
 pub struct SampleOptions {
@@ -21,17 +22,21 @@ pub struct SampleOptions {
 /// Continues `prompt` by `max_new_tokens` ids; the context is the last `block_size` ids.
 pub fn generate(model: &LanguageModel, prompt: &[u32], opts: &SampleOptions) -> Result<Vec<u32>> {
     let block_size = model.block_size();
+    let invalid = |reason: String| Err(TrainError::Invalid(reason));
     if prompt.is_empty() {
-        bail!("the prompt is empty; give at least one token of text");
+        return invalid("the prompt is empty; give at least one token of text".into());
     }
     if prompt.len() > block_size {
-        bail!(
+        return invalid(format!(
             "the prompt is {} tokens, longer than the model's block_size {block_size}; shorten it",
             prompt.len()
-        );
+        ));
     }
     if opts.temperature.is_nan() || opts.temperature <= 0.0 {
-        bail!("--temperature must be positive, got {}", opts.temperature);
+        return invalid(format!(
+            "--temperature must be positive, got {}",
+            opts.temperature
+        ));
     }
     let device = model.device();
     let mut rng = ChaCha8Rng::seed_from_u64(opts.seed);
@@ -61,8 +66,7 @@ pub fn generate(model: &LanguageModel, prompt: &[u32], opts: &SampleOptions) -> 
             .narrow(1, t - 1, 1)
             .reshape([v])
             .into_data()
-            .try_to_vec_as::<f64>()
-            .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+            .try_to_vec_as::<f64>()?;
         ids.push(draw(&last, opts, &mut rng));
     }
     Ok(ids)

@@ -2,12 +2,16 @@
 //! context: the error of 25 generated steps as a function of how much context it was given.
 
 use burn::module::Module;
-use burn::optim::{AdamWConfig, GradientsParams};
 use burn::tensor::{Device, Tensor, TensorData};
 use mosaic_data::three_moons::{DIM, MoonBatch, MoonSampler, TIMELINE, sequence};
 use mosaic_models::toy::{ToyMosaic, ToyMosaicConfig, clipped_mse};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+
+use crate::engine::{Engine, Recipe};
+use crate::error::Result;
+use crate::optim::AdamW;
+use crate::schedule::Schedule;
 
 #[derive(Debug, Clone)]
 pub struct ToyTraining {
@@ -42,46 +46,48 @@ pub fn batch_tensors(batch: &MoonBatch, device: &Device) -> (Tensor<3>, Tensor<3
     )
 }
 
-/// Trains a fresh toy on the training triples with AdamW (0.9, 0.999), no weight decay, and
-/// MLX's uncorrected moments (see [`mlx_step_factor`]);
-/// `on_step(step, loss)` after each step. Returns the model in eval mode.
+impl ToyTraining {
+    /// The optimisation: the learning rate falls linearly, AdamW (0.9, 0.999) with no weight
+    /// decay and MLX's uncorrected moments, as the reference trains (see
+    /// [`AdamW::lr_factor`]); no clipping.
+    pub fn recipe(&self) -> Recipe {
+        Recipe {
+            schedule: Schedule::Linear {
+                start: self.lr_start,
+                end: self.lr_end,
+                steps: self.steps,
+            },
+            optimizer: AdamW {
+                bias_correction: false,
+                ..AdamW::new(0.0)
+            },
+            grad_clip: 0.0,
+            seed: self.seed,
+        }
+    }
+}
+
+/// Trains a fresh toy on the training triples with [`ToyTraining::recipe`]; `on_step(step,
+/// loss)` after each step. Returns the model in eval mode.
 pub fn train_toy(
     config: &ToyMosaicConfig,
     triples: &[[f64; 3]],
     opts: &ToyTraining,
     device: &Device,
     on_step: &mut dyn FnMut(usize, f64),
-) -> ToyMosaic {
+) -> Result<ToyMosaic> {
     let device = device.clone().autodiff();
     device.seed(opts.seed);
-    let mut model = config.init(&device);
-    let mut optim = AdamWConfig::new()
-        .with_beta_1(0.9)
-        .with_beta_2(0.999)
-        .with_epsilon(1e-8)
-        .with_weight_decay(0.0)
-        .init();
+    let mut engine = Engine::new(config.init(&device), opts.recipe(), &device);
     let mut sampler = MoonSampler::new(triples, opts.block_size, opts.seed);
     for step in 0..opts.steps {
-        let lr = opts.lr_start + (opts.lr_end - opts.lr_start) * step as f64 / opts.steps as f64;
-        let lr = lr * mlx_step_factor(step + 1);
         let (x, y) = batch_tensors(&sampler.next_batch(opts.batch_size), &device);
-        let loss = clipped_mse(model.forward(x).0, y);
-        let value = loss.clone().into_scalar::<f64>();
-        let grads = GradientsParams::from_grads(loss.backward(), &model);
-        model = optim.step(lr, model, grads);
-        on_step(step, value);
+        let stats = engine.train_step(&[1.0], |model, _| {
+            Ok(clipped_mse(model.forward(x.clone()).0, y.clone()))
+        })?;
+        on_step(step, stats.loss);
     }
-    model.valid()
-}
-
-/// The reference trains with MLX's AdamW, which by default does not correct the moments' bias
-/// toward zero; Burn's does. Scaling Burn's learning rate by `(1 - beta1^t) / sqrt(1 - beta2^t)`
-/// at step `t` (1-based) gives MLX's updates (up to where epsilon enters): 3x to 6x larger over
-/// the first hundred steps, still 1.6x at step 500.
-pub fn mlx_step_factor(t: usize) -> f64 {
-    let t = t as i32;
-    (1.0 - 0.9f64.powi(t)) / (1.0 - 0.999f64.powi(t)).sqrt()
+    Ok(engine.into_model().valid())
 }
 
 /// Mean absolute error of `gen_steps` generated observations after each context length in
@@ -137,7 +143,7 @@ pub fn at(curve: &[(usize, f64)], c: usize) -> f64 {
 
 /// Whether every weight of `model` is made of complex-multiplication blocks.
 pub fn is_complex(model: &ToyMosaic) -> bool {
-    [&model.key, &model.value, &model.out].iter().all(|m| {
+    model.maps().iter().all(|(_, m)| {
         let w: Vec<f32> = m
             .weight()
             .into_data()

@@ -2,15 +2,9 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use common::mosaic;
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("mosaic-cli-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
-}
+use common::{mosaic, refused, scratch};
 
 #[test]
 fn prepares_shakespeare_by_character() {
@@ -35,19 +29,11 @@ fn prepares_shakespeare_by_character() {
     assert_eq!(meta["tokenizer"], "char");
 }
 
-fn assert_refused(args: &[&str], expected: &str) {
-    let o = mosaic(args);
-    let stderr = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains(expected), "{stderr}");
-    assert!(!stderr.contains("panicked"), "{stderr}");
-}
-
 #[test]
 fn bad_input_exits_2_with_the_path() {
     let out = scratch("bad");
     let out = out.to_str().unwrap();
-    assert_refused(
+    refused(
         &[
             "prepare",
             "--tokenizer",
@@ -59,7 +45,7 @@ fn bad_input_exits_2_with_the_path() {
         ],
         "no/such.txt: cannot read",
     );
-    assert_refused(
+    refused(
         &[
             "prepare",
             "--tokenizer",
@@ -71,7 +57,7 @@ fn bad_input_exits_2_with_the_path() {
         ],
         "unknown tokenizer `wordpiece`",
     );
-    assert_refused(
+    refused(
         &[
             "prepare",
             "--tokenizer",

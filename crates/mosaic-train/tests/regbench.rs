@@ -1,14 +1,16 @@
 //! RegBench training pieces: batches, schedule, parameter matching, evaluation, learning.
 
-use burn::module::{Module, ModuleVisitor, Param};
-use burn::optim::GradientsParams;
-use burn::tensor::{Device, Tensor};
+mod common;
+
+use burn::module::Module;
+
+use burn::tensor::Device;
+use common::gradient_difference;
 use mosaic_data::regbench::{SEP, VOCAB};
 use mosaic_models::MemoryMosaicConfig;
 use mosaic_train::config::ModelConfig;
-use mosaic_train::model::build;
 use mosaic_train::regbench::{
-    MAX_INPUT, Recipe, batch_gradients, evaluate, examples, gpt_config_matching, loss,
+    MAX_INPUT, Protocol, batch_gradients, evaluate, examples, gpt_config_matching, loss,
     mosaic_config, padded, train,
 };
 
@@ -38,11 +40,11 @@ fn batches_pad_inputs_and_mask_targets() {
 
 #[test]
 fn schedule_warms_up_then_decays_to_a_tenth() {
-    let r = Recipe::paper(5e-4);
-    assert_eq!(r.lr_at(0, 800), 1e-6);
-    assert!((r.lr_at(80, 800) - 5e-4).abs() < 1e-15);
-    assert!((r.lr_at(800, 800) - 5e-5).abs() < 1e-12);
-    assert!(r.lr_at(40, 800) > 2e-4 && r.lr_at(40, 800) < 3e-4);
+    let r = Protocol::paper(5e-4).recipe(800);
+    assert_eq!(r.lr(0), 1e-6);
+    assert!((r.lr(80) - 5e-4).abs() < 1e-15);
+    assert!((r.lr(800) - 5e-5).abs() < 1e-12);
+    assert!(r.lr(40) > 2e-4 && r.lr(40) < 3e-4);
 }
 
 #[test]
@@ -82,14 +84,14 @@ fn a_small_model_learns_a_few_sequences() {
         resid_dropout: 0.0,
     });
     let data = examples(4, 7);
-    let recipe = Recipe {
+    let recipe = Protocol {
         epochs: 12,
         batch_size: 4,
         lr: 1e-2,
         eval_every: 4,
-        ..Recipe::paper(1e-2)
+        ..Protocol::paper(1e-2)
     };
-    let before = loss(&build(&small, &Device::flex()), &data, 4);
+    let before = loss(&small.build(&Device::flex()), &data, 4).unwrap();
     let mut seen = Vec::new();
     let trained = train(
         &small,
@@ -98,14 +100,15 @@ fn a_small_model_learns_a_few_sequences() {
         &recipe,
         &Device::flex(),
         &mut |e, l, _| seen.push((e, l)),
-    );
+    )
+    .unwrap();
     assert_eq!(seen.iter().map(|s| s.0).collect::<Vec<_>>(), vec![4, 8, 12]);
     assert!(
         trained.best_val_loss < before - 0.3,
         "loss {before:.3} -> {:.3}",
         trained.best_val_loss
     );
-    let score = evaluate(&trained.model, &data, 4);
+    let score = evaluate(&trained.model, &data, 4).unwrap();
     assert_eq!(
         score.positions,
         data.iter().map(|e| e.inputs().len()).sum::<usize>()
@@ -119,7 +122,7 @@ fn a_small_model_learns_a_few_sequences() {
 #[test]
 fn one_and_two_token_sequences_are_scored() {
     let config = ModelConfig::MemoryMosaic(MemoryMosaicConfig::new(VOCAB, 1, 2, 16, MAX_INPUT));
-    let model = build(&config, &Device::flex());
+    let model = config.build(&Device::flex());
     // The first example whose second token is a letter, so the two-token one has a target.
     let pool = examples(20, 3);
     let with_target = pool.iter().find(|e| e.sequence[1] != SEP).unwrap();
@@ -127,33 +130,15 @@ fn one_and_two_token_sequences_are_scored() {
     short[0].sequence.truncate(1);
     short[1].sequence.truncate(2);
     assert_eq!((short[0].inputs().len(), short[1].inputs().len()), (0, 1));
-    let score = evaluate(&model, &short, 1);
+    let score = evaluate(&model, &short, 1).unwrap();
     assert_eq!(score.positions, 1);
-    let two = loss(&model, &short[1..], 1);
-    assert_eq!(loss(&model, &short, 1), two);
+    let two = loss(&model, &short[1..], 1).unwrap();
+    assert_eq!(loss(&model, &short, 1).unwrap(), two);
     assert!(two.is_finite() && two > 0.0, "{two}");
-    let trainable = build(&config, &Device::flex().autodiff());
+    let trainable = config.build(&Device::flex().autodiff());
     let refs: Vec<_> = short.iter().collect();
-    let grads = batch_gradients(&trainable, &refs, 1);
+    let grads = batch_gradients(&trainable, &refs, 1).unwrap();
     assert!(!grads.is_empty(), "the two-token example gives gradients");
-}
-
-/// Largest |a - b| over all parameters' gradients, and largest |a|.
-struct GradDiff<'a> {
-    a: &'a GradientsParams,
-    b: &'a GradientsParams,
-    diff: f64,
-    size: f64,
-}
-
-impl ModuleVisitor for GradDiff<'_> {
-    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-        let a = self.a.get::<D>(param.id).expect("gradient a");
-        let b = self.b.get::<D>(param.id).expect("gradient b");
-        let diff = (a.clone() - b).abs().max().into_scalar::<f64>();
-        self.diff = self.diff.max(diff);
-        self.size = self.size.max(a.abs().max().into_scalar::<f64>());
-    }
 }
 
 #[test]
@@ -179,26 +164,18 @@ fn length_groups_give_the_padded_batch_gradients() {
             dropout: 0.0,
         }),
     ] {
-        let model = build(&config, &Device::flex().autodiff());
+        let model = config.build(&Device::flex().autodiff());
         let data = examples(7, 11);
         let batch: Vec<_> = data.iter().collect();
         let lengths: Vec<usize> = data.iter().map(|e| e.inputs().len()).collect();
         assert!(lengths.iter().max() > lengths.iter().min(), "{lengths:?}");
-        let whole = batch_gradients(&model, &batch, batch.len());
-        let grouped = batch_gradients(&model, &batch, 3);
-        let mut d = GradDiff {
-            a: &whole,
-            b: &grouped,
-            diff: 0.0,
-            size: 0.0,
-        };
-        model.visit(&mut d);
-        assert!(d.size > 1e-3, "gradients vanish: {}", d.size);
+        let whole = batch_gradients(&model, &batch, batch.len()).unwrap();
+        let grouped = batch_gradients(&model, &batch, 3).unwrap();
+        let (diff, size) = gradient_difference(&model, &whole, &grouped);
+        assert!(size > 1e-3, "gradients vanish: {size}");
         assert!(
-            d.diff < 1e-5 * d.size.max(1.0),
-            "grouped gradients differ by {} (largest {})",
-            d.diff,
-            d.size
+            diff < 1e-5 * size.max(1.0),
+            "grouped gradients differ by {diff} (largest {size})"
         );
     }
 }

@@ -44,7 +44,7 @@ fn resume_case(kind: &str) {
         first.checkpoint().unwrap();
         drop(first);
         let mut second = Trainer::resume(config, &Device::flex()).unwrap();
-        assert_eq!(second.step, 12);
+        assert_eq!(second.step(), 12);
         resumed_losses.extend((0..12).map(|_| second.train_step().unwrap().loss));
         for (i, (a, b)) in straight.iter().zip(&resumed_losses).enumerate() {
             assert!(

@@ -4,7 +4,6 @@
 use burn::tensor::Device;
 use mosaic_models::{GptConfig, MemoryMosaicConfig};
 use mosaic_train::config::ModelConfig;
-use mosaic_train::model::build;
 use mosaic_train::sample::{SampleOptions, generate};
 
 #[test]
@@ -23,7 +22,7 @@ fn cached_generation_gives_the_recomputed_tokens() {
         }),
     ];
     for config in configs {
-        let model = build(&config, &device);
+        let model = config.build(&device);
         for (prompt, top_k) in [
             (vec![3], Some(1)),
             (vec![1, 2, 3, 4], Some(1)),

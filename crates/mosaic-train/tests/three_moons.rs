@@ -3,9 +3,8 @@
 use burn::tensor::{Device, Tensor, TensorData};
 use mosaic_data::three_moons::{DIM, TRAIN_TRIPLES, VAL_TRIPLE, sequence};
 use mosaic_models::toy::{ToyMosaic, ToyMosaicConfig};
-use mosaic_train::three_moons::{
-    ToyTraining, at, context_curve, is_complex, mlx_step_factor, train_toy,
-};
+use mosaic_train::optim::AdamW;
+use mosaic_train::three_moons::{ToyTraining, at, context_curve, is_complex, train_toy};
 
 fn small(steps: usize) -> ToyTraining {
     ToyTraining {
@@ -26,10 +25,11 @@ fn weights_stay_complex_through_training() {
             &small(3),
             &device,
             &mut |_, _| {},
-        );
+        )
+        .unwrap();
         assert!(is_complex(&model), "{heads} heads");
-        let w = model
-            .key
+        let w = model.maps()[0]
+            .1
             .weight()
             .into_data()
             .try_to_vec_as::<f32>()
@@ -48,7 +48,8 @@ fn generation_with_the_cache_equals_generation_without() {
             &small(5),
             &device,
             &mut |_, _| {},
-        );
+        )
+        .unwrap();
         for c in [1, 2, 40] {
             let data: Vec<f32> = [0, 500]
                 .iter()
@@ -59,7 +60,9 @@ fn generation_with_the_cache_equals_generation_without() {
             let plain = model.generate_uncached(prompt, 12);
             assert_eq!(cached.dims(), [2, 12, DIM]);
             let err: f32 = (cached - plain).abs().max().into_scalar();
-            assert!(err < 1e-5, "{heads} heads, context {c}: {err:e}");
+            // Twelve steps fed back through a bandwidth of 50 amplify the f32 rounding
+            // differences of the two softmax paths to about 1e-5; a wrong cache errs by 0.1.
+            assert!(err < 1e-4, "{heads} heads, context {c}: {err:e}");
         }
     }
 }
@@ -73,7 +76,8 @@ fn the_first_generated_step_is_the_forward_prediction() {
         &small(2),
         &device,
         &mut |_, _| {},
-    );
+    )
+    .unwrap();
     let x = Tensor::<3>::from_data(
         TensorData::new(sequence(7, 30, &VAL_TRIPLE), [1, 30, DIM]),
         &device,
@@ -94,7 +98,8 @@ fn a_short_run_lowers_the_loss() {
         &small(40),
         &device,
         &mut |_, l| losses.push(l),
-    );
+    )
+    .unwrap();
     let first: f64 = losses[..5].iter().sum::<f64>() / 5.0;
     let last: f64 = losses[35..].iter().sum::<f64>() / 5.0;
     assert!(last < 0.8 * first, "loss {first:.4} -> {last:.4}");
@@ -139,12 +144,16 @@ fn hand_set_memories_predict_after_their_periods() {
 /// moments of a constant gradient g is (1 - 0.9^t) / sqrt(1 - 0.999^t).
 #[test]
 fn mlx_factor_matches_raw_moments() {
+    let mlx = AdamW {
+        bias_correction: false,
+        ..AdamW::new(0.0)
+    };
     let (mut m, mut v) = (0.0f64, 0.0f64);
     for t in 1..=500 {
         m = 0.9 * m + 0.1 * 2.0;
         v = 0.999 * v + 0.001 * 4.0;
         // Burn's corrected step for a constant gradient is exactly 1; MLX's is m / sqrt(v).
-        assert!((m / v.sqrt() - mlx_step_factor(t)).abs() < 1e-9, "t = {t}");
+        assert!((m / v.sqrt() - mlx.lr_factor(t)).abs() < 1e-9, "t = {t}");
     }
-    assert!((mlx_step_factor(1) - 0.1 / 0.001f64.sqrt()).abs() < 1e-12);
+    assert!((mlx.lr_factor(1) - 0.1 / 0.001f64.sqrt()).abs() < 1e-12);
 }

@@ -5,21 +5,10 @@ mod common;
 
 use std::process::Output;
 
-use common::{config_file, mosaic, scratch, shakespeare};
+use common::{config_file, mosaic, refused, scratch, shakespeare, train};
 
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn assert_refused(args: &[&str], expected: &str) {
-    let o = mosaic(args);
-    let err = stderr(&o);
-    assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
-    assert!(
-        err.contains(expected),
-        "{args:?}: expected `{expected}` in: {err}"
-    );
-    assert!(!err.contains("panicked"), "{err}");
 }
 
 #[test]
@@ -28,14 +17,7 @@ fn train_then_eval_and_sample() {
     let data = shakespeare(&dir);
     let config = config_file(&dir, &data, "gpt", "checkpoint_interval = 10");
     let c = config.to_str().unwrap();
-    let o = mosaic(&[
-        "train",
-        "--config",
-        c,
-        "--set",
-        "train.max_iters=20",
-        "--quiet",
-    ]);
+    let o = train(&config, &["train.max_iters=20"], &[]);
     assert!(o.status.success(), "{}", stderr(&o));
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(
@@ -61,19 +43,11 @@ fn train_then_eval_and_sample() {
     assert!(lines.iter().any(|l| l.get("tokens_per_sec").is_some()));
 
     // Continue the same run to 30 steps.
-    let o = mosaic(&[
-        "train",
-        "--config",
-        c,
-        "--set",
-        "train.max_iters=30",
-        "--resume",
-        "--quiet",
-    ]);
+    let o = train(&config, &["train.max_iters=30"], &["--resume"]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(String::from_utf8_lossy(&o.stdout).contains("gpt: 30 steps"));
     // Starting afresh over a checkpoint is refused.
-    assert_refused(&["train", "--config", c], "pass --resume");
+    refused(&["train", "--config", c], "pass --resume");
 
     let run_s = run.to_str().unwrap();
     let o = mosaic(&[
@@ -91,49 +65,42 @@ fn train_then_eval_and_sample() {
         "{out}"
     );
 
-    let o = mosaic(&[
-        "sample",
-        "--checkpoint",
-        run_s,
-        "--prompt",
-        "ROMEO:",
-        "--max-new-tokens",
-        "20",
-        "--seed",
-        "3",
-    ]);
+    let sample = || {
+        mosaic(&[
+            "sample",
+            "--checkpoint",
+            run_s,
+            "--prompt",
+            "ROMEO:",
+            "--max-new-tokens",
+            "20",
+            "--seed",
+            "3",
+        ])
+    };
+    let o = sample();
     assert!(o.status.success(), "{}", stderr(&o));
     let text = String::from_utf8_lossy(&o.stdout);
     assert!(
         text.starts_with("ROMEO:") && text.trim_end().chars().count() >= 20,
         "{text}"
     );
-    let again = mosaic(&[
-        "sample",
-        "--checkpoint",
-        run_s,
-        "--prompt",
-        "ROMEO:",
-        "--max-new-tokens",
-        "20",
-        "--seed",
-        "3",
-    ]);
+    let again = sample();
     assert_eq!(again.stdout, o.stdout, "same seed, same sample");
 
     // Bad prompts.
-    assert_refused(
+    refused(
         &["sample", "--checkpoint", run_s, "--prompt", "naïve ☃"],
         "outside the character vocabulary",
     );
     let long = "a".repeat(17);
-    assert_refused(
+    refused(
         &["sample", "--checkpoint", run_s, "--prompt", &long],
         "longer than the model's block_size 16",
     );
 
     // A checkpoint for another model.
-    assert_refused(
+    refused(
         &[
             "train",
             "--config",
@@ -148,8 +115,8 @@ fn train_then_eval_and_sample() {
     let model_file = run.join("checkpoint/model.bpk");
     let bytes = std::fs::read(&model_file).unwrap();
     std::fs::write(&model_file, &bytes[..bytes.len() / 2]).unwrap();
-    assert_refused(&["eval", "--checkpoint", run_s], "model.bpk");
-    assert_refused(
+    refused(&["eval", "--checkpoint", run_s], "model.bpk");
+    refused(
         &[
             "train",
             "--config",
@@ -177,40 +144,32 @@ fn bad_configs_name_the_problem() {
     };
     let text = std::fs::read_to_string(&good).unwrap();
     let malformed = write("malformed.toml", "[model\nkind = 1");
-    assert_refused(&["train", "--config", &malformed], "malformed.toml");
+    refused(&["train", "--config", &malformed], "malformed.toml");
     let unknown = write(
         "unknown.toml",
         &text.replace("eval_iters = 4", "eval_iters = 4\nlearnin_rate = 3"),
     );
-    assert_refused(&["train", "--config", &unknown], "learnin_rate");
+    refused(&["train", "--config", &unknown], "learnin_rate");
     let wrong_type = write(
         "type.toml",
         &text.replace("batch_size = 4", "batch_size = \"four\""),
     );
-    assert_refused(&["train", "--config", &wrong_type], "batch_size");
-    assert_refused(
-        &["train", "--config", g, "--set", "model.n_heads=4"],
-        "n_heads",
-    );
-    assert_refused(
-        &["train", "--config", g, "--set", "model.n_head=3"],
-        "n_embd",
-    );
-    assert_refused(
-        &["train", "--config", g, "--set", "model.vocab_size=100"],
-        "vocabulary of 65",
-    );
-    assert_refused(&["train", "--config", "no/such.toml"], "no/such.toml");
-    assert_refused(
-        &["train", "--config", g, "--set", "data.dir=\"no/data\""],
-        "no/data",
-    );
-    assert_refused(
+    refused(&["train", "--config", &wrong_type], "batch_size");
+    for (set, expected) in [
+        ("model.n_heads=4", "n_heads"),
+        ("model.n_head=3", "n_embd"),
+        ("model.vocab_size=100", "vocabulary of 65"),
+        ("data.dir=\"no/data\"", "no/data"),
+    ] {
+        refused(&["train", "--config", g, "--set", set], expected);
+    }
+    refused(&["train", "--config", "no/such.toml"], "no/such.toml");
+    refused(
         &["train", "--config", g, "--device", "tpu"],
         "unknown device `tpu`",
     );
-    assert_refused(&["eval", "--checkpoint", "no/run"], "no/run");
-    assert_refused(
+    refused(&["eval", "--checkpoint", "no/run"], "no/run");
+    refused(
         &["sample", "--checkpoint", "no/run", "--prompt", "x"],
         "no/run",
     );
@@ -223,17 +182,11 @@ fn a_one_character_prompt_samples() {
     let dir = scratch("cli-one-token");
     let data = shakespeare(&dir);
     let config = config_file(&dir, &data, "mosaic", "");
-    let c = config.to_str().unwrap();
-    let o = mosaic(&[
-        "train",
-        "--config",
-        c,
-        "--quiet",
-        "--set",
-        "train.max_iters=2",
-        "--set",
-        "train.eval_interval=2",
-    ]);
+    let o = train(
+        &config,
+        &["train.max_iters=2", "train.eval_interval=2"],
+        &[],
+    );
     assert!(o.status.success(), "{}", stderr(&o));
     let run = dir.join("run");
     let o = mosaic(&[
@@ -259,20 +212,13 @@ fn non_finite_loss_stops_and_keeps_the_checkpoint() {
     let dir = scratch("cli-nan");
     let data = shakespeare(&dir);
     let config = config_file(&dir, &data, "mosaic", "checkpoint_interval = 1");
-    let c = config.to_str().unwrap();
     // A learning rate of 1e4 sends the value scales exp(10 nu) to infinity within two steps.
-    let o = mosaic(&[
-        "train",
-        "--config",
-        c,
-        "--quiet",
-        "--set",
+    let sets = [
         "train.learning_rate=1e4",
-        "--set",
         "train.min_lr=0",
-        "--set",
         "train.warmup_iters=0",
-    ]);
+    ];
+    let o = train(&config, &sets, &[]);
     let err = stderr(&o);
     assert_eq!(o.status.code(), Some(2), "{err}");
     let step: usize = err

@@ -3,20 +3,21 @@
 
 mod common;
 
-use burn::module::{Module, ModuleVisitor, Param};
+use burn::module::Module;
 use burn::optim::{GradientsAccumulator, GradientsParams};
-use burn::tensor::{Device, Tensor};
-use common::{config_file, load, scratch, shakespeare};
+use burn::tensor::Device;
+use common::{config_file, gradient_difference, load, scratch, shakespeare};
 use mosaic_data::{Batch, RandomWindows, Split, TokenFile};
 use mosaic_models::{LanguageModel, cross_entropy};
 use mosaic_train::Trainer;
-use mosaic_train::model::{build, tensors};
+use mosaic_train::batch::tensors;
 use mosaic_train::optim::{DecayGroups, clip_global_norm, global_norm};
-use mosaic_train::schedule::learning_rate;
+use mosaic_train::schedule::Schedule;
 
 #[test]
 fn learning_rate_schedule() {
-    let lr = |it| learning_rate(it, 1e-3, 1e-4, 100, 2000);
+    let schedule = Schedule::nanogpt(1e-3, 1e-4, 100, 2000);
+    let lr = |it| schedule.at(it);
     assert!((lr(0) - 1e-3 / 101.0).abs() < 1e-15);
     assert!((lr(99) - 1e-3 * 100.0 / 101.0).abs() < 1e-15);
     assert!(
@@ -37,7 +38,7 @@ fn decay_groups_split_matrices_from_scalars() {
     let dir = scratch("groups");
     let data = shakespeare(&dir);
     let config = load(&config_file(&dir, &data, "mosaic", ""), &[]);
-    let model = build(&config.model, &Device::flex());
+    let model = config.model.build(&Device::flex());
     let groups = DecayGroups::of(&model);
     let names = |g: &Vec<(String, _)>| g.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>();
     let (decay, no_decay) = (names(&groups.decay), names(&groups.no_decay));
@@ -72,33 +73,6 @@ fn decay_groups_split_matrices_from_scalars() {
     assert_eq!((decay.len(), no_decay.len()), (2 * 7 + 1, 2 * 9 + 1));
 }
 
-/// The largest elementwise difference between two sets of gradients of `model`.
-fn max_difference(model: &LanguageModel, a: &GradientsParams, b: &GradientsParams) -> f64 {
-    struct Diff<'a> {
-        a: &'a GradientsParams,
-        b: &'a GradientsParams,
-        worst: f64,
-        seen: usize,
-    }
-    impl ModuleVisitor for Diff<'_> {
-        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-            let (x, y) = (self.a.get::<D>(param.id), self.b.get::<D>(param.id));
-            let (x, y) = (x.expect("gradient in a"), y.expect("gradient in b"));
-            self.worst = self.worst.max((x - y).abs().max().into_scalar::<f64>());
-            self.seen += 1;
-        }
-    }
-    let mut diff = Diff {
-        a,
-        b,
-        worst: 0.0,
-        seen: 0,
-    };
-    model.visit(&mut diff);
-    assert!(diff.seen > 10);
-    diff.worst
-}
-
 fn batch_of(tokens: &TokenFile, rows: usize, seed: u64) -> Batch {
     RandomWindows::new(tokens.clone(), 16, rows, seed)
         .unwrap()
@@ -117,7 +91,7 @@ fn clipping_bounds_the_global_norm() {
     let data = shakespeare(&dir);
     let config = load(&config_file(&dir, &data, "gpt", ""), &["model.dropout=0.0"]);
     let device = Device::flex().autodiff();
-    let model = build(&config.model, &device);
+    let model = config.model.build(&device);
     let tokens = TokenFile::open(&data, Split::Train).unwrap();
     let mut grads = grads_of(&model, &batch_of(&tokens, 4, 1), 1.0, &device);
     let before = global_norm(&model, &grads);
@@ -142,7 +116,7 @@ fn accumulated_micro_batches_equal_one_large_batch() {
         };
         let config = load(&config_file(&dir, &data, kind, ""), no_dropout);
         let device = Device::flex().autodiff();
-        let model = build(&config.model, &device);
+        let model = config.model.build(&device);
         let tokens = TokenFile::open(&data, Split::Train).unwrap();
         let k = 3;
         let big = batch_of(&tokens, 2 * k, 5);
@@ -159,7 +133,7 @@ fn accumulated_micro_batches_equal_one_large_batch() {
             acc.accumulate(&model, grads_of(&model, &micro, 1.0 / k as f64, &device));
         }
         let summed = acc.grads();
-        let worst = max_difference(&model, &whole, &summed);
+        let (worst, _) = gradient_difference(&model, &whole, &summed);
         assert!(
             worst <= 1e-5,
             "{kind}: largest gradient difference {worst:e}"
@@ -194,7 +168,7 @@ fn model_parameters_move_only_where_gradients_flow() {
     let data = shakespeare(&dir);
     let config = load(&config_file(&dir, &data, "mosaic", ""), &[]);
     let device = Device::flex().autodiff();
-    let model = build(&config.model, &device);
+    let model = config.model.build(&device);
     let tokens = TokenFile::open(&data, Split::Train).unwrap();
     let grads = grads_of(&model, &batch_of(&tokens, 2, 3), 1.0, &device);
     let groups = DecayGroups::of(&model);

@@ -8,7 +8,6 @@ use std::time::Instant;
 
 use anyhow::Result;
 use burn::tensor::Device;
-use mosaic_train::model::build;
 use mosaic_train::sample::{SampleOptions, generate};
 
 use super::{ModelArgs, RunArgs, set_threads};
@@ -34,7 +33,7 @@ pub fn run(opts: &Options) -> Result<()> {
     let config = opts.model.config(block);
     let device = Device::flex();
     device.seed(0);
-    let model = build(&config, &device);
+    let model = config.build(&device);
     let prompt: Vec<u32> = (0..opts.context)
         .map(|i| ((i * 7919) % opts.model.vocab) as u32)
         .collect();

@@ -10,12 +10,11 @@
 
 use anyhow::Result;
 use burn::module::Module;
-use burn::optim::GradientsParams;
 use burn::tensor::{Device, Distribution, Int, Tensor, TensorData};
-use mosaic_models::{LanguageModel, cross_entropy};
-use mosaic_train::config::ModelConfig;
-use mosaic_train::model::build;
-use mosaic_train::optim::adamw_with;
+use mosaic_models::{ModelConfig, cross_entropy};
+use mosaic_train::optim::AdamW;
+use mosaic_train::schedule::Schedule;
+use mosaic_train::{Engine, Recipe};
 
 use super::{ModelArgs, RunArgs, median, peak_rss_mib, set_threads, times};
 
@@ -63,24 +62,29 @@ pub fn flops_per_token(config: &ModelConfig) -> f64 {
 pub fn run(opts: &Options) -> Result<()> {
     let threads = set_threads(opts.run.threads)?;
     let config = opts.model.config(opts.block);
-    match &config {
-        ModelConfig::MemoryMosaic(c) => c.validate(),
-        ModelConfig::Gpt(c) => c.validate(),
-    }?;
+    config.validate()?;
     let device = Device::flex().autodiff();
     device.seed(0);
     let gemm = gemm_gflops(&Device::flex())?;
 
-    let mut model = Some(build(&config, &device));
-    let params = model.as_ref().map_or(0, |m| m.num_params());
-    let mut optim = adamw_with(model.as_ref().expect("built"), 0.9, 0.999, 1e-8, 0.1);
+    // The official script's optimiser: AdamW, weight decay 0.1, a constant rate, no clipping.
+    let recipe = Recipe {
+        schedule: Schedule::Constant(1e-3),
+        optimizer: AdamW::new(0.1),
+        grad_clip: 0.0,
+        seed: 0,
+    };
+    let mut engine = Engine::new(config.build(&device), recipe, &device);
+    let params = engine.model().num_params();
     let ids = random_tokens(opts.batch, opts.block, opts.model.vocab, 1, &device);
     let targets = random_tokens(opts.batch, opts.block, opts.model.vocab, 2, &device);
     let step = || -> Result<()> {
-        let m: LanguageModel = model.take().expect("the model between steps");
-        let loss = cross_entropy(m.forward(ids.clone())?.logits, targets.clone());
-        let grads = GradientsParams::from_grads(loss.backward(), &m);
-        model = Some(optim.step(1e-3, m, grads));
+        engine.train_step(&[1.0], |m, _| {
+            Ok(cross_entropy(
+                m.forward(ids.clone())?.logits,
+                targets.clone(),
+            ))
+        })?;
         Ok(())
     };
     let step_s = median(times(3, opts.steps, step)?);
@@ -89,7 +93,7 @@ pub fn run(opts: &Options) -> Result<()> {
     let flops = flops_per_token(&config);
     let mfu = flops * tokens_per_second / (gemm * 1e9);
     let rss = peak_rss_mib();
-    let name = model.as_ref().map_or("", |m| m.kind());
+    let name = engine.model().kind();
     if opts.run.json {
         println!(
             "{}",

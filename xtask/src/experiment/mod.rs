@@ -52,14 +52,24 @@ pub fn run(name: &str, options: &Options) -> Result<()> {
 }
 
 /// Knobs shared by experiments; each documents which it reads.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct Options {
-    /// Training steps (three-moons) or epochs (regbench); the paper's when left out.
+    /// Training steps (three-moons) or epochs (regbench); default: the paper's.
+    #[arg(long)]
     pub steps: Option<usize>,
-    /// Training set sizes (regbench).
+    /// Training set sizes N (regbench), comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "100,500")]
     pub sizes: Vec<usize>,
+    /// Measure every this many context lengths (three-moons).
+    #[arg(long, default_value_t = 5)]
     pub stride: usize,
+    /// Sequences averaged per measurement (three-moons).
+    #[arg(long, default_value_t = 512)]
     pub sequences: usize,
+    /// Where the report goes.
+    #[arg(long, default_value = "docs/results")]
     pub out: std::path::PathBuf,
+    /// flex (the CPU), wgpu or cuda (built with that cargo feature).
+    #[arg(long, default_value = "flex")]
     pub device: String,
 }

@@ -7,11 +7,12 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use burn::tensor::Device;
+use mosaic_data::regbench::Example;
 use mosaic_data::regbench::{NGram, Score};
 use mosaic_models::device_from_name;
-use mosaic_train::config::ModelConfig;
+use mosaic_models::{GptConfig, ModelConfig};
 use mosaic_train::regbench::{
-    Recipe, evaluate, examples, gpt_config_matching, mosaic_config, train,
+    Protocol, evaluate, examples, gpt_config_matching, mosaic_config, train,
 };
 use plotters::style::RGBColor;
 use serde::{Deserialize, Serialize};
@@ -99,25 +100,43 @@ fn load_run(path: &Path, epochs: usize) -> Result<Option<RunResult>> {
     Ok((run.epochs == epochs).then_some(run))
 }
 
+/// What every run of one invocation shares.
+struct Setup<'a> {
+    opts: &'a Options,
+    device: Device,
+    dir: PathBuf,
+    epochs: usize,
+    gpt: GptConfig,
+    val: Vec<Example>,
+    test: Vec<Example>,
+    ngrams: Vec<(usize, Score)>,
+    started: Instant,
+}
+
 pub fn run(opts: &Options) -> Result<()> {
-    let device: Device = device_from_name(&opts.device)?;
-    let started = Instant::now();
-    let epochs = opts.steps.unwrap_or(200);
     let dir = opts.out.join("regbench");
     std::fs::create_dir_all(dir.join("runs"))
         .with_context(|| format!("{}: cannot create", dir.display()))?;
     let test = examples(500, 3);
-    let val = examples(500, 2);
-    let ngrams: Vec<(usize, Score)> = [2, 3]
-        .into_iter()
-        .map(|n| (n, NGram { n }.score_on(&test)))
-        .collect();
-    let gpt = gpt_config_matching(mosaic_config().num_params());
+    let setup = Setup {
+        opts,
+        device: device_from_name(&opts.device)?,
+        dir,
+        epochs: opts.steps.unwrap_or(200),
+        gpt: gpt_config_matching(mosaic_config().num_params()),
+        val: examples(500, 2),
+        ngrams: [2, 3]
+            .into_iter()
+            .map(|n| (n, NGram { n }.score_on(&test)))
+            .collect(),
+        test,
+        started: Instant::now(),
+    };
     for &n in &opts.sizes {
         let train_set = examples(n, 1000 + n as u64);
         for (model, lr) in MODELS {
-            let path = run_path(&dir, n, model, lr);
-            if let Some(done) = load_run(&path, epochs)? {
+            let path = run_path(&setup.dir, n, model, lr);
+            if let Some(done) = load_run(&path, setup.epochs)? {
                 eprintln!(
                     "N={n} {model} lr {lr:e}: done before ({}), accuracy {:.4} TVD {:.4}",
                     path.display(),
@@ -126,73 +145,86 @@ pub fn run(opts: &Options) -> Result<()> {
                 );
                 continue;
             }
-            let t = Instant::now();
-            let config = match model {
-                "gpt" => ModelConfig::Gpt(gpt.clone()),
-                _ => ModelConfig::MemoryMosaic(mosaic_config()),
-            };
-            let recipe = Recipe {
-                epochs,
-                ..Recipe::paper(lr)
-            };
-            let trained = train(
-                &config,
-                &train_set,
-                &val,
-                &recipe,
-                &device,
-                &mut |epoch, loss, [train, val]| {
-                    eprintln!(
-                        "N={n} {model} lr {lr:e}: epoch {epoch:>3}  val loss {loss:.4}  \
-                         (training {train:.0} s, validation {val:.0} s, {:.0} s in all)",
-                        t.elapsed().as_secs_f64()
-                    )
-                },
-            );
-            let s = evaluate(&trained.model, &test, 32);
-            let result = RunResult {
-                n,
-                model: model.into(),
-                lr,
-                epochs,
-                accuracy: s.accuracy(),
-                tvd: s.tvd(),
-                best_val_loss: trained.best_val_loss,
-                best_epoch: trained.best_epoch,
-                seconds: t.elapsed().as_secs_f64(),
-                device: opts.device.clone(),
-            };
+            let result = train_one(&setup, &train_set, model, lr)?;
             println!(
                 "N={n} {model} lr {lr:e}: accuracy {:.4} TVD {:.4} (best epoch {}, {:.0} s)",
                 result.accuracy, result.tvd, result.best_epoch, result.seconds
             );
-            mosaic_data::prepare::write_atomically(
+            mosaic_data::files::write_atomically(
                 &path,
                 serde_json::to_string_pretty(&result)?.as_bytes(),
             )
             .with_context(|| format!("{}: cannot write", path.display()))?;
-            report(opts, &dir, epochs, &gpt, &ngrams, started)?;
+            report(&setup)?;
         }
     }
-    report(opts, &dir, epochs, &gpt, &ngrams, started)
+    report(&setup)
+}
+
+/// Trains `model` at `lr` on `train_set` and scores it on the test automata.
+fn train_one(setup: &Setup, train_set: &[Example], model: &str, lr: f64) -> Result<RunResult> {
+    let n = train_set.len();
+    let t = Instant::now();
+    let config = match model {
+        "gpt" => ModelConfig::Gpt(setup.gpt.clone()),
+        _ => ModelConfig::MemoryMosaic(mosaic_config()),
+    };
+    let protocol = Protocol {
+        epochs: setup.epochs,
+        ..Protocol::paper(lr)
+    };
+    let trained = train(
+        &config,
+        train_set,
+        &setup.val,
+        &protocol,
+        &setup.device,
+        &mut |epoch, loss, [train, val]| {
+            eprintln!(
+                "N={n} {model} lr {lr:e}: epoch {epoch:>3}  val loss {loss:.4}  \
+                 (training {train:.0} s, validation {val:.0} s, {:.0} s in all)",
+                t.elapsed().as_secs_f64()
+            )
+        },
+    )?;
+    let s = evaluate(&trained.model, &setup.test, 32)?;
+    Ok(RunResult {
+        n,
+        model: model.into(),
+        lr,
+        epochs: setup.epochs,
+        accuracy: s.accuracy(),
+        tvd: s.tvd(),
+        best_val_loss: trained.best_val_loss,
+        best_epoch: trained.best_epoch,
+        seconds: t.elapsed().as_secs_f64(),
+        device: setup.opts.device.clone(),
+    })
 }
 
 /// Writes `regbench.md` and its plots from every run result found for the requested sizes.
-fn report(
-    opts: &Options,
-    dir: &Path,
-    epochs: usize,
-    gpt: &mosaic_models::GptConfig,
-    ngrams: &[(usize, Score)],
-    started: Instant,
-) -> Result<()> {
+fn report(setup: &Setup) -> Result<()> {
+    let rows = gather(setup)?;
+    plot(setup, &rows)?;
+    let md = write_report(setup, &rows)?;
+    let path = setup.opts.out.join("regbench.md");
+    std::fs::write(&path, md).with_context(|| format!("{}: cannot write", path.display()))?;
+    println!("wrote {}", path.display());
+    Ok(())
+}
+
+/// The finished runs of each requested size: the Memory Mosaic's, and the GPT's with the best
+/// validation loss.
+fn gather(setup: &Setup) -> Result<Vec<Row>> {
     let mut rows = Vec::new();
-    for &n in &opts.sizes {
+    for &n in &setup.opts.sizes {
         let runs = |model: &str| -> Result<Vec<RunResult>> {
             MODELS
                 .iter()
                 .filter(|(m, _)| *m == model)
-                .filter_map(|&(m, lr)| load_run(&run_path(dir, n, m, lr), epochs).transpose())
+                .filter_map(|&(m, lr)| {
+                    load_run(&run_path(&setup.dir, n, m, lr), setup.epochs).transpose()
+                })
                 .collect()
         };
         let mm = runs("memory-mosaic")?.pop();
@@ -210,71 +242,52 @@ fn report(
             });
         }
     }
-    let ours = |gpt: bool, f: &dyn Fn(&RunResult) -> f64| {
-        rows.iter()
-            .filter_map(|r| {
-                let run = if gpt { &r.gpt } else { &r.mm };
-                run.as_ref().map(|run| (r.n as f64, f(run)))
-            })
-            .collect::<Vec<_>>()
-    };
-    let paper = |f: &dyn Fn(&Published) -> f64| {
-        PAPER.iter().map(|p| (p.n as f64, f(p))).collect::<Vec<_>>()
-    };
-    for (metric, file, ours_mm, ours_gpt, paper_mm, paper_tf, ngram) in [
-        (
-            "accuracy",
-            "accuracy.svg",
-            ours(false, &|r| r.accuracy),
-            ours(true, &|r| r.accuracy),
-            paper(&|p| p.mm.0),
-            paper(&|p| p.transformer.0),
-            ngrams
+    Ok(rows)
+}
+
+/// Accuracy and TVD against N: ours, the paper's, and the n-gram baselines.
+fn plot(setup: &Setup, rows: &[Row]) -> Result<()> {
+    type Metric = fn(f64, f64) -> f64;
+    let metrics: [(&str, &str, Metric); 2] = [
+        ("accuracy", "accuracy.svg", |acc, _| acc),
+        ("TVD", "tvd.svg", |_, tvd| tvd),
+    ];
+    for (metric, file, pick) in metrics {
+        let ours = |gpt: bool| -> Vec<(f64, f64)> {
+            rows.iter()
+                .filter_map(|r| {
+                    let run = if gpt { &r.gpt } else { &r.mm };
+                    run.as_ref()
+                        .map(|run| (r.n as f64, pick(run.accuracy, run.tvd)))
+                })
+                .collect()
+        };
+        let paper = |tf: bool| -> Vec<(f64, f64)> {
+            PAPER
                 .iter()
-                .map(|(n, s)| (*n, s.accuracy()))
-                .collect::<Vec<_>>(),
-        ),
-        (
-            "TVD",
-            "tvd.svg",
-            ours(false, &|r| r.tvd),
-            ours(true, &|r| r.tvd),
-            paper(&|p| p.mm.1),
-            paper(&|p| p.transformer.1),
-            ngrams
-                .iter()
-                .map(|(n, s)| (*n, s.tvd()))
-                .collect::<Vec<_>>(),
-        ),
-    ] {
+                .map(|p| {
+                    let (acc, tvd) = if tf { p.transformer } else { p.mm };
+                    (p.n as f64, pick(acc, tvd))
+                })
+                .collect()
+        };
+        let blue = RGBColor(31, 119, 180);
+        let red = RGBColor(214, 39, 40);
+        let line = |label: &str, points, color, thin| Line {
+            label: label.into(),
+            points,
+            color,
+            thin,
+        };
         let mut lines = vec![
-            Line {
-                label: "Memory Mosaic (ours)".into(),
-                points: ours_mm,
-                color: RGBColor(31, 119, 180),
-                thin: false,
-            },
-            Line {
-                label: "GPT (ours)".into(),
-                points: ours_gpt,
-                color: RGBColor(214, 39, 40),
-                thin: false,
-            },
-            Line {
-                label: "Memory Mosaic (paper)".into(),
-                points: paper_mm,
-                color: RGBColor(31, 119, 180),
-                thin: true,
-            },
-            Line {
-                label: "Transformer (paper)".into(),
-                points: paper_tf,
-                color: RGBColor(214, 39, 40),
-                thin: true,
-            },
+            line("Memory Mosaic (ours)", ours(false), blue, false),
+            line("GPT (ours)", ours(true), red, false),
+            line("Memory Mosaic (paper)", paper(false), blue, true),
+            line("Transformer (paper)", paper(true), red, true),
         ];
-        for (n, v) in ngram {
-            let shade = if n == 2 { 170 } else { 90 };
+        for (n, s) in &setup.ngrams {
+            let shade = if *n == 2 { 170 } else { 90 };
+            let v = pick(s.accuracy(), s.tvd());
             lines.push(Line {
                 label: format!("{n}-gram (no training)"),
                 points: vec![(100.0, v), (40000.0, v)],
@@ -282,14 +295,13 @@ fn report(
                 thin: true,
             });
         }
-        versus_n(
-            &dir.join(file),
-            &format!("RegBench {metric} on 500 test automata"),
-            metric,
-            &lines,
-        )?;
+        let title = format!("RegBench {metric} on 500 test automata");
+        versus_n(&setup.dir.join(file), &title, metric, &lines)?;
     }
+    Ok(())
+}
 
+fn write_report(setup: &Setup, rows: &[Row]) -> Result<String> {
     let mut md = String::new();
     writeln!(md, "# RegBench: in-context language learning\n")?;
     writeln!(
@@ -297,60 +309,30 @@ fn report(
         "Written by `cargo xtask experiment regbench` (this invocation {:.0} s on `{}`; each run's own time and \
          device are in the table). Memory Mosaic: d 128, 8 heads, 2 layers, pmem_size 448, dropout 0.05, lr 5e-4 \
          ({} parameters); GPT: 2 layers, 8 heads, d {} ({} parameters), lr 2.5e-4 and 5e-4, the better by \
-         validation loss. AdamW (0.9, 0.999), weight decay 0.1, batch 32, {epochs} epochs, warm-up from 1e-6 over \
+         validation loss. AdamW (0.9, 0.999), weight decay 0.1, batch 32, {} epochs, warm-up from 1e-6 over \
          10 % of the steps then cosine to 0.1 lr, gradient clip 1, the checkpoint with the best loss on 500 \
          validation automata (checked every 10 epochs); scores pooled over every input position of 500 test \
          automata. Each run's result is in `regbench/runs/`; the command skips runs already there.\n",
-        started.elapsed().as_secs_f64(),
-        opts.device,
+        setup.started.elapsed().as_secs_f64(),
+        setup.opts.device,
         mosaic_config().num_params(),
-        gpt.n_embd,
-        gpt.num_params(),
+        setup.gpt.n_embd,
+        setup.gpt.num_params(),
+        setup.epochs,
     )?;
     writeln!(
         md,
         "| N | Memory Mosaic acc / TVD | GPT acc / TVD | paper MM | paper Transformer |"
     )?;
     writeln!(md, "|---:|---|---|---|---|")?;
-    let cell = |run: &Option<RunResult>| {
-        run.as_ref().map_or("not run".to_string(), |r| {
-            format!(
-                "{:.3} / {:.3} (lr {:e}, best epoch {}, {:.0} s on `{}`)",
-                r.accuracy, r.tvd, r.lr, r.best_epoch, r.seconds, r.device
-            )
-        })
-    };
-    for r in &rows {
-        let p = PAPER.iter().find(|p| p.n == r.n);
-        let lrs = match r.gpt_lrs.len() {
-            0 | 2 => String::new(),
-            _ => format!(
-                "; only lr {} run",
-                r.gpt_lrs
-                    .iter()
-                    .map(|lr| format!("{lr:e}"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-        };
-        writeln!(
-            md,
-            "| {} | {} | {}{lrs} | {} | {} |",
-            r.n,
-            cell(&r.mm),
-            cell(&r.gpt),
-            p.map_or("-".into(), |p| format!("{:.3} / {:.3}", p.mm.0, p.mm.1)),
-            p.map_or("-".into(), |p| format!(
-                "{:.3} / {:.3}",
-                p.transformer.0, p.transformer.1
-            )),
-        )?;
+    for r in rows {
+        writeln!(md, "{}", table_row(r))?;
     }
     writeln!(
         md,
         "\nIn-context n-gram predictors on the same test automata (no training):\n"
     )?;
-    for (n, s) in ngrams {
+    for (n, s) in &setup.ngrams {
         writeln!(
             md,
             "- {n}-gram: accuracy {:.4}, TVD {:.4}",
@@ -362,8 +344,35 @@ fn report(
         md,
         "\n![accuracy](regbench/accuracy.svg)\n\n![TVD](regbench/tvd.svg)"
     )?;
-    let path = opts.out.join("regbench.md");
-    std::fs::write(&path, md).with_context(|| format!("{}: cannot write", path.display()))?;
-    println!("wrote {}", path.display());
-    Ok(())
+    Ok(md)
+}
+
+fn table_row(r: &Row) -> String {
+    let cell = |run: &Option<RunResult>| {
+        run.as_ref().map_or("not run".to_string(), |r| {
+            format!(
+                "{:.3} / {:.3} (lr {:e}, best epoch {}, {:.0} s on `{}`)",
+                r.accuracy, r.tvd, r.lr, r.best_epoch, r.seconds, r.device
+            )
+        })
+    };
+    let p = PAPER.iter().find(|p| p.n == r.n);
+    let lrs = match r.gpt_lrs.len() {
+        0 | 2 => String::new(),
+        _ => {
+            let lrs: Vec<String> = r.gpt_lrs.iter().map(|lr| format!("{lr:e}")).collect();
+            format!("; only lr {} run", lrs.join(", "))
+        }
+    };
+    format!(
+        "| {} | {} | {}{lrs} | {} | {} |",
+        r.n,
+        cell(&r.mm),
+        cell(&r.gpt),
+        p.map_or("-".into(), |p| format!("{:.3} / {:.3}", p.mm.0, p.mm.1)),
+        p.map_or("-".into(), |p| format!(
+            "{:.3} / {:.3}",
+            p.transformer.0, p.transformer.1
+        )),
+    )
 }

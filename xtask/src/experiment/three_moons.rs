@@ -3,6 +3,7 @@
 //! each moon has gone round once.
 
 use std::fmt::Write as _;
+use std::path::Path;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
@@ -30,6 +31,31 @@ struct Trained {
     seconds: f64,
 }
 
+/// Error curves (context length, error) of each model, on the validation triple and on the
+/// training triple shown.
+struct Measured {
+    val: Vec<Vec<(usize, f64)>>,
+    train: Vec<Vec<(usize, f64)>>,
+    seconds: f64,
+}
+
+/// The attention maps (positions shown; per map: heads, head, file) and the weight
+/// magnitudes (per map: heads, name, rows, columns, values, file).
+struct Figures {
+    shown: usize,
+    maps: Vec<(usize, usize, String)>,
+    weights: Vec<WeightMap>,
+}
+
+struct WeightMap {
+    heads: usize,
+    name: &'static str,
+    rows: usize,
+    cols: usize,
+    values: Vec<f32>,
+    file: String,
+}
+
 pub fn run(opts: &Options) -> Result<()> {
     let device: Device = device_from_name(&opts.device)?;
     let training = ToyTraining {
@@ -37,6 +63,29 @@ pub fn run(opts: &Options) -> Result<()> {
         ..ToyTraining::default()
     };
     let started = Instant::now();
+    let models = train(&training, &device)?;
+    let measured = measure(&models, opts, &device);
+    let dir = opts.out.join("three-moons");
+    std::fs::create_dir_all(&dir).with_context(|| format!("{}: cannot create", dir.display()))?;
+    plot_curves(&dir, &models, &measured)?;
+    let figures = plot_maps(&dir, &models, &device)?;
+    let claims = claims(&measured.val);
+    let mut md = String::new();
+    intro(&mut md, opts, &training, &models, &measured, started)?;
+    claims_section(&mut md, &claims)?;
+    curves_section(&mut md, &measured)?;
+    figures_section(&mut md, &figures)?;
+    let path = opts.out.join("three-moons.md");
+    std::fs::write(&path, md).with_context(|| format!("{}: cannot write", path.display()))?;
+    println!("wrote {}", path.display());
+    for (text, ok) in &claims {
+        println!("{} {text}", if *ok { "holds:" } else { "DOES NOT HOLD:" });
+    }
+    Ok(())
+}
+
+/// One model of one and one of three heads, with the paper's recipe.
+fn train(training: &ToyTraining, device: &Device) -> Result<Vec<Trained>> {
     let mut models = Vec::new();
     for heads in [1, 3] {
         let t = Instant::now();
@@ -44,8 +93,8 @@ pub fn run(opts: &Options) -> Result<()> {
         let model = train_toy(
             &ToyMosaicConfig::moons(heads),
             &TRAIN_TRIPLES,
-            &training,
-            &device,
+            training,
+            device,
             &mut |step, loss| {
                 last = loss;
                 if step % 50 == 0 || step + 1 == training.steps {
@@ -55,7 +104,7 @@ pub fn run(opts: &Options) -> Result<()> {
                     );
                 }
             },
-        );
+        )?;
         anyhow::ensure!(
             is_complex(&model),
             "the trained weights lost their complex structure"
@@ -67,12 +116,15 @@ pub fn run(opts: &Options) -> Result<()> {
             seconds: t.elapsed().as_secs_f64(),
         });
     }
+    Ok(models)
+}
 
+fn measure(models: &[Trained], opts: &Options, device: &Device) -> Measured {
     let mut contexts: Vec<usize> = (1..=MAX_CONTEXT).step_by(opts.stride.max(1)).collect();
     contexts.extend(TABLE);
     contexts.sort_unstable();
     contexts.dedup();
-    let measure_started = Instant::now();
+    let started = Instant::now();
     let curves_for = |triple: &[f64; 3], seed: u64| -> Vec<Vec<(usize, f64)>> {
         models
             .iter()
@@ -82,29 +134,26 @@ pub fn run(opts: &Options) -> Result<()> {
                     m.heads,
                     contexts.len()
                 );
-                context_curve(
-                    &m.model,
-                    triple,
-                    opts.sequences,
-                    &contexts,
-                    GEN_STEPS,
-                    seed,
-                    &device,
-                )
+                let n = opts.sequences;
+                context_curve(&m.model, triple, n, &contexts, GEN_STEPS, seed, device)
             })
             .collect()
     };
     let val = curves_for(&VAL_TRIPLE, 1);
-    let train_triple = TRAIN_TRIPLES[TRAIN_SHOWN];
-    let train = curves_for(&train_triple, 2);
-    let measure_seconds = measure_started.elapsed().as_secs_f64();
+    let train = curves_for(&TRAIN_TRIPLES[TRAIN_SHOWN], 2);
+    Measured {
+        val,
+        train,
+        seconds: started.elapsed().as_secs_f64(),
+    }
+}
 
-    let dir = opts.out.join("three-moons");
-    std::fs::create_dir_all(&dir).with_context(|| format!("{}: cannot create", dir.display()))?;
+fn plot_curves(dir: &Path, models: &[Trained], measured: &Measured) -> Result<()> {
     let colors = [RGBColor(31, 119, 180), RGBColor(44, 160, 44)];
+    let train_triple = TRAIN_TRIPLES[TRAIN_SHOWN];
     for (name, triple, curves_) in [
-        ("validation", VAL_TRIPLE, &val),
-        ("training", train_triple, &train),
+        ("validation", VAL_TRIPLE, &measured.val),
+        ("training", train_triple, &measured.train),
     ] {
         let series: Vec<Series> = models
             .iter()
@@ -130,13 +179,21 @@ pub fn run(opts: &Options) -> Result<()> {
             0.8,
         )?;
     }
+    Ok(())
+}
 
-    // Attention of each head on one validation sequence, up to the joint period + 100.
+/// Attention of each head on one validation sequence, up to the joint period + 100, and the
+/// complex magnitudes of `W_phi`, `W_psi`, `W_z`.
+fn plot_maps(dir: &Path, models: &[Trained], device: &Device) -> Result<Figures> {
     let shown = (in_steps(joint_period(&VAL_TRIPLE)) as usize + 100).min(800);
     let seq = sequence(1234, 800, &VAL_TRIPLE);
-    let x = Tensor::<3>::from_data(TensorData::new(seq, [1, 800, DIM]), &device);
-    let mut maps = Vec::new();
-    for m in &models {
+    let x = Tensor::<3>::from_data(TensorData::new(seq, [1, 800, DIM]), device);
+    let mut figures = Figures {
+        shown,
+        maps: Vec::new(),
+        weights: Vec::new(),
+    };
+    for m in models {
         let (_, att) = m.model.forward(x.clone());
         for h in 0..m.heads {
             let a: Vec<f32> = att
@@ -151,38 +208,37 @@ pub fn run(opts: &Options) -> Result<()> {
                 .map_err(|e| anyhow::anyhow!("{e:?}"))?;
             let file = format!("attention-{}h-head{h}.png", m.heads);
             heat_map(&dir.join(&file), &a, shown, shown, 1)?;
-            maps.push((m.heads, h, file));
+            figures.maps.push((m.heads, h, file));
         }
-    }
-    // Complex magnitudes of W_phi, W_psi, W_z.
-    let mut weights = Vec::new();
-    for m in &models {
-        for (name, w) in [
-            ("W_phi", &m.model.key),
-            ("W_psi", &m.model.value),
-            ("W_z", &m.model.out),
-        ] {
+        for (name, w) in m.model.maps() {
             let mag = w.magnitudes();
-            let [r, c] = mag.dims();
-            let v: Vec<f32> = mag
+            let [rows, cols] = mag.dims();
+            let values: Vec<f32> = mag
                 .into_data()
                 .try_to_vec_as::<f32>()
                 .map_err(|e| anyhow::anyhow!("{e:?}"))?;
-            let file = format!(
-                "weights-{}h-{}.png",
-                m.heads,
-                name.to_lowercase().replace('_', "")
-            );
-            heat_map(&dir.join(&file), &v, r, c, 40)?;
-            weights.push((m.heads, name, r, c, v, file));
+            let slug = name.to_lowercase().replace('_', "");
+            let file = format!("weights-{}h-{slug}.png", m.heads);
+            heat_map(&dir.join(&file), &values, rows, cols, 40)?;
+            figures.weights.push(WeightMap {
+                heads: m.heads,
+                name,
+                rows,
+                cols,
+                values,
+                file,
+            });
         }
     }
+    Ok(figures)
+}
 
-    // The paper's claims, measured.
+/// The paper's claims, measured on the validation curves (1 head, 3 heads).
+fn claims(val: &[Vec<(usize, f64)>]) -> Vec<(String, bool)> {
     let early = |c: &Vec<(usize, f64)>| mean_over(c, 150, 250);
     let late = |c: &Vec<(usize, f64)>| mean_over(c, 300, 750);
     let (one, three) = (&val[0], &val[1]);
-    let claims = [
+    vec![
         (
             format!(
                 "3 heads' mean error over c in [150, 250] ({:.4}) is at most half of 1 head's ({:.4})",
@@ -205,9 +261,17 @@ pub fn run(opts: &Options) -> Result<()> {
             ),
             late(three) < 0.1,
         ),
-    ];
+    ]
+}
 
-    let mut md = String::new();
+fn intro(
+    md: &mut String,
+    opts: &Options,
+    training: &ToyTraining,
+    models: &[Trained],
+    measured: &Measured,
+    started: Instant,
+) -> Result<()> {
     writeln!(md, "# Three moons: predictive disentanglement\n")?;
     writeln!(
         md,
@@ -217,7 +281,7 @@ pub fn run(opts: &Options) -> Result<()> {
         opts.device,
         models[0].seconds,
         models[1].seconds,
-        measure_seconds
+        measured.seconds
     )?;
     writeln!(
         md,
@@ -245,30 +309,33 @@ pub fn run(opts: &Options) -> Result<()> {
         opts.stride.max(1),
         opts.sequences
     )?;
+    Ok(())
+}
+
+fn claims_section(md: &mut String, claims: &[(String, bool)]) -> Result<()> {
     writeln!(md, "## The claims\n")?;
-    for (text, ok) in &claims {
-        writeln!(
-            md,
-            "- {} {text}",
-            if *ok {
-                "**holds**:"
-            } else {
-                "**does not hold**:"
-            }
-        )?;
+    for (text, ok) in claims {
+        let verdict = if *ok {
+            "**holds**:"
+        } else {
+            "**does not hold**:"
+        };
+        writeln!(md, "- {verdict} {text}")?;
     }
     if !claims[1].1 {
         writeln!(
             md,
-            "\nThe single head's shortfall is the recipe's, not the model's: a hand-set single head (keys 4 x_t, \
-             values x_(t+1), output the identity) errs above 0.3 before the joint period and below 0.05 after it \
-             (test `hand_set_memories_predict_after_their_periods`), but the recipe's steps do not find that \
-             solution: the trained head's keys mix the moons (tables below), 1500 steps instead of 500 leave the \
-             error where it is, and a PyTorch transliteration of the official MLX script, run outside this \
-             repository on 2026-11-26, ends at the same place (0.239 and 0.228 over c in [300, 750] at seeds 100 \
-             and 1)."
+            "\nA hand-set single head (keys 4 x_t, values x_(t+1), output the identity) errs above 0.3 \
+             before the joint period and below 0.05 after it (test \
+             `hand_set_memories_predict_after_their_periods`); the weight tables below show what the \
+             trained head found instead. `experiments/README.md` records what else was tried."
         )?;
     }
+    Ok(())
+}
+
+fn curves_section(md: &mut String, measured: &Measured) -> Result<()> {
+    let train_triple = TRAIN_TRIPLES[TRAIN_SHOWN];
     writeln!(md, "\n## Error against context length\n")?;
     writeln!(
         md,
@@ -290,6 +357,7 @@ pub fn run(opts: &Options) -> Result<()> {
         "| context c | 1 head (val) | 3 heads (val) | 1 head (train) | 3 heads (train) |"
     )?;
     writeln!(md, "|---:|---:|---:|---:|---:|")?;
+    let (val, train) = (&measured.val, &measured.train);
     for c in TABLE {
         writeln!(
             md,
@@ -300,14 +368,19 @@ pub fn run(opts: &Options) -> Result<()> {
             at(&train[1], c)
         )?;
     }
+    Ok(())
+}
+
+fn figures_section(md: &mut String, figures: &Figures) -> Result<()> {
     writeln!(md, "\n## Attention on a validation sequence\n")?;
     writeln!(
         md,
-        "Weights of each head (square root, brighter is larger) for the first {shown} positions: row t is what \
+        "Weights of each head (square root, brighter is larger) for the first {} positions: row t is what \
          the prediction at t reads. A head keyed on one moon finds that moon's earlier positions after one of its \
-         periods; the single head finds nothing before the joint period.\n"
+         periods; the single head finds nothing before the joint period.\n",
+        figures.shown
     )?;
-    for (heads, h, file) in &maps {
+    for (heads, h, file) in &figures.maps {
         writeln!(
             md,
             "- {heads} head(s), head {h}: ![attention](three-moons/{file})"
@@ -319,37 +392,23 @@ pub fn run(opts: &Options) -> Result<()> {
         "Complex magnitudes |a + ib| of each 2x2 block: rows are the output's complex coordinates (for 3 heads, \
          one per head), columns the input's (for `W_phi` and `W_psi`, one per moon).\n"
     )?;
-    for (heads, name, r, c, v, file) in &weights {
+    for w in &figures.weights {
+        let (name, c) = (w.name, w.cols);
         writeln!(
             md,
-            "**{heads} head(s), {name}** ![{name}](three-moons/{file})\n"
+            "**{} head(s), {name}** ![{name}](three-moons/{})\n",
+            w.heads, w.file
         )?;
-        writeln!(
-            md,
-            "| | {} |",
-            (0..*c)
-                .map(|j| format!("in {j}"))
-                .collect::<Vec<_>>()
-                .join(" | ")
-        )?;
-        writeln!(md, "|---|{}", "---:|".repeat(*c))?;
-        for i in 0..*r {
-            writeln!(
-                md,
-                "| out {i} | {} |",
-                (0..*c)
-                    .map(|j| format!("{:.3}", v[i * c + j]))
-                    .collect::<Vec<_>>()
-                    .join(" | ")
-            )?;
+        let header: Vec<String> = (0..c).map(|j| format!("in {j}")).collect();
+        writeln!(md, "| | {} |", header.join(" | "))?;
+        writeln!(md, "|---|{}", "---:|".repeat(c))?;
+        for i in 0..w.rows {
+            let row: Vec<String> = (0..c)
+                .map(|j| format!("{:.3}", w.values[i * c + j]))
+                .collect();
+            writeln!(md, "| out {i} | {} |", row.join(" | "))?;
         }
         writeln!(md)?;
-    }
-    let path = opts.out.join("three-moons.md");
-    std::fs::write(&path, md).with_context(|| format!("{}: cannot write", path.display()))?;
-    println!("wrote {}", path.display());
-    for (text, ok) in &claims {
-        println!("{} {text}", if *ok { "holds:" } else { "DOES NOT HOLD:" });
     }
     Ok(())
 }

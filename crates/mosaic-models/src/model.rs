@@ -1,0 +1,150 @@
+//! The model registry: which models exist ([`ModelConfig`], as a run's `[model]` table names
+//! them), building one, and [`LanguageModel`], either model behind one type for code that
+//! handles both (training, evaluation, generation).
+
+use burn::module::Module;
+use burn::tensor::{Device, Int, Tensor};
+use serde::{Deserialize, Serialize};
+
+use crate::config::{ConfigError, GptConfig, MemoryMosaicConfig};
+use crate::gpt::{Gpt, GptCache};
+use crate::memory_mosaic::{LayerHeads, MemoryMosaic, MosaicCache};
+use crate::{Forward, InputError};
+
+/// Which model, and its shape. `kind = "memory_mosaic"` or `"gpt"`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ModelConfig {
+    MemoryMosaic(MemoryMosaicConfig),
+    Gpt(GptConfig),
+}
+
+impl ModelConfig {
+    /// A fresh model with the paper's initialisation, on `device`.
+    pub fn build(&self, device: &Device) -> LanguageModel {
+        match self {
+            Self::MemoryMosaic(c) => LanguageModel::MemoryMosaic(c.init(device)),
+            Self::Gpt(c) => LanguageModel::Gpt(c.init(device)),
+        }
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        match self {
+            Self::MemoryMosaic(c) => c.validate(),
+            Self::Gpt(c) => c.validate(),
+        }
+    }
+
+    pub fn num_params(&self) -> usize {
+        match self {
+            Self::MemoryMosaic(c) => c.num_params(),
+            Self::Gpt(c) => c.num_params(),
+        }
+    }
+
+    pub fn block_size(&self) -> usize {
+        match self {
+            Self::MemoryMosaic(c) => c.block_size,
+            Self::Gpt(c) => c.block_size,
+        }
+    }
+
+    pub fn vocab_size(&self) -> usize {
+        match self {
+            Self::MemoryMosaic(c) => c.vocab_size,
+            Self::Gpt(c) => c.vocab_size,
+        }
+    }
+}
+
+/// What generation keeps between tokens, for either model.
+#[derive(Debug, Clone)]
+pub enum Cache {
+    MemoryMosaic(MosaicCache),
+    Gpt(GptCache),
+}
+
+impl Cache {
+    /// Tokens stored.
+    pub fn len(&self) -> usize {
+        match self {
+            Self::MemoryMosaic(c) => c.len(),
+            Self::Gpt(c) => c.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Either model, as one type for code that handles both.
+#[derive(Module, Debug)]
+pub enum LanguageModel {
+    MemoryMosaic(MemoryMosaic),
+    Gpt(Gpt),
+}
+
+impl LanguageModel {
+    pub fn forward(&self, ids: Tensor<2, Int>) -> Result<Forward, InputError> {
+        match self {
+            Self::MemoryMosaic(m) => m.forward(ids),
+            Self::Gpt(m) => m.forward(ids),
+        }
+    }
+
+    /// The logits of a prompt and the cache that [`LanguageModel::step`] continues from.
+    pub fn prefill(&self, ids: Tensor<2, Int>) -> Result<(Tensor<3>, Cache), InputError> {
+        Ok(match self {
+            Self::MemoryMosaic(m) => {
+                let (logits, cache) = m.prefill(ids)?;
+                (logits, Cache::MemoryMosaic(cache))
+            }
+            Self::Gpt(m) => {
+                let (logits, cache) = m.prefill(ids)?;
+                (logits, Cache::Gpt(cache))
+            }
+        })
+    }
+
+    /// The logits `(B, 1, vocab)` of one more token per row after those in `cache`; the
+    /// total may not pass `block_size`.
+    pub fn step(&self, ids: Tensor<2, Int>, cache: &mut Cache) -> Result<Tensor<3>, InputError> {
+        match (self, cache) {
+            (Self::MemoryMosaic(m), Cache::MemoryMosaic(c)) => m.step(ids, c),
+            (Self::Gpt(m), Cache::Gpt(c)) => m.step(ids, c),
+            _ => Err(InputError::CacheMismatch),
+        }
+    }
+
+    /// The device the parameters live on.
+    pub fn device(&self) -> Device {
+        match self {
+            Self::MemoryMosaic(m) => m.device(),
+            Self::Gpt(m) => m.device(),
+        }
+    }
+
+    pub fn block_size(&self) -> usize {
+        match self {
+            Self::MemoryMosaic(m) => m.block_size(),
+            Self::Gpt(m) => m.block_size(),
+        }
+    }
+
+    /// The learned per-head scalars of each layer (none for GPT).
+    pub fn head_scalars(&self) -> Vec<LayerHeads> {
+        match self {
+            Self::MemoryMosaic(m) => m.head_scalars(),
+            Self::Gpt(_) => Vec::new(),
+        }
+    }
+
+    /// `"memory_mosaic"` or `"gpt"`, as in the official metadata.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::MemoryMosaic(_) => "memory_mosaic",
+            Self::Gpt(_) => "gpt",
+        }
+    }
+}
