@@ -49,7 +49,7 @@ enum Task {
     },
     /// Reproduce a paper experiment; `--list` shows them with their expected CPU time.
     Experiment {
-        /// Experiment name (see --list).
+        /// Experiment name (see --list), or the path of an experiment file.
         name: Option<String>,
         #[arg(long)]
         list: bool,
@@ -67,10 +67,7 @@ fn main() -> ExitCode {
             list,
             options,
         } => exit_code(match (list, name) {
-            (true, _) => {
-                experiment::list();
-                Ok(())
-            }
+            (true, _) => experiment::list(),
             (false, Some(name)) => experiment::run(&name, &options),
             (false, None) => Err(anyhow::anyhow!("name an experiment, or pass --list")),
         }),

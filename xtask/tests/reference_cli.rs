@@ -1,19 +1,9 @@
 //! `cargo xtask reference` as a user runs it: exit status and what it prints.
 
-#[path = "../../crates/mosaic-data/tests/common/mod.rs"]
-mod common;
+mod support;
 
-use std::process::{Command, Output};
-
-use common::{scratch, workspace_root};
-
-fn xtask(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_xtask"))
-        .args(args)
-        .current_dir(workspace_root())
-        .output()
-        .unwrap()
-}
+use support::common::{self, scratch, workspace_root};
+use support::xtask;
 
 #[test]
 fn shipped_files_pass() {

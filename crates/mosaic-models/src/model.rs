@@ -49,6 +49,13 @@ impl ModelConfig {
         }
     }
 
+    pub fn n_layer(&self) -> usize {
+        match self {
+            Self::MemoryMosaic(c) => c.n_layer,
+            Self::Gpt(c) => c.n_layer,
+        }
+    }
+
     pub fn vocab_size(&self) -> usize {
         match self {
             Self::MemoryMosaic(c) => c.vocab_size,

@@ -55,7 +55,7 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
-    /// Train a model as a TOML config describes (see experiments/).
+    /// Train a model as a TOML config describes (see experiments/configs/).
     Train {
         #[arg(long)]
         config: PathBuf,
@@ -80,6 +80,13 @@ enum Command {
         /// Also evaluate on this out-of-distribution text file.
         #[arg(long)]
         ood: Option<PathBuf>,
+        /// Write the per-position losses (validation, and out-of-distribution with --ood) to
+        /// this CSV file: `position,val_loss[,ood_loss]`.
+        #[arg(long)]
+        csv: Option<PathBuf>,
+        /// Print the whole result as one JSON line too.
+        #[arg(long)]
+        json: bool,
         #[arg(long, default_value = "flex")]
         device: String,
         #[arg(long, default_value_t = 32)]
@@ -147,15 +154,18 @@ fn run(cli: Cli) -> Result<()> {
             checkpoint,
             per_position,
             ood,
+            csv,
+            json,
             device,
             batch_size,
-        } => eval(
-            &checkpoint,
-            per_position,
-            ood.as_deref(),
-            &device,
-            batch_size,
-        ),
+        } => {
+            let outputs = EvalOutputs {
+                per_position,
+                csv,
+                json,
+            };
+            eval(&checkpoint, ood.as_deref(), &outputs, &device, batch_size)
+        }
         Command::Sample {
             checkpoint,
             prompt,
@@ -199,10 +209,17 @@ fn prepare_data(opts: &PrepareOptions, quiet: bool) -> Result<()> {
     Ok(())
 }
 
+/// What `mosaic eval` shows besides the mean losses.
+struct EvalOutputs {
+    per_position: bool,
+    csv: Option<PathBuf>,
+    json: bool,
+}
+
 fn eval(
     checkpoint: &Path,
-    per_position: bool,
     ood: Option<&Path>,
+    outputs: &EvalOutputs,
     device: &str,
     batch_size: usize,
 ) -> Result<()> {
@@ -214,30 +231,71 @@ fn eval(
         "val loss {:.4} over {} windows of {block} tokens",
         report.loss, report.windows
     );
-    let mut json = serde_json::json!({ "val": report });
-    if let Some(path) = ood {
-        let meta = Meta::read(&config.data.dir)?;
-        let tokenizer = load_tokenizer(&config.data.dir, meta.tokenizer)?;
-        let tokens = tokenize_file(path, tokenizer.as_ref(), meta.end_of_text.is_some())?;
-        let ood_report = losses(&model, &tokens, block, batch_size)?;
-        println!(
-            "{}: loss {:.4} over {} windows",
-            path.display(),
-            ood_report.loss,
-            ood_report.windows
-        );
-        json["ood"] = serde_json::to_value(&ood_report)?;
-        json["ood_file"] = serde_json::json!(path.display().to_string());
+    let ood_report = match ood {
+        Some(path) => {
+            let meta = Meta::read(&config.data.dir)?;
+            let tokenizer = load_tokenizer(&config.data.dir, meta.tokenizer)?;
+            let tokens = tokenize_file(path, tokenizer.as_ref(), meta.end_of_text.is_some())?;
+            let r = losses(&model, &tokens, block, batch_size)?;
+            println!(
+                "{}: loss {:.4} over {} windows",
+                path.display(),
+                r.loss,
+                r.windows
+            );
+            Some(r)
+        }
+        None => None,
+    };
+    if outputs.per_position {
+        print_per_position("val", &report.per_position);
+        if let Some(r) = &ood_report {
+            print_per_position("out-of-distribution", &r.per_position);
+        }
     }
-    if per_position {
-        let marks = [0, 1, 3, 7, 15, 31, 63, 127, 255, 511];
-        let shown: Vec<String> = marks
-            .iter()
-            .filter_map(|&p| report.per_position.get(p).map(|v| format!("{p}: {v:.3}")))
-            .collect();
-        println!("per-position val loss ({})", shown.join(", "));
-        println!("{}", serde_json::to_string(&json)?);
+    if let Some(path) = &outputs.csv {
+        let ood = ood_report.as_ref().map(|r| r.per_position.as_slice());
+        write_csv(path, &report.per_position, ood)?;
+        println!("wrote {}", path.display());
     }
+    if outputs.json {
+        let json = serde_json::json!({
+            "val": report,
+            "ood": ood_report,
+            "ood_file": ood.map(|p| p.display().to_string()),
+        });
+        println!("{json}");
+    }
+    Ok(())
+}
+
+/// The loss at positions 0, 1, 3, 7, ... and the last of the window, on one line.
+fn print_per_position(what: &str, values: &[f64]) {
+    let last = values.len().saturating_sub(1);
+    let mut marks: Vec<usize> = (0..usize::BITS)
+        .map(|k| (1usize << k) - 1)
+        .take_while(|&p| p < last)
+        .collect();
+    marks.push(last);
+    let shown: Vec<String> = marks
+        .iter()
+        .filter_map(|&p| values.get(p).map(|v| format!("{p}: {v:.3}")))
+        .collect();
+    println!("per-position {what} loss ({})", shown.join(", "));
+}
+
+fn write_csv(path: &Path, val: &[f64], ood: Option<&[f64]>) -> Result<()> {
+    let mut text = String::from(match ood {
+        Some(_) => "position,val_loss,ood_loss\n",
+        None => "position,val_loss\n",
+    });
+    for (p, v) in val.iter().enumerate() {
+        text += &match ood.and_then(|o| o.get(p)) {
+            Some(o) => format!("{p},{v},{o}\n"),
+            None => format!("{p},{v}\n"),
+        };
+    }
+    mosaic_data::files::write_atomically(path, text.as_bytes())?;
     Ok(())
 }
 

@@ -50,6 +50,7 @@ fn train_then_eval_and_sample() {
     refused(&["train", "--config", c], "pass --resume");
 
     let run_s = run.to_str().unwrap();
+    let csv = dir.join("per-position.csv");
     let o = mosaic(&[
         "eval",
         "--checkpoint",
@@ -57,13 +58,23 @@ fn train_then_eval_and_sample() {
         "--per-position",
         "--ood",
         "datasets/text/tinyshakespeare.txt",
+        "--csv",
+        csv.to_str().unwrap(),
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(
-        out.contains("val loss") && out.contains("per-position val loss (0: "),
+        out.contains("val loss")
+            && out.contains("per-position val loss (0: ")
+            && out.contains("per-position out-of-distribution loss (0: "),
         "{out}"
     );
+    let csv = std::fs::read_to_string(csv).unwrap();
+    let rows: Vec<&str> = csv.lines().collect();
+    assert_eq!(rows[0], "position,val_loss,ood_loss");
+    assert_eq!(rows.len(), 1 + 16, "{csv}");
+    let last: Vec<f64> = rows[16].split(',').map(|v| v.parse().unwrap()).collect();
+    assert!(last[0] == 15.0 && last[1] > 0.0 && last[2] > 0.0, "{csv}");
 
     let sample = || {
         mosaic(&[

@@ -1,60 +1,78 @@
-//! `cargo xtask experiment <name>`: one command per paper table or figure, each writing its
-//! report under `docs/results/`.
+//! `cargo xtask experiment <name>`: runs what `experiments/<name>.toml` describes (see
+//! [`spec`]), one command per paper table or figure, each writing its report under
+//! `docs/results/`.
 
 mod plot;
 mod regbench;
+mod report;
+mod runs;
+pub mod spec;
 mod three_moons;
 
-use anyhow::{Result, bail};
+use std::path::{Path, PathBuf};
 
-pub struct Experiment {
-    pub name: &'static str,
-    pub about: &'static str,
-    /// Measured on the project's 2-core CPU machines.
-    pub cpu_time: &'static str,
+use anyhow::{Context, Result};
+
+use spec::{Kind, Spec};
+
+/// Where the experiment files are.
+pub const EXPERIMENTS_DIR: &str = "experiments";
+
+/// Every experiment file, by name, sorted.
+fn experiment_files() -> Result<Vec<(String, PathBuf)>> {
+    let dir = Path::new(EXPERIMENTS_DIR);
+    let entries =
+        std::fs::read_dir(dir).with_context(|| format!("{}: cannot read", dir.display()))?;
+    let mut files: Vec<(String, PathBuf)> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .filter_map(|p| Some((p.file_stem()?.to_str()?.to_string(), p)))
+        .collect();
+    files.sort();
+    Ok(files)
 }
 
-pub const EXPERIMENTS: &[Experiment] = &[
-    Experiment {
-        name: "three-moons",
-        about: "paper section 3: one memory vs three on the three-moons toy (error vs context, attention maps, weights)",
-        cpu_time: "about 35 minutes on 2 CPU cores (500 training steps for each model: 9 and 25 minutes; then 512 sequences x 163 context lengths: 2 minutes)",
-    },
-    Experiment {
-        name: "regbench",
-        about: "paper section 5.3: Memory Mosaic vs a GPT of the same size on RegBench, N training automata (--sizes)",
-        cpu_time: "about 2 hours on 2 CPU cores for N = 100 (800 steps of 32 sequences: Memory Mosaic 1 hour, GPT 35 minutes at each of 2 learning rates); N = 500 about 9 hours: use a GPU (--device cuda); finished runs are kept and skipped",
-    },
-];
-
-pub fn list() {
-    for e in EXPERIMENTS {
+pub fn list() -> Result<()> {
+    for (name, path) in experiment_files()? {
+        let spec = Spec::read(&path)?;
         println!(
-            "{:<14} {}\n{:<14} expected time: {}",
-            e.name, e.about, "", e.cpu_time
+            "{name:<17} {}\n{:<17} expected time: {}",
+            spec.about, "", spec.cpu_time
         );
     }
+    Ok(())
 }
 
+/// `name` is an experiment under `experiments/`, or the path of an experiment file.
 pub fn run(name: &str, options: &Options) -> Result<()> {
-    match name {
-        "three-moons" => three_moons::run(options),
-        "regbench" => regbench::run(options),
-        other => bail!(
-            "unknown experiment `{other}`; `cargo xtask experiment --list` shows them ({})",
-            EXPERIMENTS
-                .iter()
-                .map(|e| e.name)
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
+    let (name, path) = match name.ends_with(".toml") {
+        true => {
+            let path = PathBuf::from(name);
+            let stem = path
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .unwrap_or("experiment");
+            (stem.to_string(), path)
+        }
+        false => experiment_files()?
+            .into_iter()
+            .find(|(n, _)| n == name)
+            .with_context(|| {
+                format!("unknown experiment `{name}`; `cargo xtask experiment --list` shows them")
+            })?,
+    };
+    let spec = Spec::read(&path)?;
+    match spec.kind {
+        Kind::Runs => runs::run(&name, &spec, options),
+        Kind::ThreeMoons => three_moons::run(options),
+        Kind::Regbench => regbench::run(options),
     }
 }
 
 /// Knobs shared by experiments; each documents which it reads.
 #[derive(Debug, Clone, clap::Args)]
 pub struct Options {
-    /// Training steps (three-moons) or epochs (regbench); default: the paper's.
+    /// Training steps (three-moons, runs) or epochs (regbench); default: the file's.
     #[arg(long)]
     pub steps: Option<usize>,
     /// Training set sizes N (regbench), comma-separated.
@@ -68,7 +86,10 @@ pub struct Options {
     pub sequences: usize,
     /// Where the report goes.
     #[arg(long, default_value = "docs/results")]
-    pub out: std::path::PathBuf,
+    pub out: PathBuf,
+    /// Where a `runs` experiment keeps its checkpoints (`<runs-dir>/<name>/<run>/`).
+    #[arg(long, default_value = "runs/experiments")]
+    pub runs_dir: PathBuf,
     /// flex (the CPU), wgpu or cuda (built with that cargo feature).
     #[arg(long, default_value = "flex")]
     pub device: String,

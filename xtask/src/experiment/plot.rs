@@ -3,7 +3,22 @@
 use std::path::Path;
 
 use anyhow::{Context, Result};
+use plotters::coord::ranged1d::Ranged;
 use plotters::prelude::*;
+
+/// The chart of every figure: a title, margins, room for the axis labels.
+fn frame<'a, 'b>(
+    root: &'a DrawingArea<SVGBackend<'b>, plotters::coord::Shift>,
+    title: &str,
+) -> ChartBuilder<'a, 'b, SVGBackend<'b>> {
+    let mut builder = ChartBuilder::on(root);
+    builder
+        .caption(title, ("sans-serif", 20))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(55);
+    builder
+}
 
 pub struct Series<'a> {
     pub label: &'a str,
@@ -28,12 +43,7 @@ pub fn curves(
         .max()
         .unwrap_or(1) as f64
         + 5.0;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(title, ("sans-serif", 20))
-        .margin(12)
-        .x_label_area_size(40)
-        .y_label_area_size(55)
-        .build_cartesian_2d(0f64..x_max, 0f64..y_max)?;
+    let mut chart = frame(&root, title).build_cartesian_2d(0f64..x_max, 0f64..y_max)?;
     chart
         .configure_mesh()
         .x_desc("context length (observations)")
@@ -130,18 +140,30 @@ pub struct Line {
 pub fn versus_n(path: &Path, title: &str, metric: &str, lines: &[Line]) -> Result<()> {
     let root = SVGBackend::new(path, (800, 480)).into_drawing_area();
     root.fill(&WHITE)?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(title, ("sans-serif", 20))
-        .margin(12)
-        .x_label_area_size(40)
-        .y_label_area_size(55)
-        .build_cartesian_2d((80f64..50_000f64).log_scale(), 0f64..1f64)?;
+    let mut chart =
+        frame(&root, title).build_cartesian_2d((80f64..50_000f64).log_scale(), 0f64..1f64)?;
     chart
         .configure_mesh()
         .x_desc("training automata N")
         .x_label_formatter(&|x| format!("{x:.0}"))
         .y_desc(metric)
         .draw()?;
+    draw_lines(&mut chart, lines, SeriesLabelPosition::LowerRight)?;
+    root.present()
+        .with_context(|| format!("{}: cannot write", path.display()))?;
+    Ok(())
+}
+
+/// The lines, a dot at each point when there are few, and the legend at `legend`.
+fn draw_lines<'a, X, Y>(
+    chart: &mut ChartContext<'a, SVGBackend<'a>, Cartesian2d<X, Y>>,
+    lines: &[Line],
+    legend: SeriesLabelPosition,
+) -> Result<()>
+where
+    X: Ranged<ValueType = f64>,
+    Y: Ranged<ValueType = f64>,
+{
     for line in lines {
         let color = line.color;
         let width = if line.thin { 1 } else { 3 };
@@ -152,18 +174,47 @@ pub fn versus_n(path: &Path, title: &str, metric: &str, lines: &[Line]) -> Resul
             .legend(move |(x, y)| {
                 PathElement::new([(x, y), (x + 20, y)], color.stroke_width(width))
             });
-        chart.draw_series(
-            line.points
-                .iter()
-                .map(|&p| Circle::new(p, 3, color.filled())),
-        )?;
+        if line.points.len() <= 20 {
+            chart.draw_series(
+                line.points
+                    .iter()
+                    .map(|&p| Circle::new(p, 3, color.filled())),
+            )?;
+        }
     }
     chart
         .configure_series_labels()
         .background_style(WHITE.mix(0.8))
         .border_style(BLACK)
-        .position(SeriesLabelPosition::LowerRight)
+        .position(legend)
         .draw()?;
+    Ok(())
+}
+
+/// Lines on linear axes that fit them all: `y` from the lowest point (less a margin) to
+/// `y_max`, or to the highest point when `y_max` is `None`.
+pub fn lines_chart(
+    path: &Path,
+    title: &str,
+    (x_desc, y_desc): (&str, &str),
+    lines: &[Line],
+    y_max: Option<f64>,
+) -> Result<()> {
+    let points = || lines.iter().flat_map(|l| l.points.iter());
+    let x_max = points().map(|p| p.0).fold(1.0, f64::max);
+    let y_hi = y_max.unwrap_or_else(|| points().map(|p| p.1).fold(0.0, f64::max));
+    let y_lo = points().map(|p| p.1).fold(y_hi, f64::min);
+    let pad = 0.05 * (y_hi - y_lo).max(1e-3);
+    let root = SVGBackend::new(path, (900, 480)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let mut chart =
+        frame(&root, title).build_cartesian_2d(0f64..x_max, (y_lo - pad)..(y_hi + pad))?;
+    chart
+        .configure_mesh()
+        .x_desc(x_desc)
+        .y_desc(y_desc)
+        .draw()?;
+    draw_lines(&mut chart, lines, SeriesLabelPosition::UpperRight)?;
     root.present()
         .with_context(|| format!("{}: cannot write", path.display()))?;
     Ok(())

@@ -1,0 +1,301 @@
+//! A `runs` experiment: prepare the data once, train each run (skipping finished ones,
+//! resuming interrupted ones), measure it (validation loss over the whole split, per position,
+//! out of distribution, a generated continuation), plot, and write the report from the
+//! measured results only.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use burn::module::Module;
+use burn::tensor::Device;
+use mosaic_data::{Meta, PrepareOptions, Split, TokenFile, load_tokenizer, prepare};
+use mosaic_models::device_from_name;
+use mosaic_train::evaluate::{losses, tokenize_file};
+use mosaic_train::sample::{SampleOptions, generate};
+use mosaic_train::{RunConfig, TrainError, Trainer};
+use serde::{Deserialize, Serialize};
+
+use super::Options;
+use super::report;
+use super::spec::{RunSpec, Spec};
+
+/// What a finished run measured: `<out>/<name>/runs/<run>.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunResult {
+    pub name: String,
+    pub group: String,
+    pub model: String,
+    pub params: usize,
+    pub n_layer: usize,
+    pub learning_rate: f64,
+    pub steps: usize,
+    pub tokens: usize,
+    /// Mean loss over the whole validation split.
+    pub val_loss: f64,
+    pub val_per_position: Vec<f64>,
+    pub ood_loss: Option<f64>,
+    pub ood_per_position: Vec<f64>,
+    /// `(step, train loss, validation loss)` of each evaluation during training.
+    pub curve: Vec<(usize, f64, f64)>,
+    pub sample: String,
+    pub train_seconds: f64,
+    pub tokens_per_second: f64,
+    pub device: String,
+    /// The step at which the loss became NaN or infinite; the losses above are then those of
+    /// the last checkpoint before it.
+    #[serde(default)]
+    pub diverged_at: Option<usize>,
+}
+
+/// Where an experiment's files go.
+pub struct Layout {
+    /// `<out>/<name>/`: results, metrics and plots (committed).
+    pub results: PathBuf,
+    /// `<out>/<name>.md`.
+    pub report: PathBuf,
+    /// `<runs_dir>/<name>/`: checkpoints (ignored by git).
+    pub checkpoints: PathBuf,
+}
+
+impl Layout {
+    pub fn new(name: &str, opts: &Options) -> Self {
+        Self {
+            results: opts.out.join(name),
+            report: opts.out.join(format!("{name}.md")),
+            checkpoints: opts.runs_dir.join(name),
+        }
+    }
+
+    fn result(&self, run: &str) -> PathBuf {
+        self.results.join("runs").join(format!("{run}.json"))
+    }
+}
+
+pub fn run(name: &str, spec: &Spec, opts: &Options) -> Result<()> {
+    let started = Instant::now();
+    let layout = Layout::new(name, opts);
+    std::fs::create_dir_all(layout.results.join("runs"))
+        .with_context(|| format!("{}: cannot create", layout.results.display()))?;
+    prepare_data(spec)?;
+    let device = device_from_name(&opts.device)?;
+    for run in &spec.runs {
+        if let Some(done) = load_result(&layout.result(&run.name))? {
+            eprintln!(
+                "{}: done before, validation loss {:.4}",
+                run.name, done.val_loss
+            );
+            continue;
+        }
+        let result = train_and_measure(spec, run, &layout, &device, opts)?;
+        let json = serde_json::to_vec_pretty(&result)?;
+        mosaic_data::files::write_atomically(&layout.result(&run.name), &json)?;
+        println!(
+            "{}: validation loss {:.4} ({} parameters, {} steps, {:.0} s)\n{}\n",
+            run.name,
+            result.val_loss,
+            result.params,
+            result.steps,
+            result.train_seconds,
+            result.sample
+        );
+    }
+    let results = spec
+        .runs
+        .iter()
+        .map(|r| load_result(&layout.result(&r.name)))
+        .collect::<Result<Option<Vec<_>>>>()?
+        .context("a run's result is missing")?;
+    report::write(
+        name,
+        spec,
+        &results,
+        &layout,
+        started.elapsed().as_secs_f64(),
+    )
+}
+
+/// `mosaic prepare` for the experiment's data, unless its `meta.json` is there.
+fn prepare_data(spec: &Spec) -> Result<()> {
+    let data = spec.data.as_ref().context("no [data] table")?;
+    if Meta::read(&data.dir).is_ok() {
+        return Ok(());
+    }
+    eprintln!(
+        "preparing {} ({:?} tokenizer)",
+        data.dir.display(),
+        data.tokenizer
+    );
+    let opts = PrepareOptions {
+        tokenizer: data.tokenizer,
+        input: data.input.clone(),
+        valid: data.valid.clone(),
+        vocab_size: data.vocab_size,
+        out: data.dir.clone(),
+    };
+    prepare(&opts, &|_, _| {})?;
+    Ok(())
+}
+
+fn load_result(path: &Path) -> Result<Option<RunResult>> {
+    if !path.is_file() {
+        return Ok(None);
+    }
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("{}: cannot read", path.display()))?;
+    let result = serde_json::from_str(&text).with_context(|| {
+        format!(
+            "{}: not a run result; delete it to run again",
+            path.display()
+        )
+    })?;
+    Ok(Some(result))
+}
+
+fn train_and_measure(
+    spec: &Spec,
+    run: &RunSpec,
+    layout: &Layout,
+    device: &Device,
+    opts: &Options,
+) -> Result<RunResult> {
+    let out_dir = layout.checkpoints.join(&run.name);
+    let mut config = spec.run_config(run, &out_dir)?;
+    if let Some(steps) = opts.steps {
+        config.train.max_iters = steps;
+        config.train.lr_decay_iters = Some(steps);
+    }
+    let resume = out_dir
+        .join(mosaic_train::checkpoint::CHECKPOINT_DIR)
+        .is_dir();
+    let mut trainer = match resume {
+        true => Trainer::resume(config.clone(), device)?,
+        false => Trainer::new(config.clone(), device)?,
+    };
+    let name = run.name.clone();
+    let started = Instant::now();
+    let outcome = trainer.run(
+        &mut |s| {
+            if s.step.is_multiple_of(50) {
+                eprintln!(
+                    "{name}: step {} loss {:.4} ({:.2} s/step)",
+                    s.step, s.loss, s.seconds
+                );
+            }
+        },
+        &mut |line| eprintln!("{name}: {line}"),
+    );
+    // A run that diverges is a result (the learning rate is too high for the model), not
+    // the end of the experiment: it is measured at its last checkpoint and marked.
+    let (summary, diverged_at) = match outcome {
+        Ok(summary) => (Some(summary), None),
+        Err(TrainError::NonFiniteLoss { step, .. }) => {
+            eprintln!("{name}: diverged at step {step}; measuring its last checkpoint");
+            let saved = out_dir
+                .join(mosaic_train::checkpoint::CHECKPOINT_DIR)
+                .is_dir();
+            trainer = match saved {
+                true => Trainer::resume(config.clone(), device)?,
+                false => Trainer::new(config.clone(), device)?,
+            };
+            (None, Some(step))
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let metrics = out_dir.join(mosaic_train::trainer::METRICS_FILE);
+    let kept = layout
+        .results
+        .join("runs")
+        .join(format!("{}.metrics.jsonl", run.name));
+    std::fs::copy(&metrics, &kept)
+        .with_context(|| format!("{}: cannot copy", metrics.display()))?;
+    let mut result = measure(spec, &config, trainer.model(), opts)?;
+    result.name = run.name.clone();
+    result.group = run.group.clone();
+    result.curve = curve(&metrics)?;
+    result.steps = trainer.step();
+    result.tokens = trainer.step() * trainer.tokens_per_step();
+    result.train_seconds = summary
+        .as_ref()
+        .map_or(started.elapsed().as_secs_f64(), |s| s.wall_seconds);
+    result.tokens_per_second = summary.map_or(0.0, |s| s.tokens_per_second);
+    result.diverged_at = diverged_at;
+    Ok(result)
+}
+
+/// The finished model's losses (validation, out of distribution) and a continuation.
+fn measure(
+    spec: &Spec,
+    config: &RunConfig,
+    model: &mosaic_models::LanguageModel,
+    opts: &Options,
+) -> Result<RunResult> {
+    let model = model.valid();
+    let block = config.model.block_size();
+    let batch = spec.eval.batch_size;
+    let val = losses(
+        &model,
+        &TokenFile::open(&config.data.dir, Split::Val)?,
+        block,
+        batch,
+    )?;
+    let meta = Meta::read(&config.data.dir)?;
+    let tokenizer = load_tokenizer(&config.data.dir, meta.tokenizer)?;
+    let ood = match &spec.eval.ood {
+        Some(path) => {
+            let tokens = tokenize_file(path, tokenizer.as_ref(), meta.end_of_text.is_some())?;
+            Some(losses(&model, &tokens, block, batch)?)
+        }
+        None => None,
+    };
+    let prompt = tokenizer.encode(&spec.eval.prompt)?;
+    let sample_opts = SampleOptions {
+        max_new_tokens: spec
+            .eval
+            .max_new_tokens
+            .min(block.saturating_sub(prompt.len())),
+        temperature: 0.8,
+        top_k: Some(40),
+        seed: 0,
+        cache: true,
+    };
+    let sample = tokenizer.decode(&generate(&model, &prompt, &sample_opts)?)?;
+    Ok(RunResult {
+        name: String::new(),
+        group: String::new(),
+        model: model.kind().into(),
+        params: model.num_params(),
+        n_layer: config.model.n_layer(),
+        learning_rate: config.train.learning_rate,
+        steps: 0,
+        tokens: 0,
+        val_loss: val.loss,
+        val_per_position: val.per_position,
+        ood_loss: ood.as_ref().map(|o| o.loss),
+        ood_per_position: ood.map(|o| o.per_position).unwrap_or_default(),
+        curve: Vec::new(),
+        sample,
+        train_seconds: 0.0,
+        tokens_per_second: 0.0,
+        device: opts.device.clone(),
+        diverged_at: None,
+    })
+}
+
+/// The evaluations in a run's `metrics.jsonl`.
+fn curve(metrics: &Path) -> Result<Vec<(usize, f64, f64)>> {
+    let text = std::fs::read_to_string(metrics)
+        .with_context(|| format!("{}: cannot read", metrics.display()))?;
+    Ok(text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| {
+            let step = v.get("step")?.as_u64()? as usize;
+            Some((
+                step,
+                v.get("train_loss")?.as_f64()?,
+                v.get("val_loss")?.as_f64()?,
+            ))
+        })
+        .collect())
+}

@@ -1,0 +1,290 @@
+//! An experiment file, `experiments/<name>.toml`: what `cargo xtask experiment <name>` runs.
+//!
+//! ```toml
+//! about = "one line for --list"
+//! cpu_time = "measured on the project's 2-core machines"
+//! kind = "runs"          # or "three-moons", "regbench" (defined in code)
+//!
+//! [data]                 # prepared once (`mosaic prepare`), skipped when already there
+//! dir = "data/tinystories-bpe4096"
+//! tokenizer = "bpe"
+//! input = "datasets/text/tinystories-train.txt"
+//! valid = "datasets/text/tinystories-valid.txt"
+//! vocab_size = 4096
+//!
+//! [eval]                 # measured on each finished run
+//! ood = "datasets/text/wikitext2-test.raw.txt"
+//! prompt = "Once upon a time"
+//!
+//! [[runs]]               # each a `mosaic train` config with overrides
+//! name = "mosaic-depth1-lr1e-3"
+//! group = "depth 1"      # the report compares the models within a group
+//! config = "experiments/configs/stories-mosaic.toml"
+//! set = ["model.n_layer=1", "train.learning_rate=1e-3"]
+//!
+//! [[claims]]             # the paper's claims, checked on the best run of each model
+//! text = "at depth 1 the Memory Mosaic is ahead"
+//! group = "depth 1"
+//! metric = "val"         # val, ood, val_late, ood_late (positions 64 on)
+//! ahead = 0.02           # holds when GPT's loss minus the Memory Mosaic's is at least this
+//! ```
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use mosaic_data::{Meta, TokenizerKind};
+use mosaic_train::RunConfig;
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Spec {
+    pub about: String,
+    pub cpu_time: String,
+    pub kind: Kind,
+    pub data: Option<DataSpec>,
+    #[serde(default)]
+    pub eval: EvalSpec,
+    #[serde(default)]
+    pub runs: Vec<RunSpec>,
+    #[serde(default)]
+    pub claims: Vec<Claim>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Kind {
+    Runs,
+    ThreeMoons,
+    Regbench,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataSpec {
+    pub dir: PathBuf,
+    pub tokenizer: TokenizerKind,
+    pub input: PathBuf,
+    pub valid: Option<PathBuf>,
+    pub vocab_size: Option<usize>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EvalSpec {
+    /// An out-of-distribution text, measured per position as the validation split.
+    pub ood: Option<PathBuf>,
+    pub prompt: String,
+    #[serde(default = "defaults::new_tokens")]
+    pub max_new_tokens: usize,
+    #[serde(default = "defaults::batch_size")]
+    pub batch_size: usize,
+}
+
+impl Default for EvalSpec {
+    fn default() -> Self {
+        Self {
+            ood: None,
+            prompt: "Once upon a time".into(),
+            max_new_tokens: defaults::new_tokens(),
+            batch_size: defaults::batch_size(),
+        }
+    }
+}
+
+mod defaults {
+    pub fn new_tokens() -> usize {
+        120
+    }
+    pub fn batch_size() -> usize {
+        16
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunSpec {
+    pub name: String,
+    #[serde(default)]
+    pub group: String,
+    pub config: PathBuf,
+    #[serde(default)]
+    pub set: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Metric {
+    Val,
+    Ood,
+    ValLate,
+    OodLate,
+}
+
+impl Metric {
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::Val => "validation loss",
+            Self::Ood => "out-of-distribution loss",
+            Self::ValLate => "validation loss from position 64 on",
+            Self::OodLate => "out-of-distribution loss from position 64 on",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Claim {
+    pub text: String,
+    pub group: String,
+    pub metric: Metric,
+    /// Holds when GPT's loss minus the Memory Mosaic's is at least this.
+    pub ahead: Option<f64>,
+    /// Holds when the two differ by at most this.
+    pub within: Option<f64>,
+}
+
+impl Spec {
+    pub fn read(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("{}: cannot read", path.display()))?;
+        let spec: Spec = toml::from_str(&text)
+            .with_context(|| format!("{}: not an experiment", path.display()))?;
+        if spec.kind == Kind::Runs && (spec.data.is_none() || spec.runs.is_empty()) {
+            bail!(
+                "{}: a `runs` experiment needs [data] and [[runs]]",
+                path.display()
+            );
+        }
+        let mut names: Vec<&str> = spec.runs.iter().map(|r| r.name.as_str()).collect();
+        names.sort_unstable();
+        if let Some(w) = names.windows(2).find(|w| w[0] == w[1]) {
+            bail!("{}: two runs are named `{}`", path.display(), w[0]);
+        }
+        Ok(spec)
+    }
+
+    /// Run `run`'s configuration: its file with its overrides, then the experiment's data
+    /// directory and `out_dir`; the vocabulary is the prepared data's.
+    pub fn run_config(&self, run: &RunSpec, out_dir: &Path) -> Result<RunConfig> {
+        self.run_config_with(run, out_dir, |dir| Meta::read(dir).map(|m| m.vocab_size))
+    }
+
+    /// [`Spec::run_config`] with the vocabulary from `vocab` (given the data directory).
+    pub fn run_config_with<E: std::fmt::Display>(
+        &self,
+        run: &RunSpec,
+        out_dir: &Path,
+        vocab: impl FnOnce(&Path) -> Result<usize, E>,
+    ) -> Result<RunConfig> {
+        let data = self.data.as_ref().context("no [data] table")?;
+        let mut sets = run.set.clone();
+        sets.push(format!("data.dir={:?}", data.dir.display().to_string()));
+        sets.push(format!("train.out_dir={:?}", out_dir.display().to_string()));
+        RunConfig::load(&run.config, &sets, vocab).with_context(|| format!("run `{}`", run.name))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::module::Module;
+    use mosaic_models::ModelConfig;
+
+    /// Every experiment file parses, and each run's configuration loads, validates and (when
+    /// small enough for a test) builds.
+    #[test]
+    fn experiment_files_parse_and_build_their_models() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        std::env::set_current_dir(&root).unwrap();
+        let mut seen = 0;
+        for entry in std::fs::read_dir("experiments").unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_none_or(|e| e != "toml") {
+                continue;
+            }
+            let spec = Spec::read(&path).unwrap();
+            seen += 1;
+            for run in &spec.runs {
+                let vocab = match spec.data.as_ref().unwrap().tokenizer {
+                    TokenizerKind::Char => 65,
+                    TokenizerKind::Gpt2 => 50257,
+                    TokenizerKind::Bpe => spec.data.as_ref().unwrap().vocab_size.unwrap(),
+                };
+                let config = spec
+                    .run_config_with(run, Path::new("runs/test"), |_| Ok::<_, String>(vocab))
+                    .unwrap();
+                config.validate().unwrap();
+                if config.model.num_params() < 5_000_000 {
+                    let model = config.model.build(&burn::tensor::Device::flex());
+                    assert_eq!(
+                        model.num_params(),
+                        config.model.num_params(),
+                        "{}",
+                        run.name
+                    );
+                }
+            }
+        }
+        assert!(seen >= 6, "{seen} experiment files");
+    }
+
+    /// Within each group of stories-depth, the two models' sizes differ by less than 5 %.
+    #[test]
+    fn stories_depth_compares_models_of_equal_size() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        std::env::set_current_dir(&root).unwrap();
+        let spec = Spec::read(Path::new("experiments/stories-depth.toml")).unwrap();
+        for depth in ["depth 1", "depth 4"] {
+            let sizes: Vec<(bool, usize)> = spec
+                .runs
+                .iter()
+                .filter(|r| r.group == depth)
+                .map(|r| {
+                    let c = spec.run_config_with(r, Path::new("runs/t"), |_| Ok::<_, String>(4096));
+                    let c = c.unwrap().model;
+                    (matches!(c, ModelConfig::Gpt(_)), c.num_params())
+                })
+                .collect();
+            let mm = sizes.iter().find(|s| !s.0).unwrap().1 as f64;
+            let gpt = sizes.iter().find(|s| s.0).unwrap().1 as f64;
+            assert!((gpt / mm - 1.0).abs() < 0.05, "{depth}: {gpt} vs {mm}");
+        }
+    }
+
+    /// babistories is the paper's configuration: d 768, 12 heads, context 512, 12 d^2 weights
+    /// per block (P-mem of 3.5 d), the GPT-2 vocabulary, batch 512 by accumulation.
+    #[test]
+    fn babistories_has_the_papers_models() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        std::env::set_current_dir(&root).unwrap();
+        let spec = Spec::read(Path::new("experiments/babistories.toml")).unwrap();
+        let mut depths = Vec::new();
+        for run in &spec.runs {
+            let c = spec
+                .run_config_with(run, Path::new("runs/t"), |_| Ok::<_, String>(50257))
+                .unwrap();
+            let t = &c.train;
+            assert_eq!(t.batch_size * t.gradient_accumulation_steps, 512);
+            assert_eq!(
+                (t.learning_rate, t.warmup_iters, t.max_iters),
+                (5e-3, 2000, 80_000)
+            );
+            let (d, l) = (768, c.model.n_layer());
+            let expected = match &c.model {
+                ModelConfig::MemoryMosaic(m) => {
+                    assert_eq!((m.n_head, m.block_size, m.pmem_size), (12, 512, 2688));
+                    l * (12 * d * d + 2 * d + 7 * 12) + 50257 * d + d
+                }
+                ModelConfig::Gpt(g) => {
+                    assert_eq!((g.n_head, g.block_size), (12, 512));
+                    l * (12 * d * d + 2 * d) + (50257 + 512) * d + d
+                }
+            };
+            assert_eq!(c.model.num_params(), expected, "{}", run.name);
+            depths.push(l);
+        }
+        depths.dedup();
+        assert_eq!(depths, [1, 8, 12, 18]);
+    }
+}

@@ -1,0 +1,152 @@
+//! `cargo xtask experiment` as a user runs it: the list, and a tiny experiment end to end
+//! (results folder, report, plots), run again (finished runs skipped) and after losing a
+//! result (the run resumes from its checkpoint).
+
+mod support;
+
+use std::path::Path;
+
+use support::common::{self, scratch};
+use support::xtask;
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn list_names_every_experiment_with_its_time() {
+    let out = xtask(&["experiment", "--list"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    for name in [
+        "quickstart",
+        "stories-depth",
+        "shakespeare-char",
+        "babistories",
+        "three-moons",
+        "regbench",
+    ] {
+        assert!(stdout.contains(name), "{name} missing: {stdout}");
+    }
+    assert!(stdout.matches("expected time:").count() >= 6, "{stdout}");
+}
+
+/// Two tiny models on tiny-shakespeare by character, a few steps each.
+fn tiny_experiment(dir: &Path) -> std::path::PathBuf {
+    let model = |kind: &str| match kind {
+        "gpt" => "kind = \"gpt\"\nn_layer = 1\nn_head = 2\nn_embd = 16\nblock_size = 16",
+        _ => {
+            "kind = \"memory_mosaic\"\nn_layer = 1\nn_head = 2\nn_embd = 16\nblock_size = 16\npmem_size = 56"
+        }
+    };
+    for kind in ["mosaic", "gpt"] {
+        let config = format!(
+            "[model]\n{}\n\n[data]\ndir = \"unused\"\n\n[train]\nbatch_size = 4\nmax_iters = 6\n\
+             learning_rate = 3e-3\neval_interval = 3\neval_iters = 2\nlog_interval = 3\n\
+             out_dir = \"unused\"\n",
+            model(kind)
+        );
+        std::fs::write(dir.join(format!("{kind}.toml")), config).unwrap();
+    }
+    let runs: String = ["mosaic", "gpt"]
+        .iter()
+        .map(|k| {
+            format!(
+                "[[runs]]\nname = \"{k}\"\ngroup = \"tiny\"\nconfig = {:?}\n\n",
+                dir.join(format!("{k}.toml"))
+            )
+        })
+        .collect();
+    let spec = format!(
+        "about = \"a tiny test\"\ncpu_time = \"seconds\"\nkind = \"runs\"\n\n[data]\ndir = {:?}\n\
+         tokenizer = \"char\"\ninput = \"datasets/text/tinyshakespeare.txt\"\n\n[eval]\n\
+         ood = \"datasets/text/tinyshakespeare.txt\"\nprompt = \"ROMEO:\"\nmax_new_tokens = 8\n\n\
+         {runs}[[claims]]\ntext = \"the two are within 10 nats\"\ngroup = \"tiny\"\nmetric = \"val\"\nwithin = 10.0\n",
+        dir.join("data")
+    );
+    let path = dir.join("tiny.toml");
+    std::fs::write(&path, spec).unwrap();
+    path
+}
+
+#[test]
+fn a_tiny_experiment_writes_its_results_and_reruns_only_what_is_missing() {
+    let dir = scratch("experiment");
+    let spec = tiny_experiment(&dir);
+    let (out, runs) = (dir.join("results"), dir.join("runs"));
+    let args = [
+        "experiment",
+        spec.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--runs-dir",
+        runs.to_str().unwrap(),
+    ];
+    let first = xtask(&args);
+    assert!(first.status.success(), "{}", text(&first.stderr));
+    let results = out.join("tiny");
+    for file in [
+        "runs/mosaic.json",
+        "runs/gpt.json",
+        "runs/mosaic.metrics.jsonl",
+        "loss-0.svg",
+        "per-position-val-0.svg",
+        "per-position-ood-0.svg",
+    ] {
+        assert!(results.join(file).is_file(), "{file} missing");
+    }
+    assert!(runs.join("tiny/mosaic/checkpoint/state.json").is_file());
+    let report = std::fs::read_to_string(out.join("tiny.md")).unwrap();
+    for part in [
+        "## Every run",
+        "GPT - MM",
+        "**holds**: the two are within 10 nats",
+        "ROMEO:",
+    ] {
+        assert!(report.contains(part), "`{part}` missing from:\n{report}");
+    }
+    let result: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(results.join("runs/gpt.json")).unwrap())
+            .unwrap();
+    assert_eq!(result["steps"], 6);
+    assert_eq!(result["val_per_position"].as_array().unwrap().len(), 16);
+    assert_eq!(
+        result["curve"].as_array().unwrap().len(),
+        3,
+        "evaluations at 0, 3, 6"
+    );
+
+    // Again: both runs are skipped, their results untouched.
+    let before = std::fs::read(results.join("runs/mosaic.json")).unwrap();
+    let again = xtask(&args);
+    let err = text(&again.stderr);
+    assert!(again.status.success(), "{err}");
+    assert!(
+        err.contains("mosaic: done before") && err.contains("gpt: done before"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read(results.join("runs/mosaic.json")).unwrap(),
+        before
+    );
+
+    // A lost result: the run resumes from its checkpoint (at its last step) and is measured.
+    std::fs::remove_file(results.join("runs/gpt.json")).unwrap();
+    let resumed = xtask(&args);
+    let err = text(&resumed.stderr);
+    assert!(resumed.status.success(), "{err}");
+    assert!(
+        !err.contains("gpt: done before") && !err.contains("gpt: step 3:"),
+        "{err}"
+    );
+    let result: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(results.join("runs/gpt.json")).unwrap())
+            .unwrap();
+    assert_eq!(result["steps"], 6);
+}
+
+#[test]
+fn an_unknown_experiment_is_refused_by_name() {
+    let out = xtask(&["experiment", "no-such-thing"]);
+    common::assert_refused(&out, "unknown experiment `no-such-thing`");
+}
