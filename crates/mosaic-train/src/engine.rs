@@ -27,11 +27,7 @@ pub struct Recipe {
 impl Recipe {
     /// The learning rate of step `step` (0-based), with the optimiser's correction.
     pub fn lr(&self, step: usize) -> f64 {
-        let lr = self.schedule.at(step);
-        match self.optimizer.bias_correction {
-            true => lr,
-            false => lr * self.optimizer.lr_factor(step + 1),
-        }
+        self.schedule.at(step) * self.optimizer.lr_factor(step + 1)
     }
 }
 

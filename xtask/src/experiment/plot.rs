@@ -191,18 +191,16 @@ where
     Ok(())
 }
 
-/// Lines on linear axes that fit them all: `y` from the lowest point (less a margin) to
-/// `y_max`, or to the highest point when `y_max` is `None`.
+/// Lines on linear axes that fit them all, with a margin above and below.
 pub fn lines_chart(
     path: &Path,
     title: &str,
     (x_desc, y_desc): (&str, &str),
     lines: &[Line],
-    y_max: Option<f64>,
 ) -> Result<()> {
     let points = || lines.iter().flat_map(|l| l.points.iter());
     let x_max = points().map(|p| p.0).fold(1.0, f64::max);
-    let y_hi = y_max.unwrap_or_else(|| points().map(|p| p.1).fold(0.0, f64::max));
+    let y_hi = points().map(|p| p.1).fold(0.0, f64::max);
     let y_lo = points().map(|p| p.1).fold(y_hi, f64::min);
     let pad = 0.05 * (y_hi - y_lo).max(1e-3);
     let root = SVGBackend::new(path, (900, 480)).into_drawing_area();

@@ -223,7 +223,6 @@ fn figures(md: &mut String, name: &str, groups: &[Group], layout: &Layout) -> Re
             &title,
             ("step", "loss"),
             &curves,
-            None,
         )?;
         writeln!(md, "![{}]({name}/{file})\n", g.name)?;
         for (what, ood) in [("validation", false), ("out-of-distribution", true)] {
@@ -247,13 +246,7 @@ fn figures(md: &mut String, name: &str, groups: &[Group], layout: &Layout) -> Re
             let file = format!("per-position-{}-{i}.svg", if ood { "ood" } else { "val" });
             let title = format!("{}: {what} loss at each position of the window", g.name);
             let axes = ("position in the window", "loss");
-            lines_chart(
-                &layout.results.join(&file),
-                &title,
-                axes,
-                &per_position,
-                None,
-            )?;
+            lines_chart(&layout.results.join(&file), &title, axes, &per_position)?;
             writeln!(md, "![{} {what}]({name}/{file})\n", g.name)?;
         }
     }

@@ -191,12 +191,16 @@ mod tests {
     use burn::module::Module;
     use mosaic_models::ModelConfig;
 
+    /// Experiment files name their configs from the workspace root, as `cargo xtask` runs.
+    fn at_workspace_root() {
+        std::env::set_current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("..")).unwrap();
+    }
+
     /// Every experiment file parses, and each run's configuration loads, validates and (when
     /// small enough for a test) builds.
     #[test]
     fn experiment_files_parse_and_build_their_models() {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-        std::env::set_current_dir(&root).unwrap();
+        at_workspace_root();
         let mut seen = 0;
         for entry in std::fs::read_dir("experiments").unwrap() {
             let path = entry.unwrap().path();
@@ -232,8 +236,7 @@ mod tests {
     /// Within each group of stories-depth, the two models' sizes differ by less than 5 %.
     #[test]
     fn stories_depth_compares_models_of_equal_size() {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-        std::env::set_current_dir(&root).unwrap();
+        at_workspace_root();
         let spec = Spec::read(Path::new("experiments/stories-depth.toml")).unwrap();
         for depth in ["depth 1", "depth 4"] {
             let sizes: Vec<(bool, usize)> = spec
@@ -256,8 +259,7 @@ mod tests {
     /// per block (P-mem of 3.5 d), the GPT-2 vocabulary, batch 512 by accumulation.
     #[test]
     fn babistories_has_the_papers_models() {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-        std::env::set_current_dir(&root).unwrap();
+        at_workspace_root();
         let spec = Spec::read(Path::new("experiments/babistories.toml")).unwrap();
         let mut depths = Vec::new();
         for run in &spec.runs {
