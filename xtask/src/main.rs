@@ -8,6 +8,7 @@ mod regbench;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use mosaic_models::DEVICE_ENV;
 
 /// mimalloc keeps freed memory for reuse: a training step allocates and frees its tensors every
 /// step, and glibc's allocator handed the large ones back to the kernel each time, so every
@@ -33,8 +34,11 @@ enum Task {
         /// Files to check; by default the ones shipped in datasets/reference/.
         files: Vec<std::path::PathBuf>,
         /// Backend to run on: flex (the CPU), wgpu or cuda (built with that cargo feature).
-        #[arg(long, default_value = "flex")]
+        #[arg(long, env = DEVICE_ENV, default_value = "flex")]
         device: String,
+        /// Largest accepted error of a logit (the loss's: a tenth of it).
+        #[arg(long, default_value_t = reference::LOGITS_TOLERANCE)]
+        tolerance: f32,
     },
     /// Measure speed: `prepare` (data), `train` (training steps), `generate` (cached
     /// generation), `leaky` (leaky average).
@@ -61,7 +65,11 @@ enum Task {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.task {
-        Task::Reference { files, device } => reference::run(files, &device),
+        Task::Reference {
+            files,
+            device,
+            tolerance,
+        } => reference::run(files, &device, tolerance),
         Task::Experiment {
             name,
             list,

@@ -16,7 +16,7 @@ pub mod tensor_file;
 pub mod toy;
 
 pub use config::{ConfigError, GptConfig, MemoryMosaicConfig};
-pub use device::{DeviceError, device_from_name};
+pub use device::{DEVICE_ENV, DeviceError, describe, device_from_name};
 pub use gpt::{Gpt, GptCache};
 pub use loss::{cross_entropy, cross_entropy_per_token};
 pub use memory_mosaic::{LayerHeads, MemoryMosaic, MosaicCache};

@@ -1,13 +1,13 @@
 //! The language-modelling loss.
 
-use burn::tensor::{Int, Tensor};
+use burn::tensor::{DType, FloatDType, Int, Tensor};
 use mosaic_core::softmax::log_softmax_last;
 
 /// Cross-entropy of every position, `(B, T)`, of `logits` `(B, T, V)` against `targets`
 /// `(B, T)` (no target may be negative here).
 pub fn cross_entropy_per_token(logits: Tensor<3>, targets: Tensor<2, Int>) -> Tensor<2> {
     let [b, t, _] = logits.dims();
-    log_softmax_last(logits)
+    log_softmax_last(in_f32(logits))
         .gather(2, targets.reshape([b, t, 1]))
         .reshape([b, t])
         .neg()
@@ -18,7 +18,7 @@ pub fn cross_entropy_per_token(logits: Tensor<3>, targets: Tensor<2, Int>) -> Te
 pub fn cross_entropy(logits: Tensor<3>, targets: Tensor<2, Int>) -> Tensor<1> {
     let [b, t, v] = logits.dims();
     let n = b * t;
-    let log_probs = log_softmax_last(logits.reshape([n, v]));
+    let log_probs = log_softmax_last(in_f32(logits).reshape([n, v]));
     let targets = targets.reshape([n]);
     let ignored = targets.clone().lower_elem(0);
     let picked = log_probs
@@ -27,4 +27,13 @@ pub fn cross_entropy(logits: Tensor<3>, targets: Tensor<2, Int>) -> Tensor<1> {
         .mask_fill(ignored.clone(), 0.0);
     let count = ignored.bool_not().float().sum();
     picked.sum().neg() / count
+}
+
+/// Logits computed in a lower precision (mixed-precision training) are taken to f32 before the
+/// softmax: the loss and its gradient at the logits stay exact to f32.
+fn in_f32(logits: Tensor<3>) -> Tensor<3> {
+    match logits.dtype() {
+        DType::F32 => logits,
+        _ => logits.cast(FloatDType::F32),
+    }
 }

@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 pub use mosaic_models::ModelConfig;
 use serde::{Deserialize, Serialize};
 
+use crate::precision::Precision;
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RunConfig {
@@ -59,6 +61,9 @@ pub struct TrainConfig {
     pub log_interval: usize,
     #[serde(default = "defaults::seed")]
     pub seed: u64,
+    /// `f32` (the default), or `bf16`/`f16` compute with f32 master weights (GPUs).
+    #[serde(default)]
+    pub precision: Precision,
     pub out_dir: PathBuf,
 }
 

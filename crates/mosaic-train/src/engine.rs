@@ -10,9 +10,10 @@ use burn::tensor::{Device, Tensor};
 
 use crate::error::{Result, TrainError};
 use crate::optim::{AdamW, clip_global_norm};
+use crate::precision::Precision;
 use crate::schedule::Schedule;
 
-/// How a model is optimised: the schedule, the optimiser, clipping and the seed.
+/// How a model is optimised: the schedule, the optimiser, clipping, the seed and the precision.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Recipe {
     pub schedule: Schedule,
@@ -22,6 +23,8 @@ pub struct Recipe {
     /// Step `s` reseeds the device with `seed + s + 1`, so that dropout masks depend on the step
     /// alone and a resumed run draws the ones it would have drawn.
     pub seed: u64,
+    /// The type the forward and backward passes compute in; the weights stay f32.
+    pub precision: Precision,
 }
 
 impl Recipe {
@@ -117,7 +120,21 @@ impl<M: Module> Engine<M> {
             .model
             .take()
             .expect("the engine holds its model between steps");
-        let (mut grads, loss_sum) = match gradients(&model, weights, loss) {
+        let precision = self.recipe.precision;
+        if !precision.supported_on(&self.device) {
+            self.model = Some(model);
+            return Err(TrainError::Invalid(format!(
+                "this device ({}) cannot compute in {}: set train.precision to f32{}",
+                mosaic_models::describe(&self.device),
+                precision.name(),
+                if precision == Precision::Bf16 {
+                    " or f16"
+                } else {
+                    ""
+                },
+            )));
+        }
+        let (mut grads, loss_sum) = match gradients_in(precision, &model, weights, loss) {
             Ok(g) => g,
             Err(e) => {
                 self.model = Some(model);
@@ -150,12 +167,24 @@ impl<M: Module> Engine<M> {
 pub fn gradients<M: Module>(
     model: &M,
     weights: &[f64],
+    loss: impl FnMut(&M, usize) -> Result<Tensor<1>>,
+) -> Result<(GradientsParams, f64)> {
+    gradients_in(Precision::F32, model, weights, loss)
+}
+
+/// [`gradients`] with the passes computed in `precision`; the gradients are f32, for `model`'s
+/// own parameters.
+fn gradients_in<M: Module>(
+    precision: Precision,
+    model: &M,
+    weights: &[f64],
     mut loss: impl FnMut(&M, usize) -> Result<Tensor<1>>,
 ) -> Result<(GradientsParams, f64)> {
     let mut accumulator = GradientsAccumulator::<M>::new();
     let mut sum = 0.0;
+    let compute = (precision != Precision::F32).then(|| precision.compute_model(model));
     for (i, &w) in weights.iter().enumerate() {
-        let l = loss(model, i)?;
+        let l = loss(compute.as_ref().unwrap_or(model), i)?;
         let l = if w == 1.0 { l } else { l * w };
         sum += l.clone().into_scalar::<f64>();
         accumulator.accumulate(model, GradientsParams::from_grads(l.backward(), model));

@@ -2,7 +2,7 @@
 //! `mosaic` command.
 //!
 //! - [`engine`]: the training step every driver shares; [`schedule`] its learning rates,
-//!   [`optim`] AdamW with decay groups and global-norm clipping.
+//!   [`optim`] AdamW with decay groups and global-norm clipping, [`precision`] mixed precision.
 //! - [`trainer`]: `mosaic train` (nanoGPT's loop: evaluation, metrics, checkpoints, summary),
 //!   configured by [`config`]; [`checkpoint`]: atomic checkpoints and exact resume.
 //! - [`regbench`] and [`three_moons`]: the drivers of the paper's other experiments.
@@ -17,6 +17,7 @@ pub mod engine;
 pub mod error;
 pub mod evaluate;
 pub mod optim;
+pub mod precision;
 pub mod progress;
 pub mod regbench;
 pub mod sample;
@@ -27,4 +28,5 @@ pub mod trainer;
 pub use config::RunConfig;
 pub use engine::{Engine, Recipe, StepStats};
 pub use error::TrainError;
+pub use precision::Precision;
 pub use trainer::Trainer;

@@ -8,7 +8,7 @@ use burn::tensor::Device;
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use mosaic_data::{Meta, PrepareOptions, Split, TokenFile, TokenizerKind, load_tokenizer, prepare};
-use mosaic_models::{LanguageModel, device_from_name};
+use mosaic_models::{DEVICE_ENV, LanguageModel, device_from_name};
 use mosaic_train::checkpoint;
 use mosaic_train::evaluate::{losses, tokenize_file};
 use mosaic_train::progress::{bytes_bar, is_shown};
@@ -62,8 +62,9 @@ enum Command {
         /// Override a config key, e.g. `--set train.max_iters=100` (repeatable).
         #[arg(long = "set", value_name = "KEY=VALUE")]
         overrides: Vec<String>,
-        /// flex (CPU), wgpu or cuda.
-        #[arg(long, default_value = "flex")]
+        /// flex (the CPU), wgpu or cuda[:N] (built with that cargo feature); the default is
+        /// $MOSAIC_DEVICE, else flex.
+        #[arg(long, env = DEVICE_ENV, default_value = "flex")]
         device: String,
         /// Continue from the checkpoint in the config's out_dir.
         #[arg(long)]
@@ -87,7 +88,8 @@ enum Command {
         /// Print the whole result as one JSON line too.
         #[arg(long)]
         json: bool,
-        #[arg(long, default_value = "flex")]
+        /// As `mosaic train --device`.
+        #[arg(long, env = DEVICE_ENV, default_value = "flex")]
         device: String,
         #[arg(long, default_value_t = 32)]
         batch_size: usize,
@@ -106,7 +108,8 @@ enum Command {
         top_k: Option<usize>,
         #[arg(long, default_value_t = 0)]
         seed: u64,
-        #[arg(long, default_value = "flex")]
+        /// As `mosaic train --device`.
+        #[arg(long, env = DEVICE_ENV, default_value = "flex")]
         device: String,
         /// Recompute the whole window for every token instead of keeping each layer's memory
         /// (the same tokens, slower; for checking the cache).

@@ -16,6 +16,7 @@ use rand_chacha::ChaCha8Rng;
 use crate::engine::{Engine, Recipe, gradients};
 use crate::error::{Result, TrainError};
 use crate::optim::AdamW;
+use crate::precision::Precision;
 use crate::schedule::{Schedule, Warmup};
 
 /// Longest input: 19 strings of 49 letters and 18 separators, less the last token.
@@ -62,6 +63,7 @@ impl Protocol {
             optimizer: AdamW::new(self.weight_decay),
             grad_clip: self.grad_clip,
             seed: self.seed,
+            precision: Precision::F32,
         }
     }
 }

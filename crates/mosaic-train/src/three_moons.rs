@@ -11,6 +11,7 @@ use rand_chacha::ChaCha8Rng;
 use crate::engine::{Engine, Recipe};
 use crate::error::Result;
 use crate::optim::AdamW;
+use crate::precision::Precision;
 use crate::schedule::Schedule;
 
 #[derive(Debug, Clone)]
@@ -63,6 +64,7 @@ impl ToyTraining {
             },
             grad_clip: 0.0,
             seed: self.seed,
+            precision: Precision::F32,
         }
     }
 }

@@ -62,6 +62,7 @@ pub fn recipe(config: &RunConfig) -> Recipe {
         },
         grad_clip: t.grad_clip,
         seed: t.seed,
+        precision: t.precision,
     }
 }
 

@@ -3,9 +3,11 @@
 
 mod common;
 
-use std::process::Output;
+use std::process::{Command, Output};
 
-use common::{config_file, mosaic, refused, scratch, shakespeare, train};
+use common::{
+    assert_refused, config_file, mosaic, refused, scratch, shakespeare, train, workspace_root,
+};
 
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
@@ -178,6 +180,24 @@ fn bad_configs_name_the_problem() {
     refused(
         &["train", "--config", g, "--device", "tpu"],
         "unknown device `tpu`",
+    );
+    // MOSAIC_DEVICE is the default --device; a device not built in names its cargo feature.
+    let from_env = Command::new(env!("CARGO_BIN_EXE_mosaic"))
+        .args(["train", "--config", g])
+        .env("MOSAIC_DEVICE", "npu")
+        .current_dir(workspace_root())
+        .output()
+        .unwrap();
+    assert_refused(&from_env, "unknown device `npu`");
+    if !cfg!(feature = "cuda") {
+        refused(
+            &["train", "--config", g, "--device", "cuda:1"],
+            "--features cuda",
+        );
+    }
+    refused(
+        &["train", "--config", g, "--set", "train.precision=\"f8\""],
+        "precision",
     );
     refused(&["eval", "--checkpoint", "no/run"], "no/run");
     refused(

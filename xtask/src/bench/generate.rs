@@ -7,10 +7,9 @@
 use std::time::Instant;
 
 use anyhow::Result;
-use burn::tensor::Device;
 use mosaic_train::sample::{SampleOptions, generate};
 
-use super::{ModelArgs, RunArgs, set_threads};
+use super::{ModelArgs, RunArgs};
 
 #[derive(clap::Args)]
 pub struct Options {
@@ -27,12 +26,10 @@ pub struct Options {
 }
 
 pub fn run(opts: &Options) -> Result<()> {
-    let threads = set_threads(opts.run.threads)?;
+    let (device, threads) = opts.run.open()?;
     // Room for the whole text, so the cache serves every step.
     let block = opts.context + opts.new;
     let config = opts.model.config(block);
-    let device = Device::flex();
-    device.seed(0);
     let model = config.build(&device);
     let prompt: Vec<u32> = (0..opts.context)
         .map(|i| ((i * 7919) % opts.model.vocab) as u32)

@@ -3,11 +3,11 @@
 //! at several sequence lengths.
 
 use anyhow::Result;
-use burn::tensor::{Device, Distribution, Tensor};
+use burn::tensor::{Distribution, Tensor};
 use mosaic_core::LeakyAverage;
 use mosaic_core::leaky_average::{leaky_average, leaky_average_chunked, leaky_average_quadratic};
 
-use super::{RunArgs, median, set_threads, times};
+use super::{RunArgs, median, times};
 
 #[derive(clap::Args)]
 pub struct Options {
@@ -28,8 +28,7 @@ pub struct Options {
 }
 
 pub fn run(opts: &Options) -> Result<()> {
-    let threads = set_threads(opts.run.threads)?;
-    let device = Device::flex();
+    let (device, threads) = opts.run.open()?;
     let decay = LeakyAverage::new(opts.heads, &device).decay();
     for &t in &opts.t {
         let u = Tensor::<4>::random(

@@ -10,8 +10,9 @@ mod train;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
+use burn::tensor::Device;
 use clap::{Subcommand, ValueEnum};
-use mosaic_models::{GptConfig, MemoryMosaicConfig};
+use mosaic_models::{DEVICE_ENV, GptConfig, MemoryMosaicConfig, device_from_name};
 use mosaic_train::config::ModelConfig;
 
 #[derive(Subcommand)]
@@ -75,6 +76,9 @@ impl ModelArgs {
 /// How a bench runs and prints.
 #[derive(clap::Args)]
 pub struct RunArgs {
+    /// Backend: flex (the CPU), wgpu or cuda[:N] (built with that cargo feature).
+    #[arg(long, env = DEVICE_ENV, default_value = "flex")]
+    device: String,
     /// Threads of the CPU backend; default one per core.
     #[arg(long)]
     threads: Option<usize>,
@@ -100,8 +104,18 @@ pub fn run(bench: Bench) -> Result<()> {
     }
 }
 
+impl RunArgs {
+    /// The device, seeded with 0, and the CPU threads.
+    fn open(&self) -> Result<(Device, usize)> {
+        let threads = set_threads(self.threads)?;
+        let device = device_from_name(&self.device)?;
+        device.seed(0);
+        Ok((device, threads))
+    }
+}
+
 /// Sizes the CPU backend's thread pool (its matmuls and reductions run on rayon's global
-/// pool); `None` keeps rayon's default of one thread per core.
+/// pool; a GPU backend's host side too); `None` keeps rayon's default of one per core.
 fn set_threads(threads: Option<usize>) -> Result<usize> {
     if let Some(n) = threads {
         rayon::ThreadPoolBuilder::new()

@@ -11,12 +11,12 @@
 use anyhow::Result;
 use burn::module::Module;
 use burn::tensor::{Device, Distribution, Int, Tensor, TensorData};
-use mosaic_models::{ModelConfig, cross_entropy};
+use mosaic_models::{ModelConfig, cross_entropy, describe};
 use mosaic_train::optim::AdamW;
 use mosaic_train::schedule::Schedule;
-use mosaic_train::{Engine, Recipe};
+use mosaic_train::{Engine, Precision, Recipe};
 
-use super::{ModelArgs, RunArgs, median, peak_rss_mib, set_threads, times};
+use super::{ModelArgs, RunArgs, median, peak_rss_mib, times};
 
 #[derive(clap::Args)]
 pub struct Options {
@@ -29,6 +29,9 @@ pub struct Options {
     /// Timed steps (the median is reported), after 3 untimed ones.
     #[arg(long, default_value_t = 10)]
     steps: usize,
+    /// Compute type of the steps: f32, or bf16/f16 with f32 master weights (GPUs).
+    #[arg(long, default_value = "f32")]
+    precision: Precision,
     #[command(flatten)]
     run: RunArgs,
 }
@@ -60,12 +63,17 @@ pub fn flops_per_token(config: &ModelConfig) -> f64 {
 }
 
 pub fn run(opts: &Options) -> Result<()> {
-    let threads = set_threads(opts.run.threads)?;
     let config = opts.model.config(opts.block);
     config.validate()?;
-    let device = Device::flex().autodiff();
-    device.seed(0);
-    let gemm = gemm_gflops(&Device::flex())?;
+    let (base, threads) = opts.run.open()?;
+    let backend = describe(&base);
+    anyhow::ensure!(
+        opts.precision.supported_on(&base),
+        "{backend} cannot compute in {}; try --precision f16 or f32",
+        opts.precision.name()
+    );
+    let device = base.clone().autodiff();
+    let gemm = gemm_gflops(&base, opts.precision)?;
 
     // The official script's optimiser: AdamW, weight decay 0.1, a constant rate, no clipping.
     let recipe = Recipe {
@@ -73,6 +81,7 @@ pub fn run(opts: &Options) -> Result<()> {
         optimizer: AdamW::new(0.1),
         grad_clip: 0.0,
         seed: 0,
+        precision: opts.precision,
     };
     let mut engine = Engine::new(config.build(&device), recipe, &device);
     let params = engine.model().num_params();
@@ -99,7 +108,8 @@ pub fn run(opts: &Options) -> Result<()> {
             "{}",
             serde_json::json!({
                 "model": name,
-                "backend": "flex",
+                "backend": backend,
+                "precision": opts.precision.name(),
                 "threads": threads,
                 "params": params,
                 "median_step_ms": step_s * 1e3,
@@ -112,11 +122,12 @@ pub fn run(opts: &Options) -> Result<()> {
         );
     } else {
         println!(
-            "{name} ({params} parameters), batch {} x {} tokens, {threads} threads, flex: \
-             {:.0} ms/step, {tokens_per_second:.0} tokens/s; matmul peak {gemm:.1} GFLOP/s, \
+            "{name} ({params} parameters), batch {} x {} tokens, {threads} threads, {backend}, \
+             {}: {:.0} ms/step, {tokens_per_second:.0} tokens/s; matmul peak {gemm:.1} GFLOP/s, \
              MFU {:.1} %, peak RSS {}",
             opts.batch,
             opts.block,
+            opts.precision.name(),
             step_s * 1e3,
             mfu * 100.0,
             rss.map_or("unknown".into(), |r| format!("{r:.0} MiB")),
@@ -145,16 +156,34 @@ fn random_tokens(
     Tensor::from_data(TensorData::new(ids, [batch, block]), device)
 }
 
-/// The backend's f32 matmul rate on a 2048 x 2048 product, GFLOP/s (median of 5).
-fn gemm_gflops(device: &Device) -> Result<f64> {
-    let n: usize = 2048;
-    let a = Tensor::<2>::random([n, n], Distribution::Normal(0.0, 1.0), device);
-    let b = Tensor::<2>::random([n, n], Distribution::Normal(0.0, 1.0), device);
-    let seconds = median(times(1, 5, || {
+/// The backend's matmul rate in the step's compute type, GFLOP/s (median of 5): a 2048 x 2048
+/// product on the CPU; on a GPU the first size from 512 (doubled up to 8192) where one product
+/// takes 20 ms or more, so that launch overhead does not hide the peak.
+fn gemm_gflops(device: &Device, precision: Precision) -> Result<f64> {
+    let cpu = *device == Device::flex();
+    let mut n: usize = if cpu { 2048 } else { 512 };
+    loop {
+        let seconds = gemm_seconds(device, precision, n)?;
+        if cpu || seconds >= 0.02 || n >= 8192 {
+            return Ok(2.0 * (n * n * n) as f64 / seconds / 1e9);
+        }
+        n *= 2;
+    }
+}
+
+fn gemm_seconds(device: &Device, precision: Precision, n: usize) -> Result<f64> {
+    let operand = || {
+        let x = Tensor::<2>::random([n, n], Distribution::Normal(0.0, 1.0), device);
+        match precision {
+            Precision::F32 => x,
+            p => x.cast(p.dtype()),
+        }
+    };
+    let (a, b) = (operand(), operand());
+    Ok(median(times(1, 5, || {
         // Reading one value makes sure the product is done on any backend.
         let c = a.clone().matmul(b.clone());
         let _ = c.narrow(0, 0, 1).narrow(1, 0, 1).into_scalar::<f32>();
         Ok(())
-    })?);
-    Ok(2.0 * (n * n * n) as f64 / seconds / 1e9)
+    })?))
 }

@@ -90,7 +90,7 @@ pub struct Options {
     /// Where a `runs` experiment keeps its checkpoints (`<runs-dir>/<name>/<run>/`).
     #[arg(long, default_value = "runs/experiments")]
     pub runs_dir: PathBuf,
-    /// flex (the CPU), wgpu or cuda (built with that cargo feature).
-    #[arg(long, default_value = "flex")]
+    /// flex (the CPU), wgpu or cuda[:N] (built with that cargo feature).
+    #[arg(long, env = mosaic_models::DEVICE_ENV, default_value = "flex")]
     pub device: String,
 }
