@@ -121,18 +121,9 @@ impl<M: Module> Engine<M> {
             .take()
             .expect("the engine holds its model between steps");
         let precision = self.recipe.precision;
-        if !precision.supported_on(&self.device) {
+        if let Err(e) = precision.check(&self.device) {
             self.model = Some(model);
-            return Err(TrainError::Invalid(format!(
-                "this device ({}) cannot compute in {}: set train.precision to f32{}",
-                mosaic_models::describe(&self.device),
-                precision.name(),
-                if precision == Precision::Bf16 {
-                    " or f16"
-                } else {
-                    ""
-                },
-            )));
+            return Err(e);
         }
         let (mut grads, loss_sum) = match gradients_in(precision, &model, weights, loss) {
             Ok(g) => g,
@@ -182,7 +173,7 @@ fn gradients_in<M: Module>(
 ) -> Result<(GradientsParams, f64)> {
     let mut accumulator = GradientsAccumulator::<M>::new();
     let mut sum = 0.0;
-    let compute = (precision != Precision::F32).then(|| precision.compute_model(model));
+    let compute = precision.compute_model(model);
     for (i, &w) in weights.iter().enumerate() {
         let l = loss(compute.as_ref().unwrap_or(model), i)?;
         let l = if w == 1.0 { l } else { l * w };

@@ -11,6 +11,8 @@ use burn::module::{Module, ModuleMapper, Param};
 use burn::tensor::{Device, FloatDType, Tensor};
 use serde::{Deserialize, Serialize};
 
+use crate::error::TrainError;
+
 /// The type a training step computes in: `train.precision` in a run's config.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -43,13 +45,25 @@ impl Precision {
         self == Self::F32 || device.supports_dtype(self.dtype())
     }
 
-    /// The model a step computes with: `model` itself in f32, else a copy of its float
-    /// parameters cast to this type (their ids kept, so the gradients reach the f32 originals).
-    pub fn compute_model<M: Module>(self, model: &M) -> M {
-        match self {
-            Self::F32 => model.clone(),
-            _ => model.clone().map(&mut Cast(self.dtype())),
+    /// [`Precision::supported_on`], as the error a user reads when it is not.
+    pub fn check(self, device: &Device) -> Result<(), TrainError> {
+        match self.supported_on(device) {
+            true => Ok(()),
+            false => Err(TrainError::Invalid(format!(
+                "this device ({}) cannot compute in {}: choose f32{} (`train.precision` in a \
+                 run's config, `--precision` of the bench)",
+                mosaic_models::describe(device),
+                self.name(),
+                if self == Self::Bf16 { " or f16" } else { "" },
+            ))),
         }
+    }
+
+    /// The model a step computes with: `None` in f32 (the model itself), else a copy of its
+    /// float parameters cast to this type (their ids kept, so the gradients reach the f32
+    /// originals).
+    pub fn compute_model<M: Module>(self, model: &M) -> Option<M> {
+        (self != Self::F32).then(|| model.clone().map(&mut Cast(self.dtype())))
     }
 }
 
@@ -104,7 +118,8 @@ mod tests {
         })
         .build(&device);
         let ids = Tensor::<2, Int>::from_ints([[1, 2, 3, 4, 5, 6, 7, 8]], &device);
-        let low = Precision::F16.compute_model(&model);
+        assert!(Precision::F32.compute_model(&model).is_none());
+        let low = Precision::F16.compute_model(&model).unwrap();
         assert_eq!(low.forward(ids.clone()).unwrap().logits.dtype(), DType::F16);
 
         let loss = |m: &mosaic_models::LanguageModel, _| {

@@ -67,11 +67,8 @@ pub fn run(opts: &Options) -> Result<()> {
     config.validate()?;
     let (base, threads) = opts.run.open()?;
     let backend = describe(&base);
-    anyhow::ensure!(
-        opts.precision.supported_on(&base),
-        "{backend} cannot compute in {}; try --precision f16 or f32",
-        opts.precision.name()
-    );
+    // Before the matmul peak, which would already compute in that type.
+    opts.precision.check(&base)?;
     let device = base.clone().autodiff();
     let gemm = gemm_gflops(&base, opts.precision)?;
 
