@@ -33,9 +33,16 @@ fn wgpu() -> Device {
     device_from_name("wgpu").expect("a WGPU adapter (CI installs mesa-vulkan-drivers)")
 }
 
-fn models() -> [ModelConfig; 2] {
+/// v1, v2 (its chunked gated scan, short- and long-term bands and SwiGLU on WGPU; one
+/// long-term offset, as each backend would draw its own from a range) and GPT.
+fn models() -> [ModelConfig; 3] {
     [
         ModelConfig::MemoryMosaic(MemoryMosaicConfig::new(VOCAB, 2, 4, 32, BLOCK)),
+        ModelConfig::MemoryMosaic(MemoryMosaicConfig {
+            short_window: 8,
+            long_offset: [4, 4],
+            ..MemoryMosaicConfig::v2(VOCAB, 2, 4, 32, BLOCK)
+        }),
         ModelConfig::Gpt(GptConfig {
             vocab_size: VOCAB,
             n_layer: 2,

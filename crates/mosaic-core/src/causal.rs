@@ -1,8 +1,8 @@
-//! Retrieval under a causal mask, `y = softmax(scale q k^T) v` where query `i` reads keys
-//! `j < max(i + shift, 1)`, as one operation with its own backward pass on the `flex` CPU
-//! backend. The contextual memory's strictly-past retrieval is `scale` 1, `shift` 0 (row 0 reads
-//! key 0, as [`crate::retrieval`]'s explicit form does before it zeroes that row of the
-//! output); GPT's attention is `scale` `1/sqrt(hs)`, `shift` 1.
+//! Retrieval under a causal mask, `y = softmax(scale q k^T) v` where query `i` reads the keys
+//! of a [`Band`], as one operation with its own backward pass on the `flex` CPU backend. The
+//! contextual memories' retrievals are `scale` 1 and [`Band::PAST`] (v1; row 0 reads key 0, as
+//! [`crate::retrieval`]'s explicit form does before it zeroes that row of the output) or the
+//! v2 short- and long-term bands; GPT's attention is `scale` `1/sqrt(hs)`, [`Band::CAUSAL`].
 //!
 //! This is the training path, where Burn would record the scores, the masked softmax and the
 //! product as separate `(B, H, T, T)` tensors each way. Each (batch, head) computes its scores
@@ -24,24 +24,25 @@ use burn::tensor::Tensor;
 use rayon::prelude::*;
 
 use crate::backward::register;
+use crate::band::Band;
 use crate::matrix::{contiguous, mat, matmul, tensor};
 use crate::row_kernels::{Visible, softmax_backward_in_place, softmax_in_place};
 
-/// `softmax(scale q k^T)` over keys `j < max(i + shift, 1)`, times `values`; all
-/// `(B, H, T, hs)`. Only where [`crate::retrieval::cpu_kernels`] says so.
+/// `softmax(scale q k^T)` over the keys `band` gives each query ([`Band::softmax_range`]),
+/// times `values`; all `(B, H, T, hs)`. Only where [`crate::retrieval::cpu_kernels`] says so.
 pub fn causal_retrieval(
     query: Tensor<4>,
     keys: Tensor<4>,
     values: Tensor<4>,
     scale: f64,
-    shift: usize,
+    band: Band,
 ) -> Tensor<4> {
     Tensor::from_dispatch(Dispatch::causal_retrieval(
         query.into_dispatch(),
         keys.into_dispatch(),
         values.into_dispatch(),
         scale,
-        shift,
+        band,
     ))
 }
 
@@ -53,7 +54,7 @@ pub trait CausalBackend: Backend {
         keys: FloatTensor<Self>,
         values: FloatTensor<Self>,
         scale: f64,
-        shift: usize,
+        band: Band,
     ) -> FloatTensor<Self>;
 
     /// The retrieval and its weights `(B, H, T, T)`, for the backward pass.
@@ -62,7 +63,7 @@ pub trait CausalBackend: Backend {
         keys: FloatTensor<Self>,
         values: FloatTensor<Self>,
         scale: f64,
-        shift: usize,
+        band: Band,
     ) -> (FloatTensor<Self>, FloatTensor<Self>);
 
     /// The gradients of the query, keys and values from the weights and the output's gradient.
@@ -82,9 +83,9 @@ impl CausalBackend for Flex {
         keys: FlexTensor,
         values: FlexTensor,
         scale: f64,
-        shift: usize,
+        band: Band,
     ) -> FlexTensor {
-        Self::causal_forward(query, keys, values, scale, shift).0
+        Self::causal_forward(query, keys, values, scale, band).0
     }
 
     fn causal_forward(
@@ -92,7 +93,7 @@ impl CausalBackend for Flex {
         keys: FlexTensor,
         values: FlexTensor,
         scale: f64,
-        shift: usize,
+        band: Band,
     ) -> (FlexTensor, FlexTensor) {
         let ((q, d), (k, _), (v, _)) = (contiguous(&query), contiguous(&keys), contiguous(&values));
         let [b, h, t, hs] = [d[0], d[1], d[2], d[3]];
@@ -106,7 +107,7 @@ impl CausalBackend for Flex {
                 let at = bh * t * hs;
                 let kb = mat(&k[at..], t, hs);
                 matmul(w, mat(&q[at..], t, hs), kb.t(), scale as f32, false);
-                let visible = Visible::Causal { queries: t, shift };
+                let visible = Visible::Band { queries: t, band };
                 softmax_in_place(w, t, visible);
                 matmul(y, mat(w, t, t), mat(&v[at..], t, hs), 1.0, false);
             });
@@ -156,7 +157,7 @@ impl<B: CausalBackend, C: CheckpointStrategy> CausalBackend for Autodiff<B, C> {
         keys: FloatTensor<Self>,
         values: FloatTensor<Self>,
         scale: f64,
-        shift: usize,
+        band: Band,
     ) -> FloatTensor<Self> {
         #[derive(Debug)]
         struct CausalRetrieval;
@@ -187,10 +188,10 @@ impl<B: CausalBackend, C: CheckpointStrategy> CausalBackend for Autodiff<B, C> {
             .stateful()
         {
             OpsKind::Tracked(prep) => {
-                let (y, w) = B::causal_forward(q.clone(), k.clone(), v.clone(), scale, shift);
+                let (y, w) = B::causal_forward(q.clone(), k.clone(), v.clone(), scale, band);
                 prep.finish(([q, k, v, w], scale), y)
             }
-            OpsKind::UnTracked(prep) => prep.finish(B::causal_retrieval(q, k, v, scale, shift)),
+            OpsKind::UnTracked(prep) => prep.finish(B::causal_retrieval(q, k, v, scale, band)),
         }
     }
 
@@ -199,7 +200,7 @@ impl<B: CausalBackend, C: CheckpointStrategy> CausalBackend for Autodiff<B, C> {
         _: FloatTensor<Self>,
         _: FloatTensor<Self>,
         _: f64,
-        _: usize,
+        _: Band,
     ) -> (FloatTensor<Self>, FloatTensor<Self>) {
         unreachable!("called by causal_retrieval on the inner backend only")
     }

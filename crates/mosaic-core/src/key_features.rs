@@ -1,11 +1,16 @@
 //! Key feature extractor: `k_t = s_h * kbar_t / |kbar_t|`, where `kbar` is the leaky average of
-//! `W_k x`. Keys look back: `k_t` depends on `x_t, x_{t-1}, ...` only.
+//! `ktilde = W_k x` (v1), or its gated, time-variant form (v2, eq. 8),
+//! `kbar_t = g_t ktilde_t + lambda_t kbar_{t-1}` with `g_t = exp(W_g x_t)` and
+//! `lambda_t = exp(-|W_lambda x_t|)`, one scalar per head and step. Keys look back: `k_t`
+//! depends on `x_t, x_{t-1}, ...` only. Under an adaptive bandwidth the keys stay unit-norm
+//! (no `s_h`): the memory scales its queries instead.
 
 use burn::module::{Module, Param};
 use burn::tensor::module::linear;
 use burn::tensor::{Device, Tensor, TensorData};
 
 use crate::EXP_PARAM_SCALE;
+use crate::gated_scan::{gated_scan, gated_step};
 use crate::heads::{l2_normalize, normal_weight, per_head, split_heads};
 use crate::leaky_average::LeakyAverage;
 use crate::weights::Weights;
@@ -18,23 +23,61 @@ pub struct KeyFeatures {
     /// `W_k`, stored `(d_in, d_out)` (the reference's `k_featurizer.conv.weight`, a
     /// kernel-size-1 convolution).
     weight: Param<Tensor<2>>,
-    leaky: LeakyAverage,
-    /// `kappa_h`, stored divided by 10 (the reference's `kernel_beta`).
-    kappa: Param<Tensor<1>>,
+    /// The v1 leaky average; `None` with gates.
+    leaky: Option<LeakyAverage>,
+    /// The v2 gates; `None` with a leaky average.
+    gates: Option<KeyGates>,
+    /// `kappa_h`, stored divided by 10 (the reference's `kernel_beta`); `None` for unit keys.
+    kappa: Option<Param<Tensor<1>>>,
     n_head: usize,
     /// The key is scaled by `s_h^scale_power`: 1 in a contextual memory, where the kernel
     /// `k_t . k_i` gets `s_h` from both sides, 2 in a persistent memory, whose stored keys have
-    /// no scale of their own.
+    /// no scale of their own, 0 (no `kappa`) under an adaptive bandwidth.
     scale_power: usize,
 }
 
+/// The gates of a v2 key extractor, both `(d, H)`: `g_t = exp(W_g x_t)` weighs the new step,
+/// `lambda_t = exp(-|W_lambda x_t|)` keeps the past.
+#[derive(Module, Debug)]
+pub struct KeyGates {
+    input: Param<Tensor<2>>,
+    decay: Param<Tensor<2>>,
+}
+
+impl KeyGates {
+    /// `(log g, log lambda)` of every step, both `(B, H, T, 1)`.
+    fn forward(&self, x: Tensor<3>) -> (Tensor<4>, Tensor<4>) {
+        let per_step = |w: &Param<Tensor<2>>| {
+            linear(x.clone(), w.val(), None)
+                .swap_dims(1, 2)
+                .unsqueeze_dim::<4>(3)
+        };
+        (per_step(&self.input), per_step(&self.decay).abs().neg())
+    }
+}
+
 impl KeyFeatures {
-    pub fn new(n_embd: usize, n_head: usize, scale_power: usize, device: &Device) -> Self {
+    /// `n_head` heads of `head_size` from inputs of `n_embd`; every map starts at
+    /// N(0, 1/n_embd), the gates' included (so `g` and `lambda` start spread around 1 and 0.5).
+    pub fn new(
+        n_embd: usize,
+        n_head: usize,
+        head_size: usize,
+        scale_power: usize,
+        gated: bool,
+        device: &Device,
+    ) -> Self {
+        let std = 1.0 / (n_embd as f64).sqrt();
         let kappa = vec![(1.0 / EXP_PARAM_SCALE) as f32; n_head];
         Self {
-            weight: normal_weight(n_embd, n_embd, 1.0 / (n_embd as f64).sqrt(), device),
-            leaky: LeakyAverage::new(n_head, device),
-            kappa: Param::from_data(TensorData::new(kappa, [n_head]), device),
+            weight: normal_weight(n_embd, n_head * head_size, std, device),
+            leaky: (!gated).then(|| LeakyAverage::new(n_head, device)),
+            gates: gated.then(|| KeyGates {
+                input: normal_weight(n_embd, n_head, std, device),
+                decay: normal_weight(n_embd, n_head, std, device),
+            }),
+            kappa: (scale_power > 0)
+                .then(|| Param::from_data(TensorData::new(kappa, [n_head]), device)),
             n_head,
             scale_power,
         }
@@ -46,38 +89,44 @@ impl KeyFeatures {
     pub fn load<W: Weights>(&mut self, weights: &W, prefix: &str) -> Result<(), W::Error> {
         let [d_in, d_out] = self.weight.dims();
         self.weight = weights.conv1(&format!("{prefix}k_featurizer.conv.weight"), d_out, d_in)?;
-        self.leaky
-            .load(weights, &format!("{prefix}leaky_key_beta"))?;
-        self.kappa = weights.param(&format!("{prefix}kernel_beta"), self.kappa.dims())?;
+        if let Some(leaky) = &mut self.leaky {
+            leaky.load(weights, &format!("{prefix}leaky_key_beta"))?;
+        }
+        if let Some(kappa) = &mut self.kappa {
+            *kappa = weights.param(&format!("{prefix}kernel_beta"), kappa.dims())?;
+        }
         Ok(())
     }
 
-    /// The leaky average's decay rates `b_h` (`lambda_h = exp(-b_h)`), shape `(H,)`.
-    pub fn leaky_decay(&self) -> Tensor<1> {
-        self.leaky.decay()
+    /// The leaky average's decay rates `b_h` (`lambda_h = exp(-b_h)`), shape `(H,)`; `None`
+    /// for a gated extractor, whose decay changes with every step.
+    pub fn leaky_decay(&self) -> Option<Tensor<1>> {
+        self.leaky.as_ref().map(LeakyAverage::decay)
     }
 
-    /// `s_h^scale_power` with `s_h = exp(min(10 kappa_h, 5))`, shape `(H,)`.
-    pub fn scale(&self) -> Tensor<1> {
-        let s = (self.kappa.val() * EXP_PARAM_SCALE)
+    /// `s_h^scale_power` with `s_h = exp(min(10 kappa_h, 5))`, shape `(H,)`; `None` for unit
+    /// keys.
+    pub fn scale(&self) -> Option<Tensor<1>> {
+        let kappa = self.kappa.as_ref()?;
+        let s = (kappa.val() * EXP_PARAM_SCALE)
             .clamp_max(KERNEL_SCALE_CAP)
             .exp();
-        match self.scale_power {
+        Some(match self.scale_power {
             1 => s,
             2 => s.square(),
             p => s.powi_scalar(p as i32),
-        }
+        })
     }
 
     /// `x`: `(B, T, d)` -> keys `(B, H, T, hs)`.
     pub fn forward(&self, x: Tensor<3>) -> Tensor<4> {
-        self.finish(self.leaky.forward(self.project(x)))
+        self.finish(self.average(x))
     }
 
     /// Like [`KeyFeatures::forward`], also returning the leaky average at the last step
     /// `(B, H, 1, hs)`: what [`KeyFeatures::step`] continues from.
     pub fn forward_with_state(&self, x: Tensor<3>) -> (Tensor<4>, Tensor<4>) {
-        let kbar = self.leaky.forward(self.project(x));
+        let kbar = self.average(x);
         let t = kbar.dims()[2];
         let state = kbar.clone().narrow(2, t - 1, 1);
         (self.finish(kbar), state)
@@ -86,8 +135,29 @@ impl KeyFeatures {
     /// The key of one new step `x` `(B, 1, d)` given the leaky average up to the step before;
     /// returns the key `(B, H, 1, hs)` and the new average.
     pub fn step(&self, state: Option<Tensor<4>>, x: Tensor<3>) -> (Tensor<4>, Tensor<4>) {
-        let kbar = self.leaky.step(state, self.project(x));
+        let ktilde = self.project(x.clone());
+        let kbar = match (&self.leaky, &self.gates) {
+            (Some(leaky), _) => leaky.step(state, ktilde),
+            (None, Some(gates)) => {
+                let (log_g, log_decay) = gates.forward(x);
+                gated_step(state, ktilde * log_g.exp(), log_decay)
+            }
+            (None, None) => unreachable!("a key extractor averages with a leak or with gates"),
+        };
         (self.finish(kbar.clone()), kbar)
+    }
+
+    /// `kbar` of every step, `(B, H, T, hs)`.
+    fn average(&self, x: Tensor<3>) -> Tensor<4> {
+        let ktilde = self.project(x.clone());
+        match (&self.leaky, &self.gates) {
+            (Some(leaky), _) => leaky.forward(ktilde),
+            (None, Some(gates)) => {
+                let (log_g, log_decay) = gates.forward(x);
+                gated_scan(ktilde * log_g.exp(), log_decay)
+            }
+            (None, None) => unreachable!("a key extractor averages with a leak or with gates"),
+        }
     }
 
     fn project(&self, x: Tensor<3>) -> Tensor<4> {
@@ -95,6 +165,9 @@ impl KeyFeatures {
     }
 
     fn finish(&self, kbar: Tensor<4>) -> Tensor<4> {
-        l2_normalize(kbar) * per_head(self.scale())
+        match self.scale() {
+            Some(s) => l2_normalize(kbar) * per_head(s),
+            None => l2_normalize(kbar),
+        }
     }
 }

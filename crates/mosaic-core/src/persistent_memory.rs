@@ -26,6 +26,8 @@ pub struct PersistentMemoryConfig {
     pub attn_dropout: f64,
     /// Dropout on the unit's output (`hd_dropout`).
     pub resid_dropout: f64,
+    /// v2's gated key extractor in place of v1's leaky average.
+    pub gated_keys: bool,
 }
 
 #[derive(Module, Debug)]
@@ -62,7 +64,7 @@ impl PersistentMemoryConfig {
         };
         let proj_std = 1.0 / (d as f64).sqrt() / (self.n_layer as f64).sqrt();
         PersistentMemory {
-            key: KeyFeatures::new(d, h, 2, device),
+            key: KeyFeatures::new(d, h, hs, 2, self.gated_keys, device),
             bank_keys: bank(),
             bank_values: bank(),
             nu: Param::from_data(TensorData::new(vec![VALUE_SCALE_INIT; h], [h]), device),

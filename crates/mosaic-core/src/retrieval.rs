@@ -7,6 +7,7 @@ use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Bool, DType, Device, Tensor, TensorData};
 
+use crate::band::Band;
 use crate::softmax::{hidden_mask, masked_softmax, softmax_last};
 use crate::{bank, causal};
 
@@ -26,50 +27,53 @@ pub fn cpu_kernels(device: &Device, dtype: DType) -> bool {
 }
 
 /// Attention weights of a contextual memory, `(B, H, T, T)`: row `t` is
-/// `softmax_i(q_t . k_i)` over the strictly-past positions `i <= t - 1`, and row 0 is all zeros
-/// (an empty memory answers zero, not a softmax over nothing).
-pub fn past_weights(query: Tensor<4>, keys: Tensor<4>) -> Tensor<4> {
+/// `softmax_i(q_t . k_i)` over the pairs `band` gives position `t`, and a row with none is all
+/// zeros (an empty memory answers zero, not a softmax over nothing).
+pub fn band_weights(query: Tensor<4>, keys: Tensor<4>, band: Band) -> Tensor<4> {
     let [b, h, t, _] = query.dims();
-    let first_row = first_row_mask(t, &query.device());
-    open_past_weights(query, keys).mask_fill(first_row.expand([b, h, t, t]), 0.0)
+    let empty = empty_rows_mask(t, band, &query.device());
+    masked_softmax(query.matmul(keys.swap_dims(2, 3)), band)
+        .mask_fill(empty.expand([b, h, t, t]), 0.0)
 }
 
-/// The weights of [`past_weights`] before row 0 is zeroed: row 0 reads key 0 only.
-fn open_past_weights(query: Tensor<4>, keys: Tensor<4>) -> Tensor<4> {
-    masked_softmax(query.matmul(keys.swap_dims(2, 3)), 0)
-}
-
-/// `y_t = sum_{i <= t-1} softmax_i(q_t . k_i) v_i` and `y_0 = 0`, with dropout on the weights.
-/// All tensors `(B, H, T, hs)`. Row 0 is zeroed in `y` rather than in the `(T, T)` weights:
-/// the same numbers and gradients, one pass over the weights fewer each way.
-pub fn past_retrieval(
+/// `y_t = sum_{i in band(t)} softmax_i(q_t . k_i) v_i`, and 0 where the band holds nothing,
+/// with dropout on the weights. All tensors `(B, H, T, hs)`. The empty rows are zeroed in `y`
+/// rather than in the `(T, T)` weights: the same numbers and gradients, one pass over the
+/// weights fewer each way.
+pub fn band_retrieval(
     query: Tensor<4>,
     keys: Tensor<4>,
     values: Tensor<4>,
+    band: Band,
     dropout: &Dropout,
 ) -> Tensor<4> {
     let [b, h, t, _] = query.dims();
     let hs = values.dims()[3];
-    let y = masked_retrieval(query, keys, values, 1.0, 0, dropout);
-    let zero = Tensor::zeros([b, h, 1, hs], (&y.device(), y.dtype()));
-    match t {
-        1 => zero,
-        _ => Tensor::cat(vec![zero, y.narrow(2, 1, t - 1)], 2),
+    let y = masked_retrieval(query, keys, values, 1.0, band, dropout);
+    let empty = band.empty_rows().min(t);
+    if empty == 0 {
+        return y;
+    }
+    let zero = Tensor::zeros([b, h, empty, hs], (&y.device(), y.dtype()));
+    match t - empty {
+        0 => zero,
+        rest => Tensor::cat(vec![zero, y.narrow(2, empty, rest)], 2),
     }
 }
 
-/// `y_t = sum_{i < t + shift} softmax_i(scale q_t . k_i) v_i`, with dropout on the weights:
-/// `shift` 1 is a transformer's causal attention, 0 the strictly-past retrieval of a
-/// contextual memory (whose row 0, with nothing in the past, reads key 0). All tensors
-/// `(B, H, T, hs)`. The one attention of every model here: on the CPU backend a fused
-/// operation that never writes the `(B, H, T, T)` weights (Burn's without gradients, ours
-/// with them when dropout is off), elsewhere the explicit form the reference tests check.
+/// `y_t = sum_i softmax_i(scale q_t . k_i) v_i` over the keys `band` gives query `t`, with
+/// dropout on the weights: [`Band::CAUSAL`] is a transformer's causal attention, the other
+/// bands a contextual memory's (whose rows with nothing to read read key 0, for
+/// [`band_retrieval`] to zero). All tensors `(B, H, T, hs)`. The one attention of every model
+/// here: on the CPU backend a fused operation that never writes the `(B, H, T, T)` weights
+/// (Burn's without gradients, ours with them when dropout is off), elsewhere the explicit form
+/// the reference tests check.
 pub fn masked_retrieval(
     query: Tensor<4>,
     keys: Tensor<4>,
     values: Tensor<4>,
     scale: f64,
-    shift: usize,
+    band: Band,
     dropout: &Dropout,
 ) -> Tensor<4> {
     let [_, _, t, _] = query.dims();
@@ -78,19 +82,17 @@ pub fn masked_retrieval(
         let options = AttentionModuleOptions {
             scale: Some(scale),
             softcap: None,
-            is_causal: shift == 1,
+            is_causal: band == Band::CAUSAL,
         };
-        let mask = (shift != 1).then(|| hidden_mask(t, t, shift, &device));
+        let mask = (band != Band::CAUSAL).then(|| hidden_mask(t, t, band, &device));
         return attention(query, keys, values, mask, None, options);
     }
     if cpu_kernels(&device, query.dtype()) && dropout.prob == 0.0 {
-        return causal::causal_retrieval(query, keys, values, scale, shift);
+        return causal::causal_retrieval(query, keys, values, scale, band);
     }
     let scores = query.matmul(keys.swap_dims(2, 3));
     let scores = if scale == 1.0 { scores } else { scores * scale };
-    dropout
-        .forward(masked_softmax(scores, shift))
-        .matmul(values)
+    dropout.forward(masked_softmax(scores, band)).matmul(values)
 }
 
 /// `y = softmax(scale q . K^T) V` with no mask: new positions `q` `(B, H, n, hs)` reading
@@ -125,8 +127,10 @@ pub fn bank_retrieval(
         .matmul(bank_values.unsqueeze::<4>())
 }
 
-/// `(1, 1, T, T)`, true on row 0.
-fn first_row_mask(t: usize, device: &Device) -> Tensor<4, Bool> {
-    let first_row: Vec<bool> = (0..t).flat_map(|i| (0..t).map(move |_| i == 0)).collect();
-    Tensor::from_data(TensorData::new(first_row, [1, 1, t, t]), device)
+/// `(1, 1, T, T)`, true on the rows `band` gives nothing to read.
+fn empty_rows_mask(t: usize, band: Band, device: &Device) -> Tensor<4, Bool> {
+    let empty: Vec<bool> = (0..t)
+        .flat_map(|i| (0..t).map(move |_| band.count(i) == 0))
+        .collect();
+    Tensor::from_data(TensorData::new(empty, [1, 1, t, t]), device)
 }

@@ -6,6 +6,10 @@
 //! baseline target. `exp` is Cephes' `expf` (range reduction by powers of two, a degree-6
 //! polynomial; about 1 ulp), which vectorises where libm's does not.
 
+use std::ops::Range;
+
+use crate::band::Band;
+
 /// Lanes of the accumulators: two AVX2 registers, or one AVX-512 register.
 const LANES: usize = 16;
 
@@ -87,27 +91,28 @@ pub enum Visible {
     /// The whole row.
     All,
     /// Rows are the query rows of `(queries, keys)` matrices of `queries` rows each; row `i`
-    /// of a matrix reads keys `j < max(i + shift, 1)` and gives the others exactly 0.
-    /// `shift` 1 is the causal mask (`j <= i`), `shift` 0 the strictly-past one, whose first
-    /// row reads key 0 (to be zeroed by the caller) rather than nothing.
-    Causal { queries: usize, shift: usize },
+    /// of a matrix reads the keys [`Band::softmax_range`] says and gives the others exactly 0
+    /// (a row with nothing to read reads key 0, to be zeroed by the caller).
+    Band { queries: usize, band: Band },
 }
 
 impl Visible {
     #[inline(always)]
-    fn len(self, row_index: usize, row: usize) -> usize {
+    fn range(self, row_index: usize, row: usize) -> Range<usize> {
         match self {
-            Visible::All => row,
-            Visible::Causal { queries, shift } => ((row_index % queries) + shift).clamp(1, row),
+            Visible::All => 0..row,
+            Visible::Band { queries, band } => band.softmax_range(row_index % queries, row),
         }
     }
 }
 
-/// Softmax of one row in place over its first `visible` entries; the others become 0. A row of
+/// Softmax of one row in place over the entries `visible`; the others become 0. A row of
 /// -inf only (nothing to attend to) gives NaN, as Burn's softmax.
 #[inline(always)]
-fn softmax_row(x: &mut [f32], visible: usize) {
-    let (x, hidden) = x.split_at_mut(visible);
+fn softmax_row(x: &mut [f32], visible: Range<usize>) {
+    let (before, x) = x.split_at_mut(visible.start);
+    before.fill(0.0);
+    let (x, hidden) = x.split_at_mut(visible.len());
     hidden.fill(0.0);
     let m = max(x);
     x.iter_mut().for_each(|v| *v = exp(*v - m));
@@ -139,12 +144,14 @@ fn softmax_rows_generic(
         .zip(out.chunks_exact_mut(row))
         .enumerate()
     {
-        let n = visible.len(first_row + r, row);
+        let range = visible.range(first_row + r, row);
         if !log {
             o.copy_from_slice(x);
-            softmax_row(o, n);
+            softmax_row(o, range);
             continue;
         }
+        let n = range.end;
+        debug_assert_eq!(range.start, 0, "log-softmax rows read a prefix");
         let (x, (o, hidden)) = (&x[..n], o.split_at_mut(n));
         hidden.fill(0.0);
         let m = max(x);
@@ -187,7 +194,7 @@ fn backward_rows_generic(y: &[f32], g: &[f32], dx: &mut [f32], row: usize, log: 
 #[inline(always)]
 fn softmax_in_place_generic(x: &mut [f32], row: usize, visible: Visible) {
     for (r, x) in x.chunks_exact_mut(row).enumerate() {
-        softmax_row(x, visible.len(r, row));
+        softmax_row(x, visible.range(r, row));
     }
 }
 

@@ -22,6 +22,7 @@ use burn::backend::{Autodiff, Backend, Dispatch, Flex, backend_extension};
 use burn::tensor::{Bool, Device, Tensor, TensorData, activation};
 use rayon::prelude::*;
 
+use crate::band::Band;
 use crate::retrieval::cpu_kernels;
 use crate::row_kernels::{Visible, backward_rows, softmax_rows};
 
@@ -41,20 +42,20 @@ pub fn log_softmax_last<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     }
 }
 
-/// The softmax of scores `(B, H, Tq, Tk)` where query `i` reads keys `j < max(i + shift, 1)`
-/// and gives the others weight exactly 0: `shift` 1 is the causal mask, `shift` 0 the strictly
-/// past one (whose first row reads key 0 alone, for the caller to zero).
-pub fn masked_softmax(scores: Tensor<4>, shift: usize) -> Tensor<4> {
+/// The softmax of scores `(B, H, Tq, Tk)` where query `i` reads the keys `band` gives it
+/// ([`Band::softmax_range`]) and gives the others weight exactly 0. A row with nothing to read
+/// reads key 0 alone, for the caller to zero.
+pub fn masked_softmax(scores: Tensor<4>, band: Band) -> Tensor<4> {
     let [_, _, tq, tk] = scores.dims();
     if cpu_kernels(&scores.device(), scores.dtype()) {
-        let visible = Some([tq, shift]);
+        let visible = Some([tq, band.offset, band.window]);
         return Tensor::from_dispatch(Dispatch::fused_softmax(
             scores.into_dispatch(),
             false,
             visible,
         ));
     }
-    let hidden = hidden_mask(tq, tk, shift, &scores.device());
+    let hidden = hidden_mask(tq, tk, band, &scores.device());
     let [b, h, _, _] = scores.dims();
     activation::softmax(
         scores.mask_fill(hidden.expand([b, h, tq, tk]), f32::NEG_INFINITY),
@@ -62,24 +63,26 @@ pub fn masked_softmax(scores: Tensor<4>, shift: usize) -> Tensor<4> {
     )
 }
 
-/// `(1, 1, Tq, Tk)`, true on the keys query `i` may not read, `j >= max(i + shift, 1)`. Row 0
-/// keeps key 0 even with `shift` 0, so that it has something to softmax over before the caller
-/// zeroes it: a row of -inf would give NaN, and NaN survives the zeroing in the backward pass.
-pub fn hidden_mask(tq: usize, tk: usize, shift: usize, device: &Device) -> Tensor<4, Bool> {
+/// `(1, 1, Tq, Tk)`, true on the keys query `i` may not read: outside
+/// [`Band::softmax_range`], which keeps key 0 in a row with nothing to read.
+pub fn hidden_mask(tq: usize, tk: usize, band: Band, device: &Device) -> Tensor<4, Bool> {
     let hidden: Vec<bool> = (0..tq)
-        .flat_map(|i| (0..tk).map(move |j| j >= (i + shift).max(1)))
+        .flat_map(|i| {
+            let visible = band.softmax_range(i, tk);
+            (0..tk).map(move |j| !visible.contains(&j))
+        })
         .collect();
     Tensor::from_data(TensorData::new(hidden, [1, 1, tq, tk]), device)
 }
 
 #[backend_extension(Flex, Autodiff)]
 pub trait SoftmaxBackend: Backend {
-    /// Softmax (`log`: log-softmax) over the last axis; with `causal = Some([queries, shift])`,
-    /// the masked softmax of [`masked_softmax`].
+    /// Softmax (`log`: log-softmax) over the last axis; with
+    /// `causal = Some([queries, offset, window])`, the masked softmax of [`masked_softmax`].
     fn fused_softmax(
         x: FloatTensor<Self>,
         log: bool,
-        causal: Option<[usize; 2]>,
+        causal: Option<[usize; 3]>,
     ) -> FloatTensor<Self>;
 
     /// The input's gradient from the output `y` and the output's gradient.
@@ -94,10 +97,13 @@ impl SoftmaxBackend for Flex {
     fn fused_softmax(
         x: FloatTensor<Self>,
         log: bool,
-        causal: Option<[usize; 2]>,
+        causal: Option<[usize; 3]>,
     ) -> FloatTensor<Self> {
         let visible = match causal {
-            Some([queries, shift]) => Visible::Causal { queries, shift },
+            Some([queries, offset, window]) => Visible::Band {
+                queries,
+                band: Band { offset, window },
+            },
             None => Visible::All,
         };
         map_rows(&[x], |rows, out, row, first| {
@@ -145,7 +151,7 @@ impl<B: SoftmaxBackend, C: CheckpointStrategy> SoftmaxBackend for Autodiff<B, C>
     fn fused_softmax(
         x: FloatTensor<Self>,
         log: bool,
-        causal: Option<[usize; 2]>,
+        causal: Option<[usize; 3]>,
     ) -> FloatTensor<Self> {
         #[derive(Debug)]
         struct FusedSoftmax;

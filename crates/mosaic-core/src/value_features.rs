@@ -27,9 +27,14 @@ pub struct ValueFeatures {
 }
 
 impl ValueFeatures {
-    pub fn new(n_embd: usize, n_head: usize, device: &Device) -> Self {
+    pub fn new(n_embd: usize, n_head: usize, head_size: usize, device: &Device) -> Self {
         Self {
-            weight: normal_weight(n_embd, n_embd, 1.0 / (n_embd as f64).sqrt(), device),
+            weight: normal_weight(
+                n_embd,
+                n_head * head_size,
+                1.0 / (n_embd as f64).sqrt(),
+                device,
+            ),
             mix: Param::from_tensor(Tensor::random(
                 [n_head],
                 Distribution::Uniform(0.0, 1.0),

@@ -1,19 +1,26 @@
 //! The fused causal retrieval against the plain tensor form, forward and backward, as the
-//! contextual memory calls it (strictly past, scale 1, the same tensor as query and keys) and as
-//! GPT does (causal, `1/sqrt(hs)`, distinct tensors), and against finite differences.
+//! contextual memories call it (strictly past, short-term window, long-term offset; scale 1,
+//! the same tensor as query and keys) and as GPT does (causal, `1/sqrt(hs)`, distinct
+//! tensors), and against finite differences.
 
 mod common;
 
 use burn::tensor::activation::softmax;
 use burn::tensor::{Bool, DType, Device, Tensor, TensorData};
 use common::{gradient_errors, noise, project, rel_err, tensor, values};
+use mosaic_core::Band;
 use mosaic_core::causal::causal_retrieval;
 
-/// Burn's operations: scaled scores, -inf where `j >= max(i + shift, 1)`, softmax, product.
-fn plain(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, scale: f64, shift: usize) -> Tensor<4> {
+/// Burn's operations: scaled scores, -inf on the keys query `i` may not read (`j <= i - offset`
+/// and `j > i - window`; key 0 alone where that leaves none), softmax, product.
+fn plain(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, scale: f64, band: Band) -> Tensor<4> {
     let [b, h, t, _] = q.dims();
+    let reads = |i: usize, j: usize| j + band.offset <= i && i < j.saturating_add(band.window);
     let hidden: Vec<bool> = (0..t)
-        .flat_map(|i| (0..t).map(move |j| j >= (i + shift).max(1)))
+        .flat_map(|i| {
+            let none = (0..t).all(|j| !reads(i, j));
+            (0..t).map(move |j| !(reads(i, j) || (none && j == 0)))
+        })
         .collect();
     let hidden = Tensor::<4, Bool>::from_data(TensorData::new(hidden, [1, 1, t, t]), &q.device());
     let scores = q.matmul(k.swap_dims(2, 3)) * scale;
@@ -34,14 +41,41 @@ fn input([b, h, t, hs]: [usize; 4], seed: u64, scale: f64, device: &Device) -> T
 
 const SHAPES: [[usize; 4]; 3] = [[1, 1, 1, 1], [2, 3, 5, 4], [2, 2, 70, 16]];
 
-/// (scale, shift, query and keys the same tensor): the contextual memory's and GPT's.
-const CASES: [(f64, usize, bool); 2] = [(1.0, 0, true), (0.25, 1, false)];
+/// (scale, band, query and keys the same tensor): the contextual memories' and GPT's.
+const CASES: [(f64, Band, bool); 5] = [
+    (1.0, Band::PAST, true),
+    (0.25, Band::CAUSAL, false),
+    (
+        1.0,
+        Band {
+            offset: 1,
+            window: 3,
+        },
+        true,
+    ),
+    (
+        1.0,
+        Band {
+            offset: 4,
+            window: usize::MAX,
+        },
+        true,
+    ),
+    (
+        0.5,
+        Band {
+            offset: 2,
+            window: 5,
+        },
+        false,
+    ),
+];
 
 #[test]
 fn forward_equals_the_plain_form() {
     for device in [Device::flex(), Device::flex().autodiff()] {
         for shape in SHAPES {
-            for (scale, shift, _) in CASES {
+            for (scale, band, _) in CASES {
                 let (q, v) = (input(shape, 1, 2.0, &device), input(shape, 2, 1.0, &device));
                 let k = input(shape, 3, 2.0, &device);
                 let a = values(causal_retrieval(
@@ -49,11 +83,11 @@ fn forward_equals_the_plain_form() {
                     k.clone(),
                     v.clone(),
                     scale,
-                    shift,
+                    band,
                 ));
-                let b = values(plain(q, k, v, scale, shift));
+                let b = values(plain(q, k, v, scale, band));
                 let err = rel_err(&a, &b);
-                assert!(err < 1e-5, "{shape:?} shift {shift}: {err:e}");
+                assert!(err < 1e-5, "{shape:?} {band:?}: {err:e}");
             }
         }
     }
@@ -63,15 +97,15 @@ fn forward_equals_the_plain_form() {
 fn backward_equals_the_plain_form() {
     let device = Device::flex().autodiff();
     for shape in SHAPES {
-        for (scale, shift, shared) in CASES {
+        for (scale, band, shared) in CASES {
             let grads = |fused: bool| -> Vec<Vec<f64>> {
                 let q = input(shape, 1, 2.0, &device).require_grad();
                 let k = input(shape, 3, 2.0, &device).require_grad();
                 let v = input(shape, 2, 1.0, &device).require_grad();
                 let keys = if shared { q.clone() } else { k.clone() };
                 let y = match fused {
-                    true => causal_retrieval(q.clone(), keys, v.clone(), scale, shift),
-                    false => plain(q.clone(), keys, v.clone(), scale, shift),
+                    true => causal_retrieval(q.clone(), keys, v.clone(), scale, band),
+                    false => plain(q.clone(), keys, v.clone(), scale, band),
                 };
                 let g = project(y, 5).backward();
                 let mut out = vec![values(q.grad(&g).unwrap()), values(v.grad(&g).unwrap())];
@@ -83,7 +117,7 @@ fn backward_equals_the_plain_form() {
             let (a, b) = (grads(true), grads(false));
             for (i, (a, b)) in a.iter().zip(&b).enumerate() {
                 let err = rel_err(a, b);
-                assert!(err < 1e-5, "{shape:?} shift {shift}, input {i}: {err:e}");
+                assert!(err < 1e-5, "{shape:?} {band:?}, input {i}: {err:e}");
             }
         }
     }
@@ -98,7 +132,7 @@ fn gradients_match_finite_differences() {
     let errors = gradient_errors(&inputs, DType::F32, 1e-2, |x| {
         let k = x[0].clone().reshape(shape);
         let v = x[1].clone().reshape(shape);
-        project(causal_retrieval(k.clone(), k, v, 1.0, 0), 11)
+        project(causal_retrieval(k.clone(), k, v, 1.0, Band::PAST), 11)
     });
     for (name, err) in ["keys", "values"].iter().zip(&errors) {
         assert!(*err < 2e-3, "{name}: relative error {err:e}");

@@ -6,8 +6,9 @@ mod common;
 use burn::nn::DropoutConfig;
 use burn::tensor::{DType, Device};
 use common::{gradient_errors, noise, project, random, rel_err, values};
+use mosaic_core::Band;
 use mosaic_core::heads::{l2_normalize, per_head};
-use mosaic_core::retrieval::{bank_retrieval, past_retrieval, past_weights};
+use mosaic_core::retrieval::{band_retrieval, band_weights, bank_retrieval};
 use mosaic_core::{ContextMemoryConfig, EXP_PARAM_SCALE};
 
 #[test]
@@ -15,7 +16,7 @@ fn weights_are_a_softmax_over_the_strict_past() {
     let device = Device::flex();
     let (b, h, t, hs) = (2, 3, 9, 4);
     let k = random([b, h, t, hs], &device);
-    let w = values(past_weights(k.clone(), k.clone()));
+    let w = values(band_weights(k.clone(), k.clone(), Band::PAST));
     let kv = values(k);
     for bh in 0..b * h {
         for i in 0..t {
@@ -50,8 +51,8 @@ fn retrieval_is_the_weights_times_the_values() {
     let no_dropout = DropoutConfig::new(0.0).init();
     for t in [1, 2, 9] {
         let (k, v) = (random([2, 3, t, 4], &device), random([2, 3, t, 5], &device));
-        let expected = values(past_weights(k.clone(), k.clone()).matmul(v.clone()));
-        let got = values(past_retrieval(k.clone(), k, v, &no_dropout));
+        let expected = values(band_weights(k.clone(), k.clone(), Band::PAST).matmul(v.clone()));
+        let got = values(band_retrieval(k.clone(), k, v, Band::PAST, &no_dropout));
         assert_eq!(got.len(), expected.len());
         let err = got
             .iter()
@@ -65,14 +66,7 @@ fn retrieval_is_the_weights_times_the_values() {
 #[test]
 fn context_memory_output_is_zero_at_position_zero() {
     let device = Device::flex();
-    let memory = ContextMemoryConfig {
-        n_embd: 16,
-        n_head: 4,
-        n_layer: 2,
-        attn_dropout: 0.0,
-        resid_dropout: 0.0,
-    }
-    .init(&device);
+    let memory = ContextMemoryConfig::new(16, 4, 2).init(&device);
     let x = random([3, 10, 16], &device);
     let y = memory.forward(x);
     let first = values(y.clone().narrow(1, 0, 1));
@@ -100,7 +94,7 @@ fn past_retrieval_gradients_match_finite_differences() {
         let scale = (x[2].clone() * EXP_PARAM_SCALE).exp();
         let k = l2_normalize(x[0].clone().reshape([b, h, t, hs])) * per_head(scale);
         let v = x[1].clone().reshape([b, h, t, hs]);
-        project(past_retrieval(k.clone(), k, v, &dropout), 5)
+        project(band_retrieval(k.clone(), k, v, Band::PAST, &dropout), 5)
     });
     for (name, err) in ["keys", "values", "kernel scale"].iter().zip(&errors) {
         assert!(*err <= 1e-6, "gradient wrt {name}: relative error {err:e}");
@@ -148,7 +142,7 @@ fn f32_gradients_within_one_percent() {
             let scale = (x[2].clone() * EXP_PARAM_SCALE).exp();
             let k = l2_normalize(x[0].clone().reshape([b, h, t, hs])) * per_head(scale);
             let v = x[1].clone().reshape([b, h, t, hs]);
-            project(past_retrieval(k.clone(), k, v, &dropout), 5)
+            project(band_retrieval(k.clone(), k, v, Band::PAST, &dropout), 5)
         },
     );
     for err in errors {

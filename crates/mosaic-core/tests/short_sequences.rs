@@ -7,7 +7,8 @@ mod common;
 
 use burn::tensor::{Device, Tensor};
 use common::{random, rel_err, values};
-use mosaic_core::retrieval::{past_retrieval, past_weights};
+use mosaic_core::Band;
+use mosaic_core::retrieval::{band_retrieval, band_weights};
 use mosaic_core::{
     ContextMemoryConfig, KeyFeatures, LeakyAverage, PersistentMemoryConfig, ValueFeatures,
 };
@@ -51,8 +52,8 @@ fn leaky_average_of_a_short_sequence_is_the_prefix() {
 fn key_features_of_a_short_sequence_are_the_prefix() {
     let device = Device::flex();
     device.seed(2);
-    for power in [1, 2] {
-        let keys = KeyFeatures::new(D, H, power, &device);
+    for (power, gated) in [(1, false), (2, false), (0, true), (1, true)] {
+        let keys = KeyFeatures::new(D, H, D / H, power, gated, &device);
         let x = random([B, LONG, D], &device);
         assert_prefix("keys", x, 1, 2, |x| keys.forward(x));
     }
@@ -64,7 +65,7 @@ fn key_features_of_a_short_sequence_are_the_prefix() {
 fn value_features_of_a_short_sequence_see_nothing_past_the_end() {
     let device = Device::flex();
     device.seed(3);
-    let value = ValueFeatures::new(D, H, &device);
+    let value = ValueFeatures::new(D, H, D / H, &device);
     for len in 1..=4 {
         let x = random([B, LONG, D], &device);
         let zero = Tensor::<3>::zeros([B, 1, D], &device);
@@ -89,19 +90,22 @@ fn retrieval_of_a_short_sequence_is_the_prefix() {
     let dropout = burn::nn::DropoutConfig::new(0.0).init();
     let q = random([B, H, LONG, 3], &device);
     let kv = random([B, H, LONG, 6], &device);
-    assert_prefix("past retrieval", Tensor::cat(vec![q, kv], 3), 2, 2, |x| {
-        let q = x.clone().narrow(3, 0, 3);
-        let k = x.clone().narrow(3, 3, 3);
-        let v = x.narrow(3, 6, 3);
-        past_retrieval(q, k, v, &dropout)
-    });
+    let x = Tensor::cat(vec![q, kv], 3);
     let k = random([B, H, LONG, 3], &device);
-    assert_prefix("past weights", k, 2, 2, |k| {
-        let t = k.dims()[2];
-        // Pad the short rows to the long run's width with the weights' zeros.
-        let w = past_weights(k.clone(), k);
-        Tensor::cat(vec![w, Tensor::zeros([B, H, t, LONG - t], &device)], 3)
-    });
+    for band in [Band::PAST, Band::short_term(3), Band::long_term(3)] {
+        assert_prefix("band retrieval", x.clone(), 2, 2, |x| {
+            let q = x.clone().narrow(3, 0, 3);
+            let k = x.clone().narrow(3, 3, 3);
+            let v = x.narrow(3, 6, 3);
+            band_retrieval(q, k, v, band, &dropout)
+        });
+        assert_prefix("band weights", k.clone(), 2, 2, |k| {
+            let t = k.dims()[2];
+            // Pad the short rows to the long run's width with the weights' zeros.
+            let w = band_weights(k.clone(), k, band);
+            Tensor::cat(vec![w, Tensor::zeros([B, H, t, LONG - t], &device)], 3)
+        });
+    }
 }
 
 /// On both paths of retrieval: Burn's fused attention (the CPU without gradients) and the
@@ -110,26 +114,33 @@ fn retrieval_of_a_short_sequence_is_the_prefix() {
 fn memories_of_a_short_sequence_are_the_prefix() {
     for device in [Device::flex(), Device::flex().autodiff()] {
         device.seed(5);
-        let context = ContextMemoryConfig {
-            n_embd: D,
-            n_head: H,
-            n_layer: 2,
-            attn_dropout: 0.0,
-            resid_dropout: 0.0,
+        // v1, and v2's short- and long-term memories with all its changes.
+        for (band, v2) in [
+            (Band::PAST, false),
+            (Band::short_term(3), true),
+            (Band::long_term(2), true),
+        ] {
+            let context = ContextMemoryConfig {
+                band,
+                adaptive_bandwidth: v2,
+                gated_keys: v2,
+                ..ContextMemoryConfig::new(D, H, 2)
+            }
+            .init(&device);
+            let persistent = PersistentMemoryConfig {
+                n_embd: D,
+                n_head: H,
+                n_layer: 2,
+                pmem_size: 5,
+                pmem_count: 2,
+                attn_dropout: 0.0,
+                resid_dropout: 0.0,
+                gated_keys: v2,
+            }
+            .init(&device);
+            let x = random([B, LONG, D], &device);
+            assert_prefix("context memory", x.clone(), 1, 1, |x| context.forward(x));
+            assert_prefix("persistent memory", x, 1, 1, |x| persistent.forward(x));
         }
-        .init(&device);
-        let persistent = PersistentMemoryConfig {
-            n_embd: D,
-            n_head: H,
-            n_layer: 2,
-            pmem_size: 5,
-            pmem_count: 2,
-            attn_dropout: 0.0,
-            resid_dropout: 0.0,
-        }
-        .init(&device);
-        let x = random([B, LONG, D], &device);
-        assert_prefix("context memory", x.clone(), 1, 1, |x| context.forward(x));
-        assert_prefix("persistent memory", x, 1, 1, |x| persistent.forward(x));
     }
 }

@@ -6,6 +6,7 @@ mod common;
 use burn::tensor::activation::{log_softmax, softmax};
 use burn::tensor::{Bool, DType, Device, Tensor, TensorData};
 use common::{gradient_errors, noise, project, rel_err, tensor, values};
+use mosaic_core::Band;
 use mosaic_core::softmax::{log_softmax_last, masked_softmax, softmax_last};
 
 /// Scores with a wide range, rows of 1, 7 and 300 entries, some -inf (masked) entries.
@@ -22,7 +23,8 @@ fn scores(shape: [usize; 3], device: &Device) -> Tensor<3> {
 }
 
 /// Each fused form and its plain one: softmax, log-softmax, and the masked softmax with the
-/// causal (shift 1) and strictly-past (shift 0) masks as explicit -inf entries.
+/// causal, strictly-past, short-term (window 4) and long-term (offset 3) masks as explicit -inf
+/// entries.
 fn pairs() -> Vec<(&'static str, Op, Op)> {
     vec![
         ("softmax", |x| softmax_last(x), |x| softmax(x, 3)),
@@ -31,21 +33,40 @@ fn pairs() -> Vec<(&'static str, Op, Op)> {
             |x| log_softmax_last(x),
             |x| log_softmax(x, 3),
         ),
-        ("causal", |x| masked_softmax(x, 1), |x| plain_masked(x, 1)),
+        (
+            "causal",
+            |x| masked_softmax(x, Band::CAUSAL),
+            |x| plain_masked(x, Band::CAUSAL),
+        ),
         (
             "strict past",
-            |x| masked_softmax(x, 0),
-            |x| plain_masked(x, 0),
+            |x| masked_softmax(x, Band::PAST),
+            |x| plain_masked(x, Band::PAST),
+        ),
+        (
+            "short-term",
+            |x| masked_softmax(x, Band::short_term(4)),
+            |x| plain_masked(x, Band::short_term(4)),
+        ),
+        (
+            "long-term",
+            |x| masked_softmax(x, Band::long_term(3)),
+            |x| plain_masked(x, Band::long_term(3)),
         ),
     ]
 }
 
 type Op = fn(Tensor<4>) -> Tensor<4>;
 
-fn plain_masked(x: Tensor<4>, shift: usize) -> Tensor<4> {
+/// Query `i` reads `i - window < j <= i - offset`, key 0 alone where that is none.
+fn plain_masked(x: Tensor<4>, band: Band) -> Tensor<4> {
     let [b, h, t, _] = x.dims();
+    let reads = |i: usize, j: usize| j + band.offset <= i && i < j.saturating_add(band.window);
     let hidden: Vec<bool> = (0..t)
-        .flat_map(|i| (0..t).map(move |j| j >= (i + shift).max(1)))
+        .flat_map(|i| {
+            let none = (0..t).all(|j| !reads(i, j));
+            (0..t).map(move |j| !(reads(i, j) || (none && j == 0)))
+        })
         .collect();
     let hidden = Tensor::<4, Bool>::from_data(TensorData::new(hidden, [1, 1, t, t]), &x.device());
     softmax(

@@ -22,6 +22,44 @@ pub struct MemoryMosaicConfig {
     /// Dropout on each unit's output (`hd_dropout`).
     #[serde(default)]
     pub resid_dropout: f64,
+    /// Memory Mosaics v2 (arXiv 2507.03285), eq. 6: each contextual memory's bandwidth grows
+    /// with the pairs it holds, `beta1 n^alpha + beta0`, in place of v1's fixed `s_h^2`.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub adaptive_bandwidth: bool,
+    /// v2, eq. 8: every key extractor is gated, `kbar_t = g_t ktilde_t + lambda_t kbar_{t-1}`
+    /// with `g_t` and `lambda_t` computed from `x_t`, in place of v1's fixed leaky average.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub gated_keys: bool,
+    /// v2, eq. 10: half the heads in a short-term memory (the last `short_window` positions),
+    /// half in a long-term memory (the pairs older than `long_offset` steps), and a SwiGLU
+    /// layer as the persistent memory.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub three_level: bool,
+    /// The short-term memory's window `h`: position `t` reads pairs `t - h + 1 ... t - 1`.
+    #[serde(default = "short_window")]
+    pub short_window: usize,
+    /// The long-term memory's offset `m`: position `t` reads pairs `0 ... t - m`; drawn
+    /// uniformly from `[low, high]` at each training step, `low` otherwise.
+    #[serde(default = "long_offset")]
+    pub long_offset: [usize; 2],
+    /// Hidden width of the SwiGLU layer; `3 n_embd` by default, which gives a block `12 d^2`
+    /// weights as v1 and GPT-2.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub swiglu_hidden: Option<usize>,
+}
+
+/// The paper's `h` at a 4k context.
+fn short_window() -> usize {
+    256
+}
+
+/// The paper's range of `m` at a 4k context.
+fn long_offset() -> [usize; 2] {
+    [64, 256]
+}
+
+fn is_false(b: &bool) -> bool {
+    !b
 }
 
 /// nanoGPT's GPT-2, without biases and with tied embeddings, as the reference's baseline.
@@ -98,7 +136,50 @@ impl MemoryMosaicConfig {
             pmem_count: 1,
             attn_dropout: 0.0,
             resid_dropout: 0.0,
+            adaptive_bandwidth: false,
+            gated_keys: false,
+            three_level: false,
+            short_window: short_window(),
+            long_offset: long_offset(),
+            swiglu_hidden: None,
         }
+    }
+
+    /// Memory Mosaics v2: all three changes on, the short- and long-term memories scaled to
+    /// the block as [`MemoryMosaicConfig::scaled_three_level`] says.
+    pub fn v2(
+        vocab_size: usize,
+        n_layer: usize,
+        n_head: usize,
+        n_embd: usize,
+        block_size: usize,
+    ) -> Self {
+        Self {
+            adaptive_bandwidth: true,
+            gated_keys: true,
+            three_level: true,
+            ..Self::new(vocab_size, n_layer, n_head, n_embd, block_size)
+        }
+        .scaled_three_level()
+    }
+
+    /// The paper's short- and long-term memories scaled down to this block: it trains at 4k
+    /// tokens with `h` 256 and `m` in [64, 256], a sixteenth of the context and less; at the
+    /// block sizes of a CPU that would leave a window of a few words, so here `h` is a quarter
+    /// of the block and `m` ranges from a sixteenth of it to `h` (the paper's `h = 4 m_low`
+    /// and `m_high = h` kept), never below 2 and 1.
+    pub fn scaled_three_level(self) -> Self {
+        let h = (self.block_size / 4).max(2);
+        Self {
+            short_window: h,
+            long_offset: [(self.block_size / 16).max(1), h],
+            ..self
+        }
+    }
+
+    /// The SwiGLU layer's hidden width.
+    pub fn swiglu_width(&self) -> usize {
+        self.swiglu_hidden.unwrap_or(3 * self.n_embd)
     }
 
     /// Checks what [`MemoryMosaicConfig::init`] would otherwise assert.
@@ -116,20 +197,62 @@ impl MemoryMosaicConfig {
             ));
         }
         check_dropout("attn_dropout", self.attn_dropout)?;
-        check_dropout("resid_dropout", self.resid_dropout)
+        check_dropout("resid_dropout", self.resid_dropout)?;
+        if self.three_level {
+            if !self.n_head.is_multiple_of(2) {
+                return Err(ConfigError(format!(
+                    "`three_level` splits the heads between a short- and a long-term memory: \
+                     `n_head` ({}) must be even",
+                    self.n_head
+                )));
+            }
+            if self.short_window < 2 {
+                return Err(ConfigError(format!(
+                    "`short_window` ({}) must be at least 2: a window of h positions holds the \
+                     h - 1 pairs before the present",
+                    self.short_window
+                )));
+            }
+            let [low, high] = self.long_offset;
+            if low == 0 || low > high {
+                return Err(ConfigError(format!(
+                    "`long_offset` [{low}, {high}] must be a range [low, high] with \
+                     1 <= low <= high"
+                )));
+            }
+            if self.swiglu_hidden == Some(0) {
+                return Err(ConfigError("`swiglu_hidden` must be at least 1".into()));
+            }
+        }
+        Ok(())
     }
 
-    /// The exact number of parameters: per block `12 d^2` when `pmem_size = 3.5 d` (three
+    /// The exact number of parameters. v1: per block `12 d^2` when `pmem_size = 3.5 d` (three
     /// `d x d` maps in the contextual memory, two plus `2 pmem_size d` bank entries in the
     /// persistent one), plus two LayerNorm gains and seven per-head scalars; then the tied
-    /// embedding and the final LayerNorm.
+    /// embedding and the final LayerNorm. Gated keys replace each key extractor's decay (one
+    /// scalar per head) with `W_g` and `W_lambda` (`d` each per head); the adaptive bandwidth
+    /// replaces `kappa` with three scalars per head; the three-level memory splits the same
+    /// `3 d^2` of the contextual memory's maps between its two memories and replaces the
+    /// persistent memory with a SwiGLU layer of `3 d hidden` weights.
     pub fn num_params(&self) -> usize {
-        let d = self.n_embd;
-        let block = 3 * d * d
-            + 2 * d * d
-            + 2 * self.pmem_count * self.pmem_size * d
-            + 2 * d
-            + 7 * self.n_head;
+        let (d, h) = (self.n_embd, self.n_head);
+        let key_average = match self.gated_keys {
+            true => 2 * d * h,
+            false => h,
+        };
+        let bandwidth = match self.adaptive_bandwidth {
+            true => 3 * h,
+            false => h,
+        };
+        // Maps, key average, bandwidth, value mix and value scale.
+        let context = 3 * d * d + key_average + bandwidth + 2 * h;
+        let persistent = match self.three_level {
+            true => 3 * d * self.swiglu_width(),
+            // Key map and output, banks, key average, key scale, value scale.
+            false => 2 * d * d + 2 * self.pmem_count * self.pmem_size * d + key_average + 2 * h,
+        };
+        let block = context + persistent + 2 * d;
         self.n_layer * block + self.vocab_size * d + d
     }
 }

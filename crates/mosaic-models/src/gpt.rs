@@ -5,6 +5,7 @@ use burn::module::{Module, Param};
 use burn::nn::{Dropout, DropoutConfig};
 use burn::tensor::module::{embedding, linear};
 use burn::tensor::{Device, Distribution, Int, Tensor};
+use mosaic_core::Band;
 use mosaic_core::Weights;
 use mosaic_core::gelu::gelu_tanh;
 use mosaic_core::heads::{merge_heads, normal_weight, split_heads};
@@ -84,7 +85,7 @@ impl GptBlock {
     /// Causal softmax attention, `(B, H, T, hs)` each.
     fn attend(&self, q: Tensor<4>, k: Tensor<4>, v: Tensor<4>) -> Tensor<4> {
         let scale = 1.0 / (q.dims()[3] as f64).sqrt();
-        masked_retrieval(q, k, v, scale, 1, &self.attn_dropout)
+        masked_retrieval(q, k, v, scale, Band::CAUSAL, &self.attn_dropout)
     }
 
     fn project(&self, y: Tensor<4>) -> Tensor<3> {

@@ -55,6 +55,11 @@ pub enum InputError {
     Empty,
     #[error("a generation cache from the other kind of model; start it with this model's prefill")]
     CacheMismatch,
+    #[error(
+        "GPT's learned position embedding ends at its block_size {block_size}: it cannot read \
+         {len} tokens (a Memory Mosaic can)"
+    )]
+    NoPositions { len: usize, block_size: usize },
 }
 
 impl InputError {

@@ -5,13 +5,17 @@
 //! N blocks:  x = x + ContextMemory(LN1(x));  x = x + PersistentMemory(LN2(x))
 //! final LayerNorm;  logits = head(x) / sqrt(d)
 //! ```
+//!
+//! and its v2 variants ("Memory Mosaics at Scale"), switched on one by one in the config:
+//! adaptive bandwidth, gated keys, and the three-level memory, whose blocks are
+//! `x = x + ShortTerm(LN1(x)) + LongTerm(LN1(x));  x = x + SwiGLU(LN2(x))`.
 
-use burn::module::{Module, Param};
+use burn::module::{Flag, Module, Param};
 use burn::tensor::module::{embedding, linear};
 use burn::tensor::{Device, Distribution, Int, Tensor};
 use mosaic_core::{
-    ContextCache, ContextMemory, ContextMemoryConfig, PersistentMemory, PersistentMemoryConfig,
-    Weights,
+    AdaptiveBandwidth, Band, ContextCache, ContextMemory, ContextMemoryConfig, PersistentMemory,
+    PersistentMemoryConfig, SwiGlu, Weights,
 };
 
 use crate::Forward;
@@ -20,44 +24,121 @@ use crate::config::MemoryMosaicConfig;
 use crate::laid_out;
 use crate::layer_norm::LayerNorm;
 
+/// One block. v1: `x = x + ContextMemory(LN1(x)); x = x + PersistentMemory(LN2(x))`. v2's
+/// three-level memory: the contextual part is a short-term and a long-term memory side by side
+/// (their outputs summed, which is their concatenation times one `W_o`), the persistent part a
+/// SwiGLU layer.
 #[derive(Module, Debug)]
 pub struct Block {
     ln1: LayerNorm,
+    /// The v1 contextual memory, or v2's short-term memory.
     attn: ContextMemory,
+    /// v2's long-term memory.
+    long: Option<ContextMemory>,
     ln2: LayerNorm,
-    pmem: PersistentMemory,
+    /// The v1 persistent memory.
+    pmem: Option<PersistentMemory>,
+    /// v2's persistent memory.
+    ffn: Option<SwiGlu>,
 }
 
 impl Block {
-    pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        let x = x.clone() + self.attn.forward(self.ln1.forward(x));
-        x.clone() + self.pmem.forward(self.ln2.forward(x))
+    /// `long_band`: what the long-term memory reads at this step, if there is one.
+    pub fn forward(&self, x: Tensor<3>, long_band: Option<Band>) -> Tensor<3> {
+        let h = self.ln1.forward(x.clone());
+        let y = match (&self.long, long_band) {
+            (Some(long), Some(band)) => self.attn.forward(h.clone()) + long.forward_band(h, band),
+            (Some(long), None) => self.attn.forward(h.clone()) + long.forward(h),
+            (None, _) => self.attn.forward(h),
+        };
+        let x = x + y;
+        let h = self.ln2.forward(x.clone());
+        match (&self.pmem, &self.ffn) {
+            (Some(pmem), _) => x + pmem.forward(h),
+            (None, Some(ffn)) => x + ffn.forward(h),
+            (None, None) => unreachable!("a block has a persistent memory"),
+        }
     }
 
     fn prefill(&self, x: Tensor<3>) -> (Tensor<3>, BlockCache) {
-        let (y, context) = self.attn.prefill(self.ln1.forward(x.clone()));
+        let h = self.ln1.forward(x.clone());
+        let (mut y, context) = self.attn.prefill(h.clone());
+        let long = self.long.as_ref().map(|long| {
+            let (y_long, cache) = long.prefill(h);
+            y = y.clone() + y_long;
+            cache
+        });
         let x = x + y;
-        let (y, persistent) = self.pmem.prefill(self.ln2.forward(x.clone()));
+        let h = self.ln2.forward(x.clone());
+        let (y, persistent) = match (&self.pmem, &self.ffn) {
+            (Some(pmem), _) => {
+                let (y, state) = pmem.prefill(h);
+                (y, Some(state))
+            }
+            (None, Some(ffn)) => (ffn.forward(h), None),
+            (None, None) => unreachable!("a block has a persistent memory"),
+        };
         (
             x + y,
             BlockCache {
                 context,
+                long,
                 persistent,
             },
         )
     }
 
     fn step(&self, x: Tensor<3>, cache: &mut BlockCache) -> Tensor<3> {
-        let x = x.clone() + self.attn.step(self.ln1.forward(x), &mut cache.context);
-        x.clone() + self.pmem.step(self.ln2.forward(x), &mut cache.persistent)
+        let h = self.ln1.forward(x.clone());
+        let mut y = self.attn.step(h.clone(), &mut cache.context);
+        if let (Some(long), Some(c)) = (&self.long, &mut cache.long) {
+            y = y + long.step(h, c);
+        }
+        let x = x + y;
+        let h = self.ln2.forward(x.clone());
+        match (&self.pmem, &self.ffn, &mut cache.persistent) {
+            (Some(pmem), _, Some(state)) => x + pmem.step(h, state),
+            (None, Some(ffn), _) => x + ffn.forward(h),
+            _ => unreachable!("a block's cache matches its persistent memory"),
+        }
     }
 }
 
 #[derive(Debug, Clone)]
 struct BlockCache {
     context: ContextCache,
-    /// The persistent memory's key extractor's leaky average at the last step.
-    persistent: Tensor<4>,
+    long: Option<ContextCache>,
+    /// The v1 persistent memory's key extractor's state at the last step.
+    persistent: Option<Tensor<4>>,
+}
+
+/// v2's long-term memory offset `m`: drawn uniformly from `[low, high]` for each training
+/// forward pass (one draw for every layer), `low` otherwise. Training is the module's flag
+/// (`.train()`, `.valid()`) on a device with gradients, as for dropout.
+#[derive(Module, Debug)]
+struct LongOffset {
+    low: usize,
+    high: usize,
+    training: Param<Flag>,
+}
+
+impl LongOffset {
+    fn band(&self, device: &Device) -> Band {
+        if !self.training.is_enabled() || !device.is_autodiff() || self.low == self.high {
+            return Band::long_term(self.low);
+        }
+        let draw = Tensor::<1>::random(
+            [1],
+            Distribution::Uniform(self.low as f64, (self.high + 1) as f64),
+            device,
+        );
+        let m = draw
+            .into_data()
+            .iter::<f32>()
+            .next()
+            .unwrap_or(self.low as f32);
+        Band::long_term((m.floor() as usize).clamp(self.low, self.high))
+    }
 }
 
 /// What generation keeps of the sequence so far, per block: the contextual memory's stored
@@ -89,6 +170,8 @@ pub struct MemoryMosaic {
     blocks: Vec<Block>,
     ln_out: LayerNorm,
     block_size: usize,
+    /// v2's long-term memory offset; `None` without the three-level memory.
+    long_offset: Option<LongOffset>,
 }
 
 impl MemoryMosaicConfig {
@@ -98,28 +181,54 @@ impl MemoryMosaicConfig {
     /// refuses.
     pub fn init(&self, device: &Device) -> MemoryMosaic {
         let d = self.n_embd;
+        let memory = |n_head: usize, band: Band| {
+            ContextMemoryConfig {
+                n_embd: d,
+                n_head,
+                head_size: d / self.n_head,
+                n_layer: self.n_layer,
+                attn_dropout: self.attn_dropout,
+                resid_dropout: self.resid_dropout,
+                band,
+                adaptive_bandwidth: self.adaptive_bandwidth,
+                gated_keys: self.gated_keys,
+            }
+            .init(device)
+        };
+        let [low, high] = self.long_offset;
         let blocks = (0..self.n_layer)
             .map(|_| Block {
                 ln1: LayerNorm::new(d, device),
-                attn: ContextMemoryConfig {
-                    n_embd: d,
-                    n_head: self.n_head,
-                    n_layer: self.n_layer,
-                    attn_dropout: self.attn_dropout,
-                    resid_dropout: self.resid_dropout,
-                }
-                .init(device),
+                attn: match self.three_level {
+                    true => memory(self.n_head / 2, Band::short_term(self.short_window)),
+                    false => memory(self.n_head, Band::PAST),
+                },
+                long: self
+                    .three_level
+                    .then(|| memory(self.n_head / 2, Band::long_term(low))),
                 ln2: LayerNorm::new(d, device),
-                pmem: PersistentMemoryConfig {
-                    n_embd: d,
-                    n_head: self.n_head,
-                    n_layer: self.n_layer,
-                    pmem_size: self.pmem_size,
-                    pmem_count: self.pmem_count,
-                    attn_dropout: self.attn_dropout,
-                    resid_dropout: self.resid_dropout,
-                }
-                .init(device),
+                pmem: (!self.three_level).then(|| {
+                    PersistentMemoryConfig {
+                        n_embd: d,
+                        n_head: self.n_head,
+                        n_layer: self.n_layer,
+                        pmem_size: self.pmem_size,
+                        pmem_count: self.pmem_count,
+                        attn_dropout: self.attn_dropout,
+                        resid_dropout: self.resid_dropout,
+                        gated_keys: self.gated_keys,
+                    }
+                    .init(device)
+                }),
+                ffn: self.three_level.then(|| {
+                    SwiGlu::new(
+                        d,
+                        self.swiglu_width(),
+                        self.n_layer,
+                        self.resid_dropout,
+                        device,
+                    )
+                }),
             })
             .collect();
         MemoryMosaic {
@@ -131,21 +240,38 @@ impl MemoryMosaicConfig {
             blocks,
             ln_out: LayerNorm::new(d, device),
             block_size: self.block_size,
+            long_offset: self.three_level.then(|| LongOffset {
+                low,
+                high,
+                training: Param::from_bool(true),
+            }),
         }
     }
 }
 
-/// The learned per-head scalars of one layer, in the units the paper uses.
+/// The learned per-head scalars of one layer, in the units the paper uses. In v2 a scalar
+/// the configuration replaced is empty, and the long-term memory's heads follow the
+/// short-term memory's.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct LayerHeads {
     pub layer: usize,
-    /// Leaky-average decay rate `b_h` of the contextual memory's keys (`lambda = exp(-b)`).
+    /// Leaky-average decay rate `b_h` of the contextual memory's keys (`lambda = exp(-b)`);
+    /// empty with gated keys.
     pub leaky_decay: Vec<f32>,
-    /// Kernel bandwidth `beta_h = s_h^2` of the contextual memory.
+    /// Kernel bandwidth `beta_h = s_h^2` of the contextual memory; empty under an adaptive
+    /// bandwidth.
     pub key_bandwidth: Vec<f32>,
+    /// v2's adaptive bandwidth `beta1 n^alpha + beta0`: `beta0`, `beta1` and `alpha`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub bandwidth_beta0: Vec<f32>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub bandwidth_beta1: Vec<f32>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub bandwidth_alpha: Vec<f32>,
     /// Value mix `c_h`: the weight of the present step against the next.
     pub value_mix: Vec<f32>,
-    /// Leaky-average decay rate of the persistent memory's keys.
+    /// Leaky-average decay rate of the persistent memory's keys; empty with gated keys or a
+    /// SwiGLU persistent memory.
     pub pmem_leaky_decay: Vec<f32>,
 }
 
@@ -157,7 +283,9 @@ impl MemoryMosaic {
             block.ln1.load(weights, &format!("blocks.{i}.ln1.weight"))?;
             block.ln2.load(weights, &format!("blocks.{i}.ln2.weight"))?;
             block.attn.load(weights, &format!("blocks.{i}.attn."))?;
-            block.pmem.load(weights, &format!("blocks.{i}.pmem."))?;
+            if let Some(pmem) = &mut block.pmem {
+                pmem.load(weights, &format!("blocks.{i}.pmem."))?;
+            }
         }
         let name = match weights.contains("emb.weight") {
             true => "emb.weight",
@@ -169,22 +297,50 @@ impl MemoryMosaic {
 
     /// Per-head scalars of every layer.
     pub fn head_scalars(&self) -> Vec<LayerHeads> {
-        let values = |t: Tensor<1>| t.into_data().try_to_vec_as::<f32>().unwrap_or_default();
+        let values = |t: Option<Tensor<1>>| {
+            t.and_then(|t| t.into_data().try_to_vec_as::<f32>().ok())
+                .unwrap_or_default()
+        };
         self.blocks
             .iter()
             .enumerate()
-            .map(|(layer, b)| LayerHeads {
-                layer,
-                leaky_decay: values(b.attn.key().leaky_decay()),
-                key_bandwidth: values(b.attn.key().scale().square()),
-                value_mix: values(b.attn.value().mix()),
-                pmem_leaky_decay: values(b.pmem.key().leaky_decay()),
+            .map(|(layer, b)| {
+                let memories: Vec<&ContextMemory> =
+                    std::iter::once(&b.attn).chain(b.long.as_ref()).collect();
+                let all = |f: &dyn Fn(&ContextMemory) -> Option<Tensor<1>>| {
+                    memories
+                        .iter()
+                        .flat_map(|m| values(f(m)))
+                        .collect::<Vec<f32>>()
+                };
+                let bandwidth = |f: fn(&AdaptiveBandwidth) -> Tensor<1>| {
+                    all(&|m: &ContextMemory| m.bandwidth().map(f))
+                };
+                LayerHeads {
+                    layer,
+                    leaky_decay: all(&|m| m.key().leaky_decay()),
+                    key_bandwidth: all(&|m| m.key().scale().map(|s| s.square())),
+                    bandwidth_beta0: bandwidth(AdaptiveBandwidth::beta0),
+                    bandwidth_beta1: bandwidth(AdaptiveBandwidth::beta1),
+                    bandwidth_alpha: bandwidth(AdaptiveBandwidth::alpha),
+                    value_mix: all(&|m| Some(m.value().mix())),
+                    pmem_leaky_decay: values(b.pmem.as_ref().and_then(|p| p.key().leaky_decay())),
+                }
             })
             .collect()
     }
 
     pub fn block_size(&self) -> usize {
         self.block_size
+    }
+
+    /// The same model accepting sequences of up to `len` tokens: nothing in it depends on
+    /// the position, so it reads sequences longer than those it trained on.
+    pub fn with_block_size(self, len: usize) -> Self {
+        Self {
+            block_size: len,
+            ..self
+        }
     }
 
     /// The device the parameters live on.
@@ -198,8 +354,9 @@ impl MemoryMosaic {
         InputError::check_length(t, self.block_size)?;
         let mut x = embedding(self.emb.val(), ids);
         let mut hidden = Vec::with_capacity(self.blocks.len());
+        let long_band = self.long_offset.as_ref().map(|o| o.band(&x.device()));
         for block in &self.blocks {
-            x = block.forward(x);
+            x = block.forward(x, long_band);
             hidden.push(x.clone());
         }
         Ok(Forward {

@@ -124,6 +124,20 @@ impl LanguageModel {
         }
     }
 
+    /// The model reading sequences of up to `len` tokens, for length extrapolation. A Memory
+    /// Mosaic has no position table (its block size is where training stopped, not a limit of
+    /// the model), so any length; GPT's learned positions end at its block size.
+    pub fn with_context(self, len: usize) -> Result<Self, InputError> {
+        match self {
+            Self::MemoryMosaic(m) => Ok(Self::MemoryMosaic(m.with_block_size(len))),
+            Self::Gpt(m) if len <= m.block_size() => Ok(Self::Gpt(m)),
+            Self::Gpt(m) => Err(InputError::NoPositions {
+                len,
+                block_size: m.block_size(),
+            }),
+        }
+    }
+
     /// The device the parameters live on.
     pub fn device(&self) -> Device {
         match self {

@@ -165,15 +165,15 @@ fn load_mosaic(
             .max(1),
     };
     let config = MemoryMosaicConfig {
-        vocab_size: meta.usize("vocab_size")?,
-        n_layer: meta.usize("n_layer")?,
-        n_head: h,
-        n_embd: d,
-        block_size: meta.usize("block_size")?,
         pmem_size: meta.usize("pmem_size")?,
         pmem_count,
-        attn_dropout: 0.0,
-        resid_dropout: 0.0,
+        ..MemoryMosaicConfig::new(
+            meta.usize("vocab_size")?,
+            meta.usize("n_layer")?,
+            h,
+            d,
+            meta.usize("block_size")?,
+        )
     };
     let mut model = config.init(device);
     model.load(&OnDevice { file, device })?;

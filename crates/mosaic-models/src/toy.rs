@@ -7,8 +7,9 @@
 use burn::module::{Module, Param};
 use burn::tensor::module::linear;
 use burn::tensor::{Device, Distribution, Tensor};
+use mosaic_core::Band;
 use mosaic_core::heads::{merge_heads, next_step, split_heads};
-use mosaic_core::retrieval::{open_retrieval, past_weights};
+use mosaic_core::retrieval::{band_weights, open_retrieval};
 
 /// A real `(d_out, d_in)` matrix made of 2x2 blocks `[[a, -b], [b, a]]`: each block multiplies
 /// the pair `(x_{2j}, x_{2j+1})`, read as the complex number `x_{2j} + i x_{2j+1}`, by `a + ib`.
@@ -148,7 +149,7 @@ impl ToyMosaic {
         let k = split_heads(self.key.forward(x.clone()), self.n_head);
         // The value stored at t has seen x_{t+1}.
         let v = split_heads(self.value.forward(next_step(x, 1)), self.n_head);
-        let weights = past_weights(k.clone() * self.bandwidth, k);
+        let weights = band_weights(k.clone() * self.bandwidth, k, Band::PAST);
         let y = self.out.forward(merge_heads(weights.clone().matmul(v)));
         (y, weights)
     }

@@ -72,16 +72,22 @@ impl Protocol {
 /// 0.05.
 pub fn mosaic_config() -> MemoryMosaicConfig {
     MemoryMosaicConfig {
-        vocab_size: VOCAB,
-        n_layer: 2,
-        n_head: 8,
-        n_embd: 128,
-        block_size: MAX_INPUT,
-        pmem_size: 448,
-        pmem_count: 1,
         attn_dropout: 0.05,
         resid_dropout: 0.05,
+        ..MemoryMosaicConfig::new(VOCAB, 2, 8, 128, MAX_INPUT)
     }
+}
+
+/// [`mosaic_config`] with Memory Mosaics v2's three changes, its short- and long-term memories
+/// scaled to the longest input as [`MemoryMosaicConfig::scaled_three_level`] says.
+pub fn mosaic_v2_config() -> MemoryMosaicConfig {
+    MemoryMosaicConfig {
+        adaptive_bandwidth: true,
+        gated_keys: true,
+        three_level: true,
+        ..mosaic_config()
+    }
+    .scaled_three_level()
 }
 
 /// A 2-layer GPT whose width (a multiple of 8) brings its parameter count nearest to the

@@ -70,51 +70,47 @@ fn the_gpt_baseline_matches_the_mosaic_in_size() {
     );
 }
 
+/// v1 and v2 (whose long-term offset is drawn at each step while training).
 #[test]
 fn a_small_model_learns_a_few_sequences() {
-    let small = ModelConfig::MemoryMosaic(MemoryMosaicConfig {
-        vocab_size: VOCAB,
-        n_layer: 1,
-        n_head: 2,
-        n_embd: 32,
-        block_size: MAX_INPUT,
-        pmem_size: 112,
-        pmem_count: 1,
-        attn_dropout: 0.0,
-        resid_dropout: 0.0,
-    });
-    let data = examples(4, 7);
-    let recipe = Protocol {
-        epochs: 12,
-        batch_size: 4,
-        lr: 1e-2,
-        eval_every: 4,
-        ..Protocol::paper(1e-2)
-    };
-    let before = loss(&small.build(&Device::flex()), &data, 4).unwrap();
-    let mut seen = Vec::new();
-    let trained = train(
-        &small,
-        &data,
-        &data,
-        &recipe,
-        &Device::flex(),
-        &mut |e, l, _| seen.push((e, l)),
-    )
-    .unwrap();
-    assert_eq!(seen.iter().map(|s| s.0).collect::<Vec<_>>(), vec![4, 8, 12]);
-    assert!(
-        trained.best_val_loss < before - 0.3,
-        "loss {before:.3} -> {:.3}",
-        trained.best_val_loss
-    );
-    let score = evaluate(&trained.model, &data, 4).unwrap();
-    assert_eq!(
-        score.positions,
-        data.iter().map(|e| e.inputs().len()).sum::<usize>()
-    );
-    assert!((0.0..=1.0).contains(&score.accuracy()) && (0.0..=1.0).contains(&score.tvd()));
-    assert!(trained.model.num_params() > 0);
+    for small in [
+        MemoryMosaicConfig::new(VOCAB, 1, 2, 32, MAX_INPUT),
+        MemoryMosaicConfig::v2(VOCAB, 1, 2, 32, MAX_INPUT),
+    ] {
+        let small = ModelConfig::MemoryMosaic(small);
+        let data = examples(4, 7);
+        let recipe = Protocol {
+            epochs: 12,
+            batch_size: 4,
+            lr: 1e-2,
+            eval_every: 4,
+            ..Protocol::paper(1e-2)
+        };
+        let before = loss(&small.build(&Device::flex()), &data, 4).unwrap();
+        let mut seen = Vec::new();
+        let trained = train(
+            &small,
+            &data,
+            &data,
+            &recipe,
+            &Device::flex(),
+            &mut |e, l, _| seen.push((e, l)),
+        )
+        .unwrap();
+        assert_eq!(seen.iter().map(|s| s.0).collect::<Vec<_>>(), vec![4, 8, 12]);
+        assert!(
+            trained.best_val_loss < before - 0.3,
+            "{small:?}: loss {before:.3} -> {:.3}",
+            trained.best_val_loss
+        );
+        let score = evaluate(&trained.model, &data, 4).unwrap();
+        assert_eq!(
+            score.positions,
+            data.iter().map(|e| e.inputs().len()).sum::<usize>()
+        );
+        assert!((0.0..=1.0).contains(&score.accuracy()) && (0.0..=1.0).contains(&score.tvd()));
+        assert!(trained.model.num_params() > 0);
+    }
 }
 
 /// Sequences of one and two tokens, in batches of one: nothing to predict is skipped, never an
@@ -145,15 +141,8 @@ fn one_and_two_token_sequences_are_scored() {
 fn length_groups_give_the_padded_batch_gradients() {
     for config in [
         ModelConfig::MemoryMosaic(MemoryMosaicConfig {
-            vocab_size: VOCAB,
-            n_layer: 2,
-            n_head: 2,
-            n_embd: 16,
-            block_size: MAX_INPUT,
             pmem_size: 24,
-            pmem_count: 1,
-            attn_dropout: 0.0,
-            resid_dropout: 0.0,
+            ..MemoryMosaicConfig::new(VOCAB, 2, 2, 16, MAX_INPUT)
         }),
         ModelConfig::Gpt(mosaic_models::GptConfig {
             vocab_size: VOCAB,

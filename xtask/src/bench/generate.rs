@@ -61,7 +61,7 @@ pub fn run(opts: &Options) -> Result<()> {
     let (cached, cached_decode, a) = rates(true)?;
     let (recomputed, recomputed_decode, b) = rates(false)?;
     let same = a == b;
-    let name = model.kind();
+    let name = opts.model.name(model.kind());
     if opts.run.json {
         println!(
             "{}",

@@ -48,19 +48,38 @@ pub struct ModelArgs {
     width: usize,
     #[arg(long, default_value_t = 4096)]
     vocab: usize,
+    /// Memory Mosaics v2's changes to turn on, comma-separated (the three-level memory scaled
+    /// to the block as `MemoryMosaicConfig::scaled_three_level` says).
+    #[arg(long, value_enum, value_delimiter = ',')]
+    v2: Vec<V2Change>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum V2Change {
+    AdaptiveBandwidth,
+    GatedKeys,
+    ThreeLevel,
 }
 
 impl ModelArgs {
     /// The model's configuration for windows of `block` tokens (no dropout).
     fn config(&self, block: usize) -> ModelConfig {
         match self.model {
-            Model::MemoryMosaic => ModelConfig::MemoryMosaic(MemoryMosaicConfig::new(
-                self.vocab,
-                self.layers,
-                self.heads,
-                self.width,
-                block,
-            )),
+            Model::MemoryMosaic => ModelConfig::MemoryMosaic(
+                MemoryMosaicConfig {
+                    adaptive_bandwidth: self.v2.contains(&V2Change::AdaptiveBandwidth),
+                    gated_keys: self.v2.contains(&V2Change::GatedKeys),
+                    three_level: self.v2.contains(&V2Change::ThreeLevel),
+                    ..MemoryMosaicConfig::new(
+                        self.vocab,
+                        self.layers,
+                        self.heads,
+                        self.width,
+                        block,
+                    )
+                }
+                .scaled_three_level(),
+            ),
             Model::Gpt => ModelConfig::Gpt(GptConfig {
                 vocab_size: self.vocab,
                 n_layer: self.layers,
@@ -69,6 +88,21 @@ impl ModelArgs {
                 block_size: block,
                 dropout: 0.0,
             }),
+        }
+    }
+}
+
+impl ModelArgs {
+    /// The model's name in the output: its kind, and the v2 changes turned on.
+    fn name(&self, kind: &str) -> String {
+        let changes: Vec<String> = self
+            .v2
+            .iter()
+            .filter_map(|c| c.to_possible_value().map(|v| v.get_name().to_string()))
+            .collect();
+        match changes.is_empty() {
+            true => kind.to_string(),
+            false => format!("{kind}+{}", changes.join("+")),
         }
     }
 }

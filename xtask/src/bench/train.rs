@@ -41,7 +41,11 @@ pub fn flops_per_token(config: &ModelConfig) -> f64 {
     let (n, layers, d, t) = match config {
         ModelConfig::MemoryMosaic(c) => {
             let d = c.n_embd;
-            let block = 5 * d * d + 2 * c.pmem_count * c.pmem_size * d;
+            // v2's three-level memory: the same contextual maps, a SwiGLU for the bank.
+            let block = match c.three_level {
+                true => 3 * d * d + 3 * d * c.swiglu_width(),
+                false => 5 * d * d + 2 * c.pmem_count * c.pmem_size * d,
+            };
             (
                 c.n_layer * block + c.vocab_size * d,
                 c.n_layer,
@@ -99,7 +103,7 @@ pub fn run(opts: &Options) -> Result<()> {
     let flops = flops_per_token(&config);
     let mfu = flops * tokens_per_second / (gemm * 1e9);
     let rss = peak_rss_mib();
-    let name = engine.model().kind();
+    let name = opts.model.name(engine.model().kind());
     if opts.run.json {
         println!(
             "{}",

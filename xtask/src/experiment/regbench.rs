@@ -12,7 +12,7 @@ use mosaic_data::regbench::{NGram, Score};
 use mosaic_models::device_from_name;
 use mosaic_models::{GptConfig, ModelConfig};
 use mosaic_train::regbench::{
-    Protocol, evaluate, examples, gpt_config_matching, mosaic_config, train,
+    Protocol, evaluate, examples, gpt_config_matching, mosaic_config, mosaic_v2_config, train,
 };
 use plotters::style::RGBColor;
 use serde::{Deserialize, Serialize};
@@ -74,12 +74,19 @@ struct RunResult {
 struct Row {
     n: usize,
     mm: Option<RunResult>,
+    /// Memory Mosaics v2 (adaptive bandwidth, gated keys, three-level memory).
+    v2: Option<RunResult>,
     /// The GPT run with the best validation loss, and the learning rates that were run.
     gpt: Option<RunResult>,
     gpt_lrs: Vec<f64>,
 }
 
-const MODELS: [(&str, f64); 3] = [("memory-mosaic", 5e-4), ("gpt", 2.5e-4), ("gpt", 5e-4)];
+const MODELS: [(&str, f64); 4] = [
+    ("memory-mosaic", 5e-4),
+    ("gpt", 2.5e-4),
+    ("gpt", 5e-4),
+    ("memory-mosaic-v2", 5e-4),
+];
 
 fn run_path(dir: &Path, n: usize, model: &str, lr: f64) -> PathBuf {
     dir.join("runs").join(format!("n{n}-{model}-lr{lr:e}.json"))
@@ -167,6 +174,7 @@ fn train_one(setup: &Setup, train_set: &[Example], model: &str, lr: f64) -> Resu
     let t = Instant::now();
     let config = match model {
         "gpt" => ModelConfig::Gpt(setup.gpt.clone()),
+        "memory-mosaic-v2" => ModelConfig::MemoryMosaic(mosaic_v2_config()),
         _ => ModelConfig::MemoryMosaic(mosaic_config()),
     };
     let protocol = Protocol {
@@ -228,15 +236,17 @@ fn gather(setup: &Setup) -> Result<Vec<Row>> {
                 .collect()
         };
         let mm = runs("memory-mosaic")?.pop();
+        let v2 = runs("memory-mosaic-v2")?.pop();
         let gpts = runs("gpt")?;
         let gpt_lrs = gpts.iter().map(|g| g.lr).collect();
         let gpt = gpts
             .into_iter()
             .min_by(|a, b| a.best_val_loss.total_cmp(&b.best_val_loss));
-        if mm.is_some() || gpt.is_some() {
+        if mm.is_some() || gpt.is_some() || v2.is_some() {
             rows.push(Row {
                 n,
                 mm,
+                v2,
                 gpt,
                 gpt_lrs,
             });
@@ -253,10 +263,10 @@ fn plot(setup: &Setup, rows: &[Row]) -> Result<()> {
         ("TVD", "tvd.svg", |_, tvd| tvd),
     ];
     for (metric, file, pick) in metrics {
-        let ours = |gpt: bool| -> Vec<(f64, f64)> {
+        let ours = |pick_run: fn(&Row) -> &Option<RunResult>| -> Vec<(f64, f64)> {
             rows.iter()
                 .filter_map(|r| {
-                    let run = if gpt { &r.gpt } else { &r.mm };
+                    let run = pick_run(r);
                     run.as_ref()
                         .map(|run| (r.n as f64, pick(run.accuracy, run.tvd)))
                 })
@@ -279,9 +289,11 @@ fn plot(setup: &Setup, rows: &[Row]) -> Result<()> {
             color,
             thin,
         };
+        let green = RGBColor(44, 160, 44);
         let mut lines = vec![
-            line("Memory Mosaic (ours)", ours(false), blue, false),
-            line("GPT (ours)", ours(true), red, false),
+            line("Memory Mosaic (ours)", ours(|r| &r.mm), blue, false),
+            line("Memory Mosaic v2 (ours)", ours(|r| &r.v2), green, false),
+            line("GPT (ours)", ours(|r| &r.gpt), red, false),
             line("Memory Mosaic (paper)", paper(false), blue, true),
             line("Transformer (paper)", paper(true), red, true),
         ];
@@ -309,7 +321,9 @@ fn write_report(setup: &Setup, rows: &[Row]) -> Result<String> {
         "Written by `cargo xtask experiment regbench` (this invocation {:.0} s on `{}`; each run's own time and \
          device are in the table). Memory Mosaic: d 128, 8 heads, 2 layers, pmem_size 448, dropout 0.05, lr 5e-4 \
          ({} parameters); GPT: 2 layers, 8 heads, d {} ({} parameters), lr 2.5e-4 and 5e-4, the better by \
-         validation loss. AdamW (0.9, 0.999), weight decay 0.1, batch 32, {} epochs, warm-up from 1e-6 over \
+         validation loss; Memory Mosaic v2: the same with adaptive bandwidth, gated keys and the three-level \
+         memory (short-term window {}, long-term offsets {:?}, SwiGLU of width {}; {} parameters), lr 5e-4. \
+         AdamW (0.9, 0.999), weight decay 0.1, batch 32, {} epochs, warm-up from 1e-6 over \
          10 % of the steps then cosine to 0.1 lr, gradient clip 1, the checkpoint with the best loss on 500 \
          validation automata (checked every 10 epochs); scores pooled over every input position of 500 test \
          automata. Each run's result is in `regbench/runs/`; the command skips runs already there.\n",
@@ -318,13 +332,17 @@ fn write_report(setup: &Setup, rows: &[Row]) -> Result<String> {
         mosaic_config().num_params(),
         setup.gpt.n_embd,
         setup.gpt.num_params(),
+        mosaic_v2_config().short_window,
+        mosaic_v2_config().long_offset,
+        mosaic_v2_config().swiglu_width(),
+        mosaic_v2_config().num_params(),
         setup.epochs,
     )?;
     writeln!(
         md,
-        "| N | Memory Mosaic acc / TVD | GPT acc / TVD | paper MM | paper Transformer |"
+        "| N | Memory Mosaic acc / TVD | Memory Mosaic v2 acc / TVD | GPT acc / TVD | paper MM | paper Transformer |"
     )?;
-    writeln!(md, "|---:|---|---|---|---|")?;
+    writeln!(md, "|---:|---|---|---|---|---|")?;
     for r in rows {
         writeln!(md, "{}", table_row(r))?;
     }
@@ -365,9 +383,10 @@ fn table_row(r: &Row) -> String {
         }
     };
     format!(
-        "| {} | {} | {}{lrs} | {} | {} |",
+        "| {} | {} | {} | {}{lrs} | {} | {} |",
         r.n,
         cell(&r.mm),
+        cell(&r.v2),
         cell(&r.gpt),
         p.map_or("-".into(), |p| format!("{:.3} / {:.3}", p.mm.0, p.mm.1)),
         p.map_or("-".into(), |p| format!(

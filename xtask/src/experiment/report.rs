@@ -1,6 +1,7 @@
 //! The report of a `runs` experiment, written from the runs' measured results only: a table of
-//! every run, the best run of each model in each group side by side, the claims checked,
-//! loss curves, per-position losses (in distribution and out of it), and the continuations.
+//! every run, the best run of each model (or labelled variant) in each group side by side, the
+//! claims checked, length extrapolation, loss curves, per-position losses (in distribution and
+//! out of it), and the continuations.
 
 use std::fmt::Write as _;
 
@@ -34,6 +35,7 @@ pub fn write(
     runs_table(&mut md, results)?;
     best_table(&mut md, &groups)?;
     claims(&mut md, &spec.claims, &groups)?;
+    extrapolation(&mut md, name, &groups, layout)?;
     figures(&mut md, name, &groups, layout)?;
     samples(&mut md, spec, &groups)?;
     std::fs::write(&layout.report, md)
@@ -42,15 +44,17 @@ pub fn write(
     Ok(())
 }
 
-/// Each group's best run (lowest validation loss) of each model, in the runs' order.
+/// Each group's best run (lowest validation loss) of each model or labelled variant, in the
+/// runs' order.
 struct Group<'a> {
     name: String,
     best: Vec<&'a RunResult>,
 }
 
 impl Group<'_> {
-    fn model(&self, kind: &str) -> Option<&RunResult> {
-        self.best.iter().copied().find(|r| r.model == kind)
+    /// The best run of a model kind or label.
+    fn model(&self, key: &str) -> Option<&RunResult> {
+        self.best.iter().copied().find(|r| r.key() == key)
     }
 }
 
@@ -69,7 +73,7 @@ fn groups(results: &[RunResult]) -> Vec<Group<'_>> {
         };
         // A run that diverged counts only when the model has no other.
         let rank = |x: &RunResult| (x.diverged_at.is_some(), x.val_loss);
-        match group.best.iter_mut().find(|b| b.model == r.model) {
+        match group.best.iter_mut().find(|b| b.key() == r.key()) {
             Some(b) if rank(r) < rank(b) => *b = r,
             Some(_) => {}
             None => group.best.push(r),
@@ -83,6 +87,14 @@ fn label(model: &str) -> &str {
         "memory_mosaic" => "Memory Mosaic",
         "gpt" => "GPT",
         other => other,
+    }
+}
+
+/// A run's name in tables and legends: its label, or its model's.
+fn display(r: &RunResult) -> &str {
+    match r.label.is_empty() {
+        true => label(&r.model),
+        false => &r.label,
     }
 }
 
@@ -103,7 +115,7 @@ fn runs_table(md: &mut String, results: &[RunResult]) -> Result<()> {
             md,
             "| {} | {} | {} | {} | {:e} | {steps} | {:.4} | {ood} | {:.0} s | {:.0} |",
             r.name,
-            label(&r.model),
+            display(r),
             r.n_layer,
             r.params,
             r.learning_rate,
@@ -116,7 +128,8 @@ fn runs_table(md: &mut String, results: &[RunResult]) -> Result<()> {
 }
 
 fn best_table(md: &mut String, groups: &[Group]) -> Result<()> {
-    if !groups.iter().any(|g| g.best.len() > 1) {
+    let both = |g: &Group| g.model("memory_mosaic").is_some() && g.model("gpt").is_some();
+    if !groups.iter().any(both) {
         return Ok(());
     }
     writeln!(md, "\n## Each model at its best learning rate\n")?;
@@ -151,14 +164,29 @@ fn late(per_position: &[f64]) -> f64 {
     tail.iter().sum::<f64>() / tail.len().max(1) as f64
 }
 
-/// GPT's value of `metric` minus the Memory Mosaic's: positive when the Memory Mosaic is ahead.
-fn gap(metric: Metric, mm: &RunResult, gpt: &RunResult) -> Option<f64> {
-    Some(match metric {
-        Metric::Val => gpt.val_loss - mm.val_loss,
-        Metric::Ood => gpt.ood_loss? - mm.ood_loss?,
-        Metric::ValLate => late(&gpt.val_per_position) - late(&mm.val_per_position),
-        Metric::OodLate => late(&gpt.ood_per_position) - late(&mm.ood_per_position),
-    })
+/// The mean loss past the training block in windows of `factor` blocks.
+fn beyond(r: &RunResult, factor: usize) -> Option<f64> {
+    let e = r.extrapolation.iter().find(|e| e.factor == factor)?;
+    let block = e.length / e.factor;
+    let tail = e.per_position.get(block..).filter(|t| !t.is_empty())?;
+    Some(tail.iter().sum::<f64>() / tail.len() as f64)
+}
+
+fn metric(metric: Metric, r: &RunResult) -> Option<f64> {
+    match metric {
+        Metric::Val => Some(r.val_loss),
+        Metric::Ood => r.ood_loss,
+        Metric::ValLate => Some(late(&r.val_per_position)),
+        Metric::OodLate => (!r.ood_per_position.is_empty()).then(|| late(&r.ood_per_position)),
+        Metric::Beyond2x => beyond(r, 2),
+        Metric::Beyond4x => beyond(r, 4),
+        Metric::Rise4x => Some(beyond(r, 4)? - late(&r.val_per_position)),
+    }
+}
+
+/// `against`'s value of `metric` minus `model`'s: positive when `model` is ahead.
+fn gap(m: Metric, model: &RunResult, against: &RunResult) -> Option<f64> {
+    Some(metric(m, against)? - metric(m, model)?)
 }
 
 fn claims(md: &mut String, claims: &[Claim], groups: &[Group]) -> Result<()> {
@@ -170,8 +198,8 @@ fn claims(md: &mut String, claims: &[Claim], groups: &[Group]) -> Result<()> {
         let pair = groups
             .iter()
             .find(|g| g.name == c.group)
-            .and_then(|g| Some((g.model("memory_mosaic")?, g.model("gpt")?)));
-        let Some(gap) = pair.and_then(|(mm, gpt)| gap(c.metric, mm, gpt)) else {
+            .and_then(|g| Some((g.model(&c.model)?, g.model(&c.against)?)));
+        let Some((model, against)) = pair else {
             writeln!(
                 md,
                 "- **not measured**: {} (group `{}` lacks a run)",
@@ -179,13 +207,30 @@ fn claims(md: &mut String, claims: &[Claim], groups: &[Group]) -> Result<()> {
             )?;
             continue;
         };
+        let Some(gap) = gap(c.metric, model, against) else {
+            writeln!(
+                md,
+                "- **not measured**: {} ({} not measured for {} or {})",
+                c.text,
+                c.metric.describe(),
+                display(model),
+                display(against)
+            )?;
+            continue;
+        };
         let holds = c.ahead.is_none_or(|a| gap >= a) && c.within.is_none_or(|w| gap.abs() <= w);
         let verdict = if holds { "holds" } else { "does not hold" };
+        let value = |r: &RunResult| metric(c.metric, r).unwrap_or(f64::NAN);
         writeln!(
             md,
-            "- **{verdict}**: {} ({}: GPT's minus the Memory Mosaic's {gap:+.4})",
+            "- **{verdict}**: {} ({}: {} {:.4}, {} {:.4}; {} ahead by {gap:+.4})",
             c.text,
-            c.metric.describe()
+            c.metric.describe(),
+            display(model),
+            value(model),
+            display(against),
+            value(against),
+            display(model),
         )?;
     }
     Ok(())
@@ -193,9 +238,143 @@ fn claims(md: &mut String, claims: &[Claim], groups: &[Group]) -> Result<()> {
 
 const BLUE: RGBColor = RGBColor(31, 119, 180);
 const RED: RGBColor = RGBColor(214, 39, 40);
+/// For the Memory Mosaic's labelled variants (GPT stays red).
+const PALETTE: [RGBColor; 6] = [
+    BLUE,
+    RGBColor(255, 127, 14),
+    RGBColor(44, 160, 44),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+    RGBColor(23, 190, 207),
+];
 
-fn color(model: &str) -> RGBColor {
-    if model == "gpt" { RED } else { BLUE }
+fn color(r: &RunResult, group: &Group) -> RGBColor {
+    if r.model == "gpt" {
+        return RED;
+    }
+    let index = group
+        .best
+        .iter()
+        .filter(|b| b.model != "gpt")
+        .position(|b| b.key() == r.key())
+        .unwrap_or(0);
+    PALETTE[index % PALETTE.len()]
+}
+
+/// Per-position losses of long windows averaged over runs of `SMOOTH` positions, so that the
+/// curves of several models stay readable.
+const SMOOTH: usize = 16;
+
+fn extrapolation(md: &mut String, name: &str, groups: &[Group], layout: &Layout) -> Result<()> {
+    let factors: Vec<usize> = {
+        let mut f: Vec<usize> = groups
+            .iter()
+            .flat_map(|g| {
+                g.best
+                    .iter()
+                    .flat_map(|r| r.extrapolation.iter().map(|e| e.factor))
+            })
+            .collect();
+        f.sort_unstable();
+        f.dedup();
+        f
+    };
+    if factors.is_empty() {
+        return Ok(());
+    }
+    writeln!(md, "\n## Length extrapolation\n")?;
+    writeln!(
+        md,
+        "The validation split (stories one after the other) in windows of 1, {} training \
+         blocks; the mean loss over the whole window, and over the positions past the training \
+         block alone.\n",
+        factors
+            .iter()
+            .map(|f| f.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    )?;
+    let mut header = "| group | model | parameters | 1 block |".to_string();
+    let mut rule = "|---|---|---:|---:|".to_string();
+    for f in &factors {
+        write!(header, " {f} blocks | past the block, {f} blocks |")?;
+        rule.push_str("---:|---:|");
+    }
+    writeln!(md, "{header}\n{rule}")?;
+    for g in groups {
+        for r in &g.best {
+            let mut row = format!(
+                "| {} | {} | {} | {:.4} |",
+                g.name,
+                display(r),
+                r.params,
+                r.val_loss
+            );
+            for &f in &factors {
+                match r.extrapolation.iter().find(|e| e.factor == f) {
+                    Some(e) if e.loss.is_some() => {
+                        let past = beyond(r, f).map_or("-".into(), |v| format!("{v:.4}"));
+                        write!(row, " {:.4} | {past} |", e.loss.unwrap_or_default())?;
+                    }
+                    Some(_) => row.push_str(" cannot read it | - |"),
+                    None => row.push_str(" - | - |"),
+                }
+            }
+            writeln!(md, "{row}")?;
+        }
+    }
+    let mut notes: Vec<String> = Vec::new();
+    for &f in &factors {
+        for r in groups.iter().flat_map(|g| g.best.iter()) {
+            let note = r.extrapolation.iter().find(|e| e.factor == f);
+            if let Some(n) = note.and_then(|e| e.note.clone())
+                && !notes.contains(&n)
+            {
+                notes.push(n);
+            }
+        }
+    }
+    for n in notes {
+        writeln!(md, "\n*cannot read it*: {n}")?;
+    }
+    let longest = *factors.last().expect("not empty");
+    for (i, g) in groups.iter().enumerate() {
+        let lines: Vec<Line> = g
+            .best
+            .iter()
+            .map(|r| {
+                // The longest window a model can read: GPT's stops at its block.
+                let values = r
+                    .extrapolation
+                    .iter()
+                    .find(|e| e.factor == longest && e.loss.is_some())
+                    .map_or(&r.val_per_position, |e| &e.per_position);
+                let points = values
+                    .chunks(SMOOTH)
+                    .enumerate()
+                    .map(|(c, v)| {
+                        let x = (c * SMOOTH) as f64 + (v.len() as f64 - 1.0) / 2.0;
+                        (x, v.iter().sum::<f64>() / v.len() as f64)
+                    })
+                    .collect();
+                Line {
+                    label: display(r).into(),
+                    points,
+                    color: color(r, g),
+                    thin: false,
+                }
+            })
+            .collect();
+        let file = format!("extrapolation-{i}.svg");
+        let title = format!(
+            "{}: validation loss by position, windows of {longest} training blocks",
+            g.name
+        );
+        let axes = ("position in the window", "loss (mean of 16 positions)");
+        lines_chart(&layout.results.join(&file), &title, axes, &lines)?;
+        writeln!(md, "\n![{} extrapolation]({name}/{file})", g.name)?;
+    }
+    Ok(())
 }
 
 fn figures(md: &mut String, name: &str, groups: &[Group], layout: &Layout) -> Result<()> {
@@ -203,18 +382,14 @@ fn figures(md: &mut String, name: &str, groups: &[Group], layout: &Layout) -> Re
     for (i, g) in groups.iter().enumerate() {
         let mut curves = Vec::new();
         for r in &g.best {
-            let m = label(&r.model);
+            let m = display(r);
             let points = |val: bool| -> Vec<(f64, f64)> {
                 let pick = |&(s, t, v): &(usize, f64, f64)| (s as f64, if val { v } else { t });
                 r.curve.iter().map(pick).collect()
             };
-            curves.push(line(
-                format!("{m} validation"),
-                points(true),
-                &r.model,
-                false,
-            ));
-            curves.push(line(format!("{m} training"), points(false), &r.model, true));
+            let c = color(r, g);
+            curves.push(line(format!("{m} validation"), points(true), c, false));
+            curves.push(line(format!("{m} training"), points(false), c, true));
         }
         let file = format!("loss-{i}.svg");
         let title = format!("{}: loss during training", g.name);
@@ -236,7 +411,7 @@ fn figures(md: &mut String, name: &str, groups: &[Group], layout: &Layout) -> Re
                         &r.val_per_position
                     };
                     let points = values.iter().enumerate().map(|(p, &v)| (p as f64, v));
-                    line(label(&r.model).into(), points.collect(), &r.model, false)
+                    line(display(r).into(), points.collect(), color(r, g), false)
                 })
                 .filter(|l| !l.points.is_empty())
                 .collect();
@@ -253,11 +428,11 @@ fn figures(md: &mut String, name: &str, groups: &[Group], layout: &Layout) -> Re
     Ok(())
 }
 
-fn line(label: String, points: Vec<(f64, f64)>, model: &str, thin: bool) -> Line {
+fn line(label: String, points: Vec<(f64, f64)>, color: RGBColor, thin: bool) -> Line {
     Line {
         label,
         points,
-        color: color(model),
+        color,
         thin,
     }
 }
@@ -270,7 +445,7 @@ fn samples(md: &mut String, spec: &Spec, groups: &[Group]) -> Result<()> {
     )?;
     for g in groups {
         for r in &g.best {
-            writeln!(md, "**{}, {}** (`{}`):\n", g.name, label(&r.model), r.name)?;
+            writeln!(md, "**{}, {}** (`{}`):\n", g.name, display(r), r.name)?;
             writeln!(md, "> {}\n", r.sample.trim().replace('\n', "\n> "))?;
         }
     }

@@ -25,6 +25,9 @@ use super::spec::{RunSpec, Spec};
 pub struct RunResult {
     pub name: String,
     pub group: String,
+    /// The run's label in comparisons (empty: its model kind).
+    #[serde(default)]
+    pub label: String,
     pub model: String,
     pub params: usize,
     pub n_layer: usize,
@@ -46,6 +49,31 @@ pub struct RunResult {
     /// the last checkpoint before it.
     #[serde(default)]
     pub diverged_at: Option<usize>,
+    /// Validation losses in windows longer than the training block.
+    #[serde(default)]
+    pub extrapolation: Vec<Extrapolation>,
+}
+
+/// The validation split in windows of `factor` training blocks.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Extrapolation {
+    pub factor: usize,
+    pub length: usize,
+    /// `None` where the model cannot read such windows (`note` says why).
+    pub loss: Option<f64>,
+    pub per_position: Vec<f64>,
+    #[serde(default)]
+    pub note: Option<String>,
+}
+
+impl RunResult {
+    /// The name comparisons use: the label, or the model kind.
+    pub fn key(&self) -> &str {
+        match self.label.is_empty() {
+            true => &self.model,
+            false => &self.label,
+        }
+    }
 }
 
 /// Where an experiment's files go.
@@ -212,6 +240,7 @@ fn train_and_measure(
     let mut result = measure(spec, &config, trainer.model(), opts)?;
     result.name = run.name.clone();
     result.group = run.group.clone();
+    result.label = run.label.clone().unwrap_or_default();
     result.curve = curve(&metrics)?;
     result.steps = trainer.step();
     result.tokens = trainer.step() * trainer.tokens_per_step();
@@ -248,6 +277,32 @@ fn measure(
         }
         None => None,
     };
+    let val_tokens = TokenFile::open(&config.data.dir, Split::Val)?;
+    let mut extrapolation = Vec::new();
+    for &factor in &spec.eval.extrapolate {
+        let length = factor * block;
+        let measured = match model.clone().with_context(length) {
+            Ok(long) => {
+                eprintln!("evaluating windows of {length} tokens");
+                let l = losses(&long, &val_tokens, length, (batch / factor).max(1))?;
+                Extrapolation {
+                    factor,
+                    length,
+                    loss: Some(l.loss),
+                    per_position: l.per_position,
+                    note: None,
+                }
+            }
+            Err(e) => Extrapolation {
+                factor,
+                length,
+                loss: None,
+                per_position: Vec::new(),
+                note: Some(e.to_string()),
+            },
+        };
+        extrapolation.push(measured);
+    }
     let prompt = tokenizer.encode(&spec.eval.prompt)?;
     let sample_opts = SampleOptions {
         max_new_tokens: spec
@@ -263,6 +318,7 @@ fn measure(
     Ok(RunResult {
         name: String::new(),
         group: String::new(),
+        label: String::new(),
         model: model.kind().into(),
         params: model.num_params(),
         n_layer: config.model.n_layer(),
@@ -279,6 +335,7 @@ fn measure(
         tokens_per_second: 0.0,
         device: opts.device.clone(),
         diverged_at: None,
+        extrapolation,
     })
 }
 

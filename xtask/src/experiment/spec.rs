@@ -15,18 +15,25 @@
 //! [eval]                 # measured on each finished run
 //! ood = "datasets/text/wikitext2-test.raw.txt"
 //! prompt = "Once upon a time"
+//! extrapolate = [2, 4]   # also evaluate windows of 2 and 4 training blocks (where the
+//!                        # model can read them: GPT's learned positions stop at one)
 //!
 //! [[runs]]               # each a `mosaic train` config with overrides
 //! name = "mosaic-depth1-lr1e-3"
 //! group = "depth 1"      # the report compares the models within a group
+//! label = "v1"           # optional: compare runs of one model kind as variants by label
 //! config = "experiments/configs/stories-mosaic.toml"
 //! set = ["model.n_layer=1", "train.learning_rate=1e-3"]
 //!
 //! [[claims]]             # the paper's claims, checked on the best run of each model
 //! text = "at depth 1 the Memory Mosaic is ahead"
 //! group = "depth 1"
-//! metric = "val"         # val, ood, val_late, ood_late (positions 64 on)
+//! metric = "val"         # val, ood, val_late, ood_late (positions 64 on), beyond_2x and
+//!                        # beyond_4x (past the training block in the longer windows), rise_4x
+//!                        # (beyond_4x minus val_late)
 //! ahead = 0.02           # holds when GPT's loss minus the Memory Mosaic's is at least this
+//! model = "memory_mosaic"  # optional: the run (model kind or label) expected ahead...
+//! against = "gpt"        # ...and the one it is compared with
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -79,6 +86,9 @@ pub struct EvalSpec {
     pub max_new_tokens: usize,
     #[serde(default = "defaults::batch_size")]
     pub batch_size: usize,
+    /// Window lengths, in training blocks, at which to evaluate length extrapolation.
+    #[serde(default)]
+    pub extrapolate: Vec<usize>,
 }
 
 impl Default for EvalSpec {
@@ -88,6 +98,7 @@ impl Default for EvalSpec {
             prompt: "Once upon a time".into(),
             max_new_tokens: defaults::new_tokens(),
             batch_size: defaults::batch_size(),
+            extrapolate: Vec::new(),
         }
     }
 }
@@ -99,6 +110,12 @@ mod defaults {
     pub fn batch_size() -> usize {
         16
     }
+    pub fn model() -> String {
+        "memory_mosaic".into()
+    }
+    pub fn against() -> String {
+        "gpt".into()
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -107,6 +124,10 @@ pub struct RunSpec {
     pub name: String,
     #[serde(default)]
     pub group: String,
+    /// The run's name in the report's comparisons, in place of its model kind: variants of
+    /// one model side by side.
+    #[serde(default)]
+    pub label: Option<String>,
     pub config: PathBuf,
     #[serde(default)]
     pub set: Vec<String>,
@@ -119,6 +140,15 @@ pub enum Metric {
     Ood,
     ValLate,
     OodLate,
+    #[serde(rename = "beyond_2x")]
+    Beyond2x,
+    #[serde(rename = "beyond_4x")]
+    Beyond4x,
+    /// How much the loss past the training block (windows of 4 blocks) is above the loss from
+    /// position 64 on in windows of one block: how much a model loses reading past the length
+    /// it trained on, compared with positions that also have plenty of context.
+    #[serde(rename = "rise_4x")]
+    Rise4x,
 }
 
 impl Metric {
@@ -128,6 +158,12 @@ impl Metric {
             Self::Ood => "out-of-distribution loss",
             Self::ValLate => "validation loss from position 64 on",
             Self::OodLate => "out-of-distribution loss from position 64 on",
+            Self::Beyond2x => "validation loss past the training block, in windows of 2 blocks",
+            Self::Beyond4x => "validation loss past the training block, in windows of 4 blocks",
+            Self::Rise4x => {
+                "validation loss past the training block in windows of 4 blocks, minus the loss \
+                 from position 64 on in windows of one block"
+            }
         }
     }
 }
@@ -142,6 +178,12 @@ pub struct Claim {
     pub ahead: Option<f64>,
     /// Holds when the two differ by at most this.
     pub within: Option<f64>,
+    /// The run (model kind or label) expected ahead; the Memory Mosaic by default.
+    #[serde(default = "defaults::model")]
+    pub model: String,
+    /// The run it is compared with; GPT by default.
+    #[serde(default = "defaults::against")]
+    pub against: String,
 }
 
 impl Spec {

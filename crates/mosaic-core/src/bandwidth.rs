@@ -1,0 +1,66 @@
+//! Adaptive bandwidth (Memory Mosaics v2, eq. 6): kernel-smoothing theory shrinks the kernel's
+//! width as the data grows, so the bandwidth of a memory holding `n` pairs is
+//! `beta = beta1 n^alpha + beta0`, learned per head with `beta0 = exp(min(theta0, 10))`,
+//! `beta1 = exp(min(theta1, 10))` and `alpha = min(|theta_alpha|, 1)` (both theta start at 1.5,
+//! `theta_alpha` at 1/3, the paper's Table 6). With unit-norm keys the kernel is
+//! `softmax_i(beta k . k_i)`, so the bandwidth scales the query alone.
+
+use burn::module::{Module, Param};
+use burn::tensor::{Device, Tensor, TensorData};
+
+/// `beta0` and `beta1` are capped at `exp(10)`.
+pub const BANDWIDTH_CAP: f64 = 10.0;
+const THETA_INIT: f32 = 1.5;
+const ALPHA_INIT: f32 = 1.0 / 3.0;
+
+#[derive(Module, Debug)]
+pub struct AdaptiveBandwidth {
+    theta0: Param<Tensor<1>>,
+    theta1: Param<Tensor<1>>,
+    theta_alpha: Param<Tensor<1>>,
+}
+
+impl AdaptiveBandwidth {
+    pub fn new(n_head: usize, device: &Device) -> Self {
+        let param = |v: f32| Param::from_data(TensorData::new(vec![v; n_head], [n_head]), device);
+        Self {
+            theta0: param(THETA_INIT),
+            theta1: param(THETA_INIT),
+            theta_alpha: param(ALPHA_INIT),
+        }
+    }
+
+    /// `beta0`, `(H,)`.
+    pub fn beta0(&self) -> Tensor<1> {
+        self.theta0.val().clamp_max(BANDWIDTH_CAP).exp()
+    }
+
+    /// `beta1`, `(H,)`.
+    pub fn beta1(&self) -> Tensor<1> {
+        self.theta1.val().clamp_max(BANDWIDTH_CAP).exp()
+    }
+
+    /// `alpha`, `(H,)`.
+    pub fn alpha(&self) -> Tensor<1> {
+        self.theta_alpha.val().abs().clamp_max(1.0)
+    }
+
+    /// The bandwidth of each head for memories holding `counts[t]` pairs, shaped
+    /// `(1, H, T, 1)` to scale queries `(B, H, T, hs)`. A count of 0 is taken as 1: such a
+    /// memory answers zero whatever its bandwidth.
+    pub fn beta(&self, counts: &[usize]) -> Tensor<4> {
+        let [h] = self.theta0.dims();
+        let t = counts.len();
+        let theta = self.theta0.val();
+        let log_n: Vec<f32> = counts.iter().map(|&n| (n.max(1) as f32).ln()).collect();
+        // In the parameters' type: a mixed-precision step computes in f16.
+        let log_n = Tensor::<1>::from_data(
+            TensorData::new(log_n, [t]),
+            (&theta.device(), theta.dtype()),
+        )
+        .reshape([1, t]);
+        let grown = (self.alpha().reshape([h, 1]) * log_n).exp();
+        let beta = self.beta1().reshape([h, 1]) * grown + self.beta0().reshape([h, 1]);
+        beta.reshape([1, h, t, 1])
+    }
+}
