@@ -43,13 +43,15 @@ pub struct Block {
 }
 
 impl Block {
-    /// `long_band`: what the long-term memory reads at this step, if there is one.
+    /// `long_band`: what the long-term memory reads in this pass (its own band if `None`).
     pub fn forward(&self, x: Tensor<3>, long_band: Option<Band>) -> Tensor<3> {
         let h = self.ln1.forward(x.clone());
-        let y = match (&self.long, long_band) {
-            (Some(long), Some(band)) => self.attn.forward(h.clone()) + long.forward_band(h, band),
-            (Some(long), None) => self.attn.forward(h.clone()) + long.forward(h),
-            (None, _) => self.attn.forward(h),
+        let y = match &self.long {
+            Some(long) => {
+                let band = long_band.unwrap_or(long.band());
+                self.attn.forward(h.clone()) + long.forward_band(h, band)
+            }
+            None => self.attn.forward(h),
         };
         let x = x + y;
         let h = self.ln2.forward(x.clone());
