@@ -3,9 +3,9 @@
 //! Which past ones is its [`Band`]: all of them in v1, the last few (short-term) or the old
 //! ones (long-term) in v2's three-level memory.
 
+use crate::linear::linear;
 use burn::module::{Module, Param};
 use burn::nn::{Dropout, DropoutConfig};
-use burn::tensor::module::linear;
 use burn::tensor::{Device, Tensor};
 
 use crate::band::Band;
@@ -292,7 +292,7 @@ impl ContextMemory {
 
     fn output(&self, y: Tensor<4>) -> Tensor<3> {
         self.resid_dropout
-            .forward(linear(merge_heads(y), self.c_proj.val(), None))
+            .forward(linear(merge_heads(y), self.c_proj.val()))
     }
 
     /// The attention weights of every head, `(B, H, T, T)`, without dropout: which past

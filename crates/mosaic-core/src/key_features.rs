@@ -5,8 +5,8 @@
 //! depends on `x_t, x_{t-1}, ...` only. Under an adaptive bandwidth the keys stay unit-norm
 //! (no `s_h`): the memory scales its queries instead.
 
+use crate::linear::linear;
 use burn::module::{Module, Param};
-use burn::tensor::module::linear;
 use burn::tensor::{Device, Tensor, TensorData};
 
 use crate::EXP_PARAM_SCALE;
@@ -48,7 +48,7 @@ impl KeyGates {
     /// `(log g, log lambda)` of every step, both `(B, H, T, 1)`.
     fn forward(&self, x: Tensor<3>) -> (Tensor<4>, Tensor<4>) {
         let per_step = |w: &Param<Tensor<2>>| {
-            linear(x.clone(), w.val(), None)
+            linear(x.clone(), w.val())
                 .swap_dims(1, 2)
                 .unsqueeze_dim::<4>(3)
         };
@@ -161,7 +161,7 @@ impl KeyFeatures {
     }
 
     fn project(&self, x: Tensor<3>) -> Tensor<4> {
-        split_heads(linear(x, self.weight.val(), None), self.n_head)
+        split_heads(linear(x, self.weight.val()), self.n_head)
     }
 
     fn finish(&self, kbar: Tensor<4>) -> Tensor<4> {

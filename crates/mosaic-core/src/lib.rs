@@ -23,6 +23,7 @@ pub mod key_features;
 pub mod layer_norm;
 pub mod leaky_average;
 pub mod leaky_scan;
+pub mod linear;
 mod matrix;
 pub mod persistent_memory;
 pub mod retrieval;

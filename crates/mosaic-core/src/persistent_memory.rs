@@ -2,9 +2,9 @@
 //! every head looks its key up in a learned bank of `pmem_size` key/value pairs. With
 //! `pmem_count > 1` banks, their answers are averaged.
 
+use crate::linear::linear;
 use burn::module::{Module, Param};
 use burn::nn::{Dropout, DropoutConfig};
-use burn::tensor::module::linear;
 use burn::tensor::{Device, Distribution, Tensor, TensorData};
 
 use crate::EXP_PARAM_SCALE;
@@ -142,6 +142,6 @@ impl PersistentMemory {
         }
         let y = y.expect("pmem_count >= 1") / count as f64 * per_head(self.value_scale());
         self.resid_dropout
-            .forward(linear(merge_heads(y), self.c_proj.val(), None))
+            .forward(linear(merge_heads(y), self.c_proj.val()))
     }
 }

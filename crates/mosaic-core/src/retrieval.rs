@@ -19,9 +19,9 @@ pub fn fused_attention(device: &Device) -> bool {
     !device.is_autodiff() && *device == Device::flex()
 }
 
-/// Whether this crate's fused CPU operations run (softmaxes, retrievals, the leaky scan,
-/// LayerNorm, GELU): Burn's `flex` backend, with or without gradients, in f32. The one switch
-/// they all use.
+/// Whether this crate's fused CPU operations run (projections, softmaxes, retrievals, the
+/// leaky scan, LayerNorm, GELU): Burn's `flex` backend, with or without gradients, in f32. The
+/// one switch they all use.
 pub fn cpu_kernels(device: &Device, dtype: DType) -> bool {
     dtype == DType::F32 && device.clone().inner() == Device::flex()
 }

@@ -1,10 +1,10 @@
 //! The persistent memory of Memory Mosaics v2: a SwiGLU feed-forward layer,
 //! `W2 (SiLU(W1 x) * W3 x)`, in place of v1's learned bank of key/value pairs.
 
+use crate::linear::linear;
 use burn::module::{Module, Param};
 use burn::nn::{Dropout, DropoutConfig};
 use burn::tensor::activation::silu;
-use burn::tensor::module::linear;
 use burn::tensor::{Device, Tensor};
 
 use crate::heads::normal_weight;
@@ -43,7 +43,7 @@ impl SwiGlu {
     /// `x`: `(B, T, d)`, already layer-normalised -> `(B, T, d)`. Position by position, so a
     /// cached generation step is the same call on one position.
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        let h = silu(linear(x.clone(), self.gate.val(), None)) * linear(x, self.up.val(), None);
-        self.dropout.forward(linear(h, self.down.val(), None))
+        let h = silu(linear(x.clone(), self.gate.val())) * linear(x, self.up.val());
+        self.dropout.forward(linear(h, self.down.val()))
     }
 }

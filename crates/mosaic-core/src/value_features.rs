@@ -3,8 +3,8 @@
 //! `v_t = exp(10 nu_h) vbar_t / |vbar_t|`. A value stored at `t` has seen `x_{t+1}`: the
 //! strictly-past mask of retrieval is what keeps it from leaking the future.
 
+use crate::linear::linear;
 use burn::module::{Module, Param};
-use burn::tensor::module::linear;
 use burn::tensor::{Device, Distribution, Tensor, TensorData};
 
 use crate::EXP_PARAM_SCALE;
@@ -83,7 +83,7 @@ impl ValueFeatures {
     /// `w = W_v x` in heads, `(B, H, T, hs)`: a value needs the `w` of its own step and of the
     /// next, so generation keeps the last one until the next token arrives.
     pub fn project(&self, x: Tensor<3>) -> Tensor<4> {
-        split_heads(linear(x, self.weight.val(), None), self.n_head)
+        split_heads(linear(x, self.weight.val()), self.n_head)
     }
 
     /// The values from `w` and the `w` one step ahead (`next`), same shapes.

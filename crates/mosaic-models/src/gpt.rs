@@ -3,12 +3,13 @@
 
 use burn::module::{Module, Param};
 use burn::nn::{Dropout, DropoutConfig};
-use burn::tensor::module::{embedding, linear};
+use burn::tensor::module::embedding;
 use burn::tensor::{Device, Distribution, Int, Tensor};
 use mosaic_core::Band;
 use mosaic_core::Weights;
 use mosaic_core::gelu::gelu_tanh;
 use mosaic_core::heads::{merge_heads, normal_weight, split_heads};
+use mosaic_core::linear::linear;
 use mosaic_core::retrieval::{masked_retrieval, open_retrieval};
 
 use crate::Forward;
@@ -77,7 +78,7 @@ impl GptBlock {
 
     fn qkv(&self, x: Tensor<3>) -> (Tensor<4>, Tensor<4>, Tensor<4>) {
         let d = x.dims()[2];
-        let qkv = linear(x, self.c_attn.val(), None);
+        let qkv = linear(x, self.c_attn.val());
         let heads = |i: usize| split_heads(qkv.clone().narrow(2, i * d, d), self.n_head);
         (heads(0), heads(1), heads(2))
     }
@@ -90,15 +91,13 @@ impl GptBlock {
 
     fn project(&self, y: Tensor<4>) -> Tensor<3> {
         self.resid_dropout
-            .forward(linear(merge_heads(y), self.attn_proj.val(), None))
+            .forward(linear(merge_heads(y), self.attn_proj.val()))
     }
 
     /// `x + MLP(LN2(x))`.
     fn mlp(&self, x: Tensor<3>) -> Tensor<3> {
-        let h = gelu_tanh(linear(self.ln_2.forward(x.clone()), self.c_fc.val(), None));
-        x + self
-            .resid_dropout
-            .forward(linear(h, self.mlp_proj.val(), None))
+        let h = gelu_tanh(linear(self.ln_2.forward(x.clone()), self.c_fc.val()));
+        x + self.resid_dropout.forward(linear(h, self.mlp_proj.val()))
     }
 }
 
@@ -257,6 +256,6 @@ impl Gpt {
     }
 
     fn head(&self, x: Tensor<3>, weight: Tensor<2>) -> Tensor<3> {
-        linear(self.ln_f.forward(x), weight, None)
+        linear(self.ln_f.forward(x), weight)
     }
 }

@@ -11,8 +11,9 @@
 //! `x = x + ShortTerm(LN1(x)) + LongTerm(LN1(x));  x = x + SwiGLU(LN2(x))`.
 
 use burn::module::{Flag, Module, Param};
-use burn::tensor::module::{embedding, linear};
+use burn::tensor::module::embedding;
 use burn::tensor::{Device, Distribution, Int, Tensor};
+use mosaic_core::linear::linear;
 use mosaic_core::{
     AdaptiveBandwidth, Band, ContextCache, ContextMemory, ContextMemoryConfig, PersistentMemory,
     PersistentMemoryConfig, SwiGlu, Weights,
@@ -403,6 +404,6 @@ impl MemoryMosaic {
     fn head(&self, x: Tensor<3>, weight: Tensor<2>) -> Tensor<3> {
         let x = self.ln_out.forward(x);
         let [_, d] = self.emb.dims();
-        linear(x, weight, None) * (1.0 / (d as f64).sqrt())
+        linear(x, weight) * (1.0 / (d as f64).sqrt())
     }
 }

@@ -5,10 +5,10 @@
 //! which moons a head reads shows in the magnitudes of its blocks.
 
 use burn::module::{Module, Param};
-use burn::tensor::module::linear;
 use burn::tensor::{Device, Distribution, Tensor};
 use mosaic_core::Band;
 use mosaic_core::heads::{merge_heads, next_step, split_heads};
+use mosaic_core::linear::linear;
 use mosaic_core::retrieval::{band_weights, open_retrieval};
 
 /// A real `(d_out, d_in)` matrix made of 2x2 blocks `[[a, -b], [b, a]]`: each block multiplies
@@ -54,7 +54,7 @@ impl ComplexLinear {
 
     /// `x W^T`.
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
-        linear(x, self.weight().transpose(), None)
+        linear(x, self.weight().transpose())
     }
 
     /// `scale` times the identity (`d_in == d_out`).

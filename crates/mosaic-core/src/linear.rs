@@ -1,0 +1,119 @@
+//! `x W` for a weight stored `(d_in, d_out)`, the product behind every projection, as one
+//! operation with its own backward pass on the `flex` CPU backend.
+//!
+//! Burn's CPU backend runs a `(B, T, d_in)` input against a shared weight as `B` separate
+//! single-threaded products (each packing the weight again), differentiates it as a batched
+//! matmul (a `(B, d_in, d_out)` weight gradient, then summed), and allocates every output
+//! cleared and then copied into an aligned buffer. Here the rows of every batch are one
+//! `(B T, d_in)` matrix: one product forward, `dx = dy W^T` and `dW = x^T dy` backward, each
+//! on all threads, each writing a fresh buffer once.
+
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::flex::FlexTensor;
+use burn::backend::tensor::FloatTensor;
+use burn::backend::{Autodiff, Backend, Dispatch, Flex, backend_extension};
+use burn::tensor::{Tensor, module};
+
+use crate::matrix::{View, product};
+use crate::retrieval::cpu_kernels;
+
+/// `x W`: `x` `(..., d_in)`, `weight` `(d_in, d_out)`, no bias.
+pub fn linear<const D: usize>(x: Tensor<D>, weight: Tensor<2>) -> Tensor<D> {
+    if !cpu_kernels(&x.device(), x.dtype()) {
+        return module::linear(x, weight, None);
+    }
+    let mut dims = x.dims();
+    let [d_in, d_out] = weight.dims();
+    let rows = dims[..D - 1].iter().product::<usize>();
+    let x = x.reshape([rows, d_in]);
+    let y = Tensor::<2>::from_dispatch(Dispatch::linear_product(
+        x.into_dispatch(),
+        weight.into_dispatch(),
+    ));
+    dims[D - 1] = d_out;
+    y.reshape(dims)
+}
+
+#[backend_extension(Flex, Autodiff)]
+pub trait LinearBackend: Backend {
+    /// `x W`, `x` `(n, d_in)`, `W` `(d_in, d_out)`.
+    fn linear_product(x: FloatTensor<Self>, weight: FloatTensor<Self>) -> FloatTensor<Self>;
+
+    /// `op(a) op(b)`, each operand transposed where asked: the backward pass's products.
+    fn transposed_product(
+        a: FloatTensor<Self>,
+        a_t: bool,
+        b: FloatTensor<Self>,
+        b_t: bool,
+    ) -> FloatTensor<Self>;
+}
+
+impl LinearBackend for Flex {
+    fn linear_product(x: FlexTensor, weight: FlexTensor) -> FlexTensor {
+        product(&View::new(&x), false, &View::new(&weight), false)
+    }
+
+    fn transposed_product(a: FlexTensor, a_t: bool, b: FlexTensor, b_t: bool) -> FlexTensor {
+        product(&View::new(&a), a_t, &View::new(&b), b_t)
+    }
+}
+
+impl<B: LinearBackend, C: CheckpointStrategy> LinearBackend for Autodiff<B, C> {
+    fn linear_product(x: FloatTensor<Self>, weight: FloatTensor<Self>) -> FloatTensor<Self> {
+        #[derive(Debug)]
+        struct LinearProduct;
+
+        impl<B: LinearBackend> Backward<B, 2> for LinearProduct {
+            /// The input and the weight.
+            type State = (FloatTensor<B>, FloatTensor<B>);
+
+            fn backward(
+                self,
+                ops: Ops<Self::State, 2>,
+                grads: &mut Gradients,
+                _: &mut Checkpointer,
+            ) {
+                let (x, weight) = ops.state;
+                let grad = grads.consume::<B>(&ops.node);
+                let [x_node, w_node] = &ops.parents;
+                let dx = x_node
+                    .as_ref()
+                    .map(|_| B::transposed_product(grad.clone(), false, weight, true));
+                let dw = w_node
+                    .as_ref()
+                    .map(|_| B::transposed_product(x, true, grad, false));
+                for (parent, grad) in ops.parents.into_iter().zip([dx, dw]) {
+                    if let (Some(node), Some(grad)) = (parent, grad) {
+                        grads.register::<B>(node.id, grad);
+                    }
+                }
+            }
+        }
+
+        let (x, x_node) = x.into_parts();
+        let (weight, w_node) = weight.into_parts();
+        match LinearProduct
+            .prepare::<C>([x_node, w_node])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let y = B::linear_product(x.clone(), weight.clone());
+                prep.finish((x, weight), y)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::linear_product(x, weight)),
+        }
+    }
+
+    fn transposed_product(
+        _: FloatTensor<Self>,
+        _: bool,
+        _: FloatTensor<Self>,
+        _: bool,
+    ) -> FloatTensor<Self> {
+        unreachable!("called by the backward pass of linear_product only, on the inner backend")
+    }
+}
