@@ -78,8 +78,14 @@ impl GptBlock {
 
     fn qkv(&self, x: Tensor<3>) -> (Tensor<4>, Tensor<4>, Tensor<4>) {
         let d = x.dims()[2];
-        let qkv = linear(x, self.c_attn.val());
-        let heads = |i: usize| split_heads(qkv.clone().narrow(2, i * d, d), self.n_head);
+        // One product per third of the weight (a view, read in place) rather than slices of
+        // one `(B, T, 3d)` output: each slice's backward would clear and fill a gradient the
+        // size of the whole output.
+        let w = self.c_attn.val();
+        let heads = |i: usize| {
+            let part = linear(x.clone(), w.clone().narrow(1, i * d, d));
+            split_heads(part, self.n_head)
+        };
         (heads(0), heads(1), heads(2))
     }
 
