@@ -3,7 +3,6 @@
 //! Which past ones is its [`Band`]: all of them in v1, the last few (short-term) or the old
 //! ones (long-term) in v2's three-level memory.
 
-use crate::linear::linear;
 use burn::module::{Module, Param};
 use burn::nn::{Dropout, DropoutConfig};
 use burn::tensor::{Device, Tensor};
@@ -12,6 +11,7 @@ use crate::band::Band;
 use crate::bandwidth::AdaptiveBandwidth;
 use crate::heads::{merge_heads, next_step, normal_weight};
 use crate::key_features::KeyFeatures;
+use crate::linear::linear;
 use crate::retrieval::{band_retrieval, band_weights, open_retrieval};
 use crate::value_features::ValueFeatures;
 use crate::weights::Weights;

@@ -5,7 +5,6 @@
 //! depends on `x_t, x_{t-1}, ...` only. Under an adaptive bandwidth the keys stay unit-norm
 //! (no `s_h`): the memory scales its queries instead.
 
-use crate::linear::linear;
 use burn::module::{Module, Param};
 use burn::tensor::{Device, Tensor, TensorData};
 
@@ -13,6 +12,7 @@ use crate::EXP_PARAM_SCALE;
 use crate::gated_scan::{gated_scan, gated_step};
 use crate::heads::{l2_normalize, normal_weight, per_head, split_heads};
 use crate::leaky_average::LeakyAverage;
+use crate::linear::linear;
 use crate::weights::Weights;
 
 /// The reference caps `10 * kappa` at 5 so that `s^2` stays inside fp16 range.

@@ -2,7 +2,6 @@
 //! every head looks its key up in a learned bank of `pmem_size` key/value pairs. With
 //! `pmem_count > 1` banks, their answers are averaged.
 
-use crate::linear::linear;
 use burn::module::{Module, Param};
 use burn::nn::{Dropout, DropoutConfig};
 use burn::tensor::{Device, Distribution, Tensor, TensorData};
@@ -10,6 +9,7 @@ use burn::tensor::{Device, Distribution, Tensor, TensorData};
 use crate::EXP_PARAM_SCALE;
 use crate::heads::{merge_heads, normal_weight, per_head};
 use crate::key_features::KeyFeatures;
+use crate::linear::linear;
 use crate::retrieval::bank_retrieval;
 use crate::value_features::VALUE_SCALE_INIT;
 use crate::weights::Weights;

@@ -1,13 +1,13 @@
 //! The persistent memory of Memory Mosaics v2: a SwiGLU feed-forward layer,
 //! `W2 (SiLU(W1 x) * W3 x)`, in place of v1's learned bank of key/value pairs.
 
-use crate::linear::linear;
 use burn::module::{Module, Param};
 use burn::nn::{Dropout, DropoutConfig};
 use burn::tensor::activation::silu;
 use burn::tensor::{Device, Tensor};
 
 use crate::heads::normal_weight;
+use crate::linear::linear;
 
 #[derive(Module, Debug)]
 pub struct SwiGlu {

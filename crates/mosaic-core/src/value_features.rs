@@ -3,12 +3,12 @@
 //! `v_t = exp(10 nu_h) vbar_t / |vbar_t|`. A value stored at `t` has seen `x_{t+1}`: the
 //! strictly-past mask of retrieval is what keeps it from leaking the future.
 
-use crate::linear::linear;
 use burn::module::{Module, Param};
 use burn::tensor::{Device, Distribution, Tensor, TensorData};
 
 use crate::EXP_PARAM_SCALE;
 use crate::heads::{l2_normalize, next_step, normal_weight, per_head, split_heads};
+use crate::linear::linear;
 use crate::weights::Weights;
 
 /// Initial `nu_h` (stored value); the value scale starts at `exp(-0.5)`.
