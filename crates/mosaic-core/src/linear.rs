@@ -11,13 +11,13 @@
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
-use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind, binary};
 use burn::backend::flex::FlexTensor;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, Backend, Dispatch, Flex, backend_extension};
 use burn::tensor::{Tensor, module};
 
-use crate::matrix::{View, product};
+use crate::matrix::{product, view};
 use crate::retrieval::cpu_kernels;
 
 /// `x W`: `x` `(..., d_in)`, `weight` `(d_in, d_out)`, no bias.
@@ -53,11 +53,11 @@ pub trait LinearBackend: Backend {
 
 impl LinearBackend for Flex {
     fn linear_product(x: FlexTensor, weight: FlexTensor) -> FlexTensor {
-        product(&View::new(&x), false, &View::new(&weight), false)
+        product(&view(&x), false, &view(&weight), false)
     }
 
     fn transposed_product(a: FlexTensor, a_t: bool, b: FlexTensor, b_t: bool) -> FlexTensor {
-        product(&View::new(&a), a_t, &View::new(&b), b_t)
+        product(&view(&a), a_t, &view(&b), b_t)
     }
 }
 
@@ -77,19 +77,13 @@ impl<B: LinearBackend, C: CheckpointStrategy> LinearBackend for Autodiff<B, C> {
                 _: &mut Checkpointer,
             ) {
                 let (x, weight) = ops.state;
-                let grad = grads.consume::<B>(&ops.node);
-                let [x_node, w_node] = &ops.parents;
-                let dx = x_node
-                    .as_ref()
-                    .map(|_| B::transposed_product(grad.clone(), false, weight, true));
-                let dw = w_node
-                    .as_ref()
-                    .map(|_| B::transposed_product(x, true, grad, false));
-                for (parent, grad) in ops.parents.into_iter().zip([dx, dw]) {
-                    if let (Some(node), Some(grad)) = (parent, grad) {
-                        grads.register::<B>(node.id, grad);
-                    }
-                }
+                binary::<B, _, _>(
+                    ops.parents,
+                    ops.node,
+                    grads,
+                    |grad| B::transposed_product(grad, false, weight, true),
+                    |grad| B::transposed_product(x, true, grad, false),
+                );
             }
         }
 

@@ -1,94 +1,109 @@
-//! Matrices inside slices of `f32` and their products on the calling thread (the `gemm`
-//! crate, which the CPU backend's matmul uses too), for the fused operations' kernels.
+//! Matrices inside slices of `f32` and their products (the `gemm` crate, which the CPU
+//! backend's matmul uses too), for the fused operations' kernels.
 
 use burn::backend::flex::FlexTensor;
 use burn::tensor::TensorData;
 use gemm::{Parallelism, gemm};
 
-/// A row-major `rows x cols` matrix at the start of a slice; `transposed` reads it as
-/// `cols x rows`.
+/// A `rows x cols` matrix inside a slice: element `(i, j)` at `i * rs + j * cs`.
 #[derive(Clone, Copy)]
 pub struct Mat<'a> {
     data: &'a [f32],
     rows: usize,
     cols: usize,
-    transposed: bool,
+    rs: usize,
+    cs: usize,
 }
 
-impl Mat<'_> {
-    fn shape(&self) -> (usize, usize) {
-        match self.transposed {
-            false => (self.rows, self.cols),
-            true => (self.cols, self.rows),
+impl<'a> Mat<'a> {
+    /// The matrix with strides `(rs, cs)` at the start of `data`, which must hold every
+    /// element they reach.
+    fn strided(data: &'a [f32], rows: usize, cols: usize, rs: usize, cs: usize) -> Mat<'a> {
+        let last = (rows.max(1) - 1) * rs + (cols.max(1) - 1) * cs;
+        assert!(
+            rows * cols == 0 || last < data.len(),
+            "a {rows} x {cols} matrix past the end of its {} elements",
+            data.len()
+        );
+        Mat {
+            data,
+            rows,
+            cols,
+            rs,
+            cs,
         }
     }
 
-    /// (row stride, column stride) of the matrix as read.
-    fn strides(&self) -> (isize, isize) {
-        match self.transposed {
-            false => (self.cols as isize, 1),
-            true => (1, self.cols as isize),
+    pub fn t(self) -> Mat<'a> {
+        Mat {
+            rows: self.cols,
+            cols: self.rows,
+            rs: self.cs,
+            cs: self.rs,
+            ..self
         }
+    }
+
+    fn t_if(self, t: bool) -> Mat<'a> {
+        if t { self.t() } else { self }
     }
 }
 
 /// The row-major `rows x cols` matrix at the start of `data`.
 pub fn mat(data: &[f32], rows: usize, cols: usize) -> Mat<'_> {
-    assert!(
-        data.len() >= rows * cols,
-        "a {rows} x {cols} matrix in {}",
-        data.len()
-    );
-    Mat {
-        data,
-        rows,
-        cols,
-        transposed: false,
-    }
+    Mat::strided(data, rows, cols, cols, 1)
 }
 
-impl<'a> Mat<'a> {
-    pub fn t(self) -> Mat<'a> {
-        Mat {
-            transposed: !self.transposed,
-            ..self
-        }
+/// `dst = scale a b` (or `dst += scale a b` with `accumulate`), `dst` row-major `m x n`.
+///
+/// # Safety
+/// `dst` must be valid for writing `m x n` elements that overlap neither operand, and for
+/// reading them too when `accumulate`.
+unsafe fn product_into(
+    dst: *mut f32,
+    a: Mat,
+    b: Mat,
+    scale: f32,
+    accumulate: bool,
+    parallelism: Parallelism,
+) {
+    let ((m, k), (k2, n)) = ((a.rows, a.cols), (b.rows, b.cols));
+    assert_eq!(k, k2, "inner dimensions");
+    // SAFETY: `Mat::strided` checked that every element the strides reach lies inside each
+    // operand's slice; the caller vouches for `dst`.
+    unsafe {
+        gemm(
+            m,
+            n,
+            k,
+            dst,
+            1,
+            n as isize,
+            accumulate,
+            a.data.as_ptr(),
+            a.cs as isize,
+            a.rs as isize,
+            b.data.as_ptr(),
+            b.cs as isize,
+            b.rs as isize,
+            1.0,
+            scale,
+            false,
+            false,
+            false,
+            parallelism,
+        )
     }
 }
 
 /// `dst = scale a b` (or `dst += scale a b` with `accumulate`), `dst` row-major `m x n`, on
 /// this thread.
 pub fn matmul(dst: &mut [f32], a: Mat, b: Mat, scale: f32, accumulate: bool) {
-    let ((m, k), (k2, n)) = (a.shape(), b.shape());
-    assert_eq!(k, k2, "inner dimensions");
+    let (m, n) = (a.rows, b.cols);
     assert!(dst.len() >= m * n, "a {m} x {n} product in {}", dst.len());
-    let ((a_rs, a_cs), (b_rs, b_cs)) = (a.strides(), b.strides());
-    // SAFETY: the asserts above keep every index the strides reach inside the three slices
-    // (`mat` checked `rows * cols` elements for each operand), and `dst` is borrowed mutably
-    // while `a` and `b` are shared borrows, so they cannot overlap.
-    unsafe {
-        gemm(
-            m,
-            n,
-            k,
-            dst.as_mut_ptr(),
-            1,
-            n as isize,
-            accumulate,
-            a.data.as_ptr(),
-            a_cs,
-            a_rs,
-            b.data.as_ptr(),
-            b_cs,
-            b_rs,
-            1.0,
-            scale,
-            false,
-            false,
-            false,
-            Parallelism::None,
-        )
-    }
+    // SAFETY: `dst` is a mutable borrow of at least `m x n` elements, so it is valid for
+    // reading and writing them and cannot overlap the shared borrows `a` and `b`.
+    unsafe { product_into(dst.as_mut_ptr(), a, b, scale, accumulate, Parallelism::None) }
 }
 
 /// `x` laid out contiguously, and its shape.
@@ -103,91 +118,43 @@ pub fn tensor(data: Vec<f32>, shape: Vec<usize>) -> FlexTensor {
     FlexTensor::from_data(TensorData::new(data, shape))
 }
 
-/// A 2-D CPU tensor as gemm reads it: its storage, where it starts, and (row, column) strides.
-/// Any view without negative strides is read in place (a transposed weight is a view).
-pub struct View {
-    tensor: FlexTensor,
-    start: usize,
-    rows: usize,
-    cols: usize,
-    rs: isize,
-    cs: isize,
-}
-
-impl View {
-    pub fn new(x: &FlexTensor) -> View {
-        let layout = x.layout();
-        let shape = layout.shape();
-        assert_eq!(shape.num_dims(), 2, "a matrix");
-        let (rows, cols) = (shape[0], shape[1]);
-        let strides = layout.strides();
-        let tensor = match strides.iter().all(|&s| s >= 0) {
-            true => x.clone(),
-            false => x.to_contiguous(),
-        };
-        let layout = tensor.layout();
-        let (rs, cs) = (layout.strides()[0], layout.strides()[1]);
-        let start = layout.start_offset();
-        let last = start + (rows.max(1) - 1) * rs as usize + (cols.max(1) - 1) * cs as usize;
-        assert!(
-            rows * cols == 0 || last < tensor.storage::<f32>().len(),
-            "a {rows} x {cols} view past its storage"
-        );
-        View {
-            tensor,
-            start,
-            rows,
-            cols,
-            rs,
-            cs,
-        }
-    }
-
-    /// (rows, columns, row stride, column stride), read transposed where `t`.
-    fn read(&self, t: bool) -> (usize, usize, isize, isize) {
-        match t {
-            false => (self.rows, self.cols, self.rs, self.cs),
-            true => (self.cols, self.rows, self.cs, self.rs),
-        }
+/// A 2-D CPU tensor read in place, as [`Mat`], wherever its strides are not negative (a
+/// transposed or sliced weight is a view); laid out contiguously otherwise.
+pub fn view(x: &FlexTensor) -> FlexTensor {
+    match x.layout().strides().iter().all(|&s| s >= 0) {
+        true => x.clone(),
+        false => x.to_contiguous(),
     }
 }
 
-/// `op(a) op(b)` into a new row-major tensor, `op` transposing where asked, on every thread of
-/// the pool. The output is never cleared first: gemm writes each element once (it reads the
-/// destination only when asked to accumulate), which saves a pass over it and, unlike the
-/// backend's own matmul, a copy into an aligned buffer.
-pub fn product(a: &View, a_t: bool, b: &View, b_t: bool) -> FlexTensor {
-    let (m, k, a_rs, a_cs) = a.read(a_t);
-    let (k2, n, b_rs, b_cs) = b.read(b_t);
-    assert_eq!(k, k2, "inner dimensions");
+/// The matrix of a 2-D tensor returned by [`view`].
+fn as_mat(x: &FlexTensor) -> Mat<'_> {
+    let layout = x.layout();
+    let (shape, strides) = (layout.shape(), layout.strides());
+    assert_eq!(shape.num_dims(), 2, "a matrix");
+    let data = &x.storage::<f32>()[layout.start_offset()..];
+    Mat::strided(
+        data,
+        shape[0],
+        shape[1],
+        strides[0] as usize,
+        strides[1] as usize,
+    )
+}
+
+/// `op(a) op(b)` of two tensors from [`view`] into a new row-major tensor, `op` transposing
+/// where asked, on every thread of the pool. The output is never cleared first: gemm writes
+/// each element once (it reads the destination only when asked to accumulate), which saves a
+/// pass over it and, unlike the backend's own matmul, a copy into an aligned buffer.
+pub fn product(a: &FlexTensor, a_t: bool, b: &FlexTensor, b_t: bool) -> FlexTensor {
+    let (a, b) = (as_mat(a).t_if(a_t), as_mat(b).t_if(b_t));
+    let (m, n) = (a.rows, b.cols);
     let mut out: Vec<f32> = Vec::with_capacity(m * n);
-    let (a_data, b_data) = (a.tensor.storage::<f32>(), b.tensor.storage::<f32>());
-    // SAFETY: `View::new` checked that every element the strides reach lies inside each
-    // operand's storage; `out` has room for the `m x n` row-major product, which gemm writes
-    // in full without reading it (`read_dst` false; with `k == 0` it writes zeros), so every
-    // element is initialised before `set_len`.
+    // SAFETY: `out` owns room for `m x n` elements, apart from both operands; gemm writes every
+    // one of them without reading any (not accumulating; with `k == 0` it writes zeros), so all
+    // are initialised before `set_len`.
     unsafe {
-        gemm(
-            m,
-            n,
-            k,
-            out.as_mut_ptr(),
-            1,
-            n as isize,
-            false,
-            a_data.as_ptr().add(a.start),
-            a_cs,
-            a_rs,
-            b_data.as_ptr().add(b.start),
-            b_cs,
-            b_rs,
-            0.0,
-            1.0,
-            false,
-            false,
-            false,
-            Parallelism::Rayon(0),
-        );
+        product_into(out.as_mut_ptr(), a, b, 1.0, false, Parallelism::Rayon(0));
         out.set_len(m * n);
     }
     tensor(out, vec![m, n])
