@@ -150,8 +150,9 @@ impl LongOffset {
 #[derive(Debug, Clone)]
 pub struct MosaicCache {
     blocks: Vec<BlockCache>,
-    /// The tied head `emb^T`, `(d, vocab)`, laid out once: as a transposed view the CPU
-    /// backend copies it, element by element, on every token.
+    /// The tied head `emb^T`, `(d, vocab)`, laid out once: as a transposed view, Burn's own
+    /// `linear` (the CPU path at half precision) copies it element by element on every
+    /// token. The f32 CPU product reads the view in place; there the copy costs one pass.
     head: Tensor<2>,
 }
 
