@@ -55,6 +55,7 @@ enum Task {
     Experiment {
         /// Experiment name (see --list), or the path of an experiment file.
         name: Option<String>,
+        /// List the experiments with their measured CPU time, and run none.
         #[arg(long)]
         list: bool,
         #[command(flatten)]

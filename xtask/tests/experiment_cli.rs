@@ -150,3 +150,99 @@ fn an_unknown_experiment_is_refused_by_name() {
     let out = xtask(&["experiment", "no-such-thing"]);
     common::assert_refused(&out, "unknown experiment `no-such-thing`");
 }
+
+fn result_of(dir: &Path, run: &str) -> serde_json::Value {
+    let path = dir.join(format!("results/tiny/runs/{run}.json"));
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// A result is reused only while its run's config, data and evaluation are unchanged; an
+/// edited run, another `--steps` or `--fresh` retrains, and says why. Every run is checked
+/// before the first trains.
+#[test]
+fn edited_runs_are_retrained_and_every_run_is_checked_first() {
+    let dir = scratch("experiment-inputs");
+    let spec = tiny_experiment(&dir);
+    let (out, runs) = (dir.join("results"), dir.join("runs"));
+    let run = |more: &[&str]| {
+        let mut args = vec![
+            "experiment",
+            spec.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--runs-dir",
+            runs.to_str().unwrap(),
+        ];
+        args.extend(more);
+        xtask(&args)
+    };
+    let first = run(&[]);
+    assert!(first.status.success(), "{}", text(&first.stderr));
+    let before = result_of(&dir, "gpt");
+    let inputs = &before["inputs"];
+    assert_eq!(inputs["config_sha256"].as_str().unwrap().len(), 64);
+    assert_eq!(inputs["data_sha256"].as_str().unwrap().len(), 64);
+    assert!(!inputs["commit"].as_str().unwrap().is_empty());
+
+    // One run edited: that one retrains from scratch, the other is reused.
+    let text_of = |p: &Path| std::fs::read_to_string(p).unwrap();
+    let original = text_of(&spec);
+    let gpt_run = "name = \"gpt\"\ngroup = \"tiny\"\n";
+    let edited = original.replace(
+        gpt_run,
+        &format!("{gpt_run}set = [\"train.learning_rate=1e-3\"]\n"),
+    );
+    assert_ne!(edited, original);
+    std::fs::write(&spec, &edited).unwrap();
+    let again = run(&[]);
+    let err = text(&again.stderr);
+    assert!(again.status.success(), "{err}");
+    assert!(err.contains("mosaic: done before"), "{err}");
+    assert!(err.contains("gpt: training (its config changed"), "{err}");
+    assert!(
+        err.contains("removing a checkpoint of other inputs"),
+        "{err}"
+    );
+    let after = result_of(&dir, "gpt");
+    assert_ne!(after["inputs"]["config_sha256"], inputs["config_sha256"]);
+    assert_eq!(after["learning_rate"], 1e-3);
+
+    // --steps is part of the config; 0 is refused.
+    common::assert_refused(&run(&["--steps", "0"]), "--steps");
+    let short = run(&["--steps", "2"]);
+    let err = text(&short.stderr);
+    assert!(short.status.success(), "{err}");
+    assert!(
+        err.contains("mosaic: training (its config changed"),
+        "{err}"
+    );
+    assert_eq!(result_of(&dir, "mosaic")["steps"], 2);
+
+    // A typo in the second run's `set` is found before the first run trains.
+    std::fs::remove_file(out.join("tiny/runs/mosaic.json")).unwrap();
+    let typo = edited.replace("train.learning_rate=1e-3", "train.learnin_rate=1e-3");
+    std::fs::write(&spec, typo).unwrap();
+    let bad = run(&[]);
+    common::assert_refused(&bad, "run `gpt`: override `train.learnin_rate=1e-3`");
+    assert!(!text(&bad.stderr).contains("mosaic: training"));
+    assert!(!out.join("tiny/runs/mosaic.json").exists());
+
+    // --fresh retrains what would be reused.
+    std::fs::write(&spec, &edited).unwrap();
+    let fresh = run(&["--fresh"]);
+    let err = text(&fresh.stderr);
+    assert!(fresh.status.success(), "{err}");
+    assert!(
+        err.contains("mosaic: training (--fresh)") && err.contains("gpt: training (--fresh)"),
+        "{err}"
+    );
+    assert_eq!(result_of(&dir, "gpt")["steps"], 6);
+
+    // Prepared data from other inputs than the experiment names is refused, not used.
+    std::fs::write(
+        &spec,
+        edited.replace("tokenizer = \"char\"", "tokenizer = \"gpt2\""),
+    )
+    .unwrap();
+    common::assert_refused(&run(&[]), "prepared from other inputs");
+}

@@ -46,6 +46,11 @@ pub enum DataError {
     },
     #[error("{}: {reason}", .path.display())]
     Meta { path: PathBuf, reason: String },
+    #[error(
+        "{}: holds prepared data already; it is kept unless replacing it is asked for (force)",
+        .path.display()
+    )]
+    Exists { path: PathBuf },
     #[error("{0}")]
     Invalid(String),
 }

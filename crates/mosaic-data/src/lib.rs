@@ -6,6 +6,7 @@
 //! - [`tokenizer`]: the [`Tokenizer`] trait and its three kinds (character, trained byte-level
 //!   BPE, exact GPT-2 BPE).
 //! - [`prepare`]: corpus -> `train.bin`, `val.bin`, `meta.json`.
+//! - [`fingerprint`]: hashes of a prepared directory's tokenizer and token ids.
 //! - [`files`]: the prepared-data format (`meta.json`, token files) and atomic writes.
 //! - [`token_file`]: memory-mapped token files.
 //! - [`sampler`]: seeded random windows for training, sequential windows for evaluation.
@@ -14,6 +15,7 @@
 pub mod corpus;
 pub mod error;
 pub mod files;
+pub mod fingerprint;
 pub mod prepare;
 pub mod regbench;
 pub mod sampler;
@@ -24,6 +26,7 @@ pub mod tokenizer;
 pub use corpus::Corpus;
 pub use error::DataError;
 pub use files::Meta;
+pub use fingerprint::{data_sha256, tokenizer_sha256};
 pub use prepare::{PrepareOptions, prepare};
 pub use sampler::{Batch, RandomWindows, SequentialWindows};
 pub use token_file::{Split, TokenFile};

@@ -1,8 +1,9 @@
 //! `mosaic prepare`: a text corpus -> `train.bin`, `val.bin` (token ids, little-endian u16 when
 //! the vocabulary fits, else u32) and `meta.json`, in one directory, as nanoGPT's `prepare.py`.
 //! Every file is written under a temporary name and renamed when complete, `meta.json` last
-//! ([`crate::files`]):
-//! a failed run leaves what was there before.
+//! ([`crate::files`]): a failed run leaves what was there before. An existing prepared
+//! directory is replaced only when asked (`force`), and then whole: the new one is written
+//! beside it and swapped in by renames.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -12,7 +13,9 @@ use sha2::{Digest, Sha256};
 use crate::corpus::Corpus;
 use crate::error::DataError;
 use crate::files::{META_FILE, Meta, Staged, TRAIN_FILE, TokenWidth, VAL_FILE, token_bytes};
-use crate::tokenizer::{BpeTokenizer, CharTokenizer, Gpt2Tokenizer, Tokenizer, TokenizerKind};
+use crate::tokenizer::{
+    BPE_FILE, BpeTokenizer, CHAR_FILE, CharTokenizer, Gpt2Tokenizer, Tokenizer, TokenizerKind,
+};
 
 /// BPE vocabulary size when none is given.
 pub const DEFAULT_BPE_VOCAB: usize = 4096;
@@ -26,6 +29,42 @@ pub struct PrepareOptions {
     /// BPE vocabulary size (BPE only).
     pub vocab_size: Option<usize>,
     pub out: PathBuf,
+    /// Replace `out` when it holds prepared data already; without it that is an error.
+    pub force: bool,
+}
+
+/// The files a prepared directory may hold; replacing one with other files in it is refused.
+const PREPARED_FILES: [&str; 5] = [TRAIN_FILE, VAL_FILE, META_FILE, BPE_FILE, CHAR_FILE];
+
+/// Whether `opts.out` is to be replaced, or refused: it holds prepared data and `force` is not
+/// set, or it holds files that are not prepared data (replacing it would delete them).
+fn replaces_existing(opts: &PrepareOptions) -> Result<bool, DataError> {
+    if !opts.out.join(META_FILE).exists() {
+        return Ok(false);
+    }
+    if !opts.force {
+        return Err(DataError::Exists {
+            path: opts.out.clone(),
+        });
+    }
+    let entries = std::fs::read_dir(&opts.out).map_err(|error| DataError::Read {
+        path: opts.out.clone(),
+        error,
+    })?;
+    let others: Vec<String> = entries
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| !PREPARED_FILES.contains(&n.as_str()) && !n.starts_with('.'))
+        .collect();
+    if !others.is_empty() {
+        return Err(DataError::Invalid(format!(
+            "{}: holds files that are not prepared data ({}); replacing the directory would \
+             delete them: move them out first, or prepare into another directory",
+            opts.out.display(),
+            others.join(", ")
+        )));
+    }
+    Ok(true)
 }
 
 /// Prepares the data directory; `progress(done, total)` is called with bytes of text encoded.
@@ -33,6 +72,7 @@ pub fn prepare(
     opts: &PrepareOptions,
     progress: &(dyn Fn(usize, usize) + Sync),
 ) -> Result<Meta, DataError> {
+    let replace = replaces_existing(opts)?;
     let bytes = std::fs::read(&opts.input).map_err(|error| DataError::Read {
         path: opts.input.clone(),
         error,
@@ -77,10 +117,6 @@ pub fn prepare(
     let train_ids = encode_corpus(tokenizer.as_ref(), &train, separator, &report)?;
     let val_ids = encode_corpus(tokenizer.as_ref(), &val, separator, &report)?;
 
-    std::fs::create_dir_all(&opts.out).map_err(|error| DataError::Write {
-        path: opts.out.clone(),
-        error,
-    })?;
     let file_name = |p: &Path| {
         p.file_name()
             .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
@@ -96,14 +132,75 @@ pub fn prepare(
         source_sha256,
         valid_source: opts.valid.as_deref().map(file_name),
     };
-    let mut staged = Staged::default();
-    staged.write(&opts.out.join(TRAIN_FILE), &token_bytes(&train_ids, width))?;
-    staged.write(&opts.out.join(VAL_FILE), &token_bytes(&val_ids, width))?;
-    let json = serde_json::to_vec_pretty(&meta).map_err(|e| DataError::Invalid(e.to_string()))?;
-    staged.write(&opts.out.join(META_FILE), &json)?;
-    tokenizer.save(&opts.out)?;
-    staged.commit()?;
+    let files = Prepared {
+        meta: &meta,
+        train: &token_bytes(&train_ids, width),
+        val: &token_bytes(&val_ids, width),
+        tokenizer: tokenizer.as_ref(),
+    };
+    match replace {
+        false => files.write(&opts.out)?,
+        true => replace_dir(&opts.out, |dir| files.write(dir))?,
+    }
     Ok(meta)
+}
+
+/// What a prepared directory holds.
+struct Prepared<'a> {
+    meta: &'a Meta,
+    train: &'a [u8],
+    val: &'a [u8],
+    tokenizer: &'a dyn Tokenizer,
+}
+
+impl Prepared<'_> {
+    /// Writes the files into `dir` (created if needed), `meta.json` renamed into place last.
+    fn write(&self, dir: &Path) -> Result<(), DataError> {
+        std::fs::create_dir_all(dir).map_err(|error| DataError::Write {
+            path: dir.to_path_buf(),
+            error,
+        })?;
+        let mut staged = Staged::default();
+        staged.write(&dir.join(TRAIN_FILE), self.train)?;
+        staged.write(&dir.join(VAL_FILE), self.val)?;
+        let json =
+            serde_json::to_vec_pretty(self.meta).map_err(|e| DataError::Invalid(e.to_string()))?;
+        staged.write(&dir.join(META_FILE), &json)?;
+        self.tokenizer.save(dir)?;
+        staged.commit()
+    }
+}
+
+/// Replaces the directory `dir` by one `fill` writes: built beside it, then swapped in by two
+/// renames, so that `dir` is the old directory or the complete new one (a crash between the
+/// renames leaves the old one under `.NAME.old-PID` beside it).
+fn replace_dir(
+    dir: &Path,
+    fill: impl FnOnce(&Path) -> Result<(), DataError>,
+) -> Result<(), DataError> {
+    let name = dir
+        .file_name()
+        .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+    let pid = std::process::id();
+    let new = dir.with_file_name(format!(".{name}.new-{pid}"));
+    let old = dir.with_file_name(format!(".{name}.old-{pid}"));
+    let write_err = |path: &Path| {
+        let path = path.to_path_buf();
+        move |error| DataError::Write { path, error }
+    };
+    let _ = std::fs::remove_dir_all(&new);
+    if let Err(e) = fill(&new) {
+        let _ = std::fs::remove_dir_all(&new);
+        return Err(e);
+    }
+    std::fs::rename(dir, &old).map_err(write_err(dir))?;
+    if let Err(e) = std::fs::rename(&new, dir) {
+        let _ = std::fs::rename(&old, dir);
+        let _ = std::fs::remove_dir_all(&new);
+        return Err(write_err(dir)(e));
+    }
+    let _ = std::fs::remove_dir_all(&old);
+    Ok(())
 }
 
 /// Encodes every story (in parallel, over the machine's cores), each followed by `separator`.

@@ -64,6 +64,15 @@ pub const BPE_FILE: &str = "tokenizer.json";
 /// The file a character vocabulary is saved to.
 pub const CHAR_FILE: &str = "vocab.json";
 
+/// The file a tokenizer of `kind` is saved to; GPT-2's ships in the code and needs none.
+pub fn tokenizer_file(kind: TokenizerKind) -> Option<&'static str> {
+    match kind {
+        TokenizerKind::Char => Some(CHAR_FILE),
+        TokenizerKind::Bpe => Some(BPE_FILE),
+        TokenizerKind::Gpt2 => None,
+    }
+}
+
 /// Rebuilds the tokenizer `mosaic prepare` saved in `dir`.
 pub fn load_tokenizer(dir: &Path, kind: TokenizerKind) -> Result<Box<dyn Tokenizer>, DataError> {
     Ok(match kind {

@@ -19,6 +19,7 @@ fn options(tokenizer: TokenizerKind, input: PathBuf, out: &Path) -> PrepareOptio
         valid: None,
         vocab_size: None,
         out: out.to_path_buf(),
+        force: false,
     }
 }
 
@@ -316,25 +317,98 @@ fn vocabulary_larger_than_the_token_format() {
 /// A failed run keeps the previous, complete output.
 #[test]
 fn failed_run_keeps_the_previous_output() {
-    let out = scratch("keep");
-    std::fs::write(out.join("t.txt"), "first corpus").unwrap();
+    let dir = scratch("keep");
+    let out = dir.join("data");
+    std::fs::write(dir.join("t.txt"), "first corpus").unwrap();
     let before = prepare(
-        &options(TokenizerKind::Char, out.join("t.txt"), &out),
+        &options(TokenizerKind::Char, dir.join("t.txt"), &out),
         &|_, _| {},
     )
     .unwrap();
-    std::fs::write(out.join("bad.txt"), b"\xff\xfe").unwrap();
-    assert!(
-        prepare(
-            &options(TokenizerKind::Char, out.join("bad.txt"), &out),
-            &|_, _| {}
-        )
-        .is_err()
-    );
+    std::fs::write(dir.join("bad.txt"), b"\xff\xfe").unwrap();
+    let mut opts = options(TokenizerKind::Char, dir.join("bad.txt"), &out);
+    opts.force = true;
+    assert!(prepare(&opts, &|_, _| {}).is_err());
     assert_eq!(Meta::read(&out).unwrap(), before);
-    let names: Vec<String> = std::fs::read_dir(&out)
+    for d in [&dir, &out] {
+        let names: Vec<String> = std::fs::read_dir(d)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(names.iter().all(|n| !n.starts_with('.')), "{names:?}");
+    }
+}
+
+/// Prepared data is replaced only when asked, then whole: a BPE directory prepared again by
+/// character keeps no `tokenizer.json`; a directory holding other files is never replaced.
+#[test]
+fn existing_data_is_replaced_only_with_force_and_whole() {
+    let dir = scratch("force");
+    let out = dir.join("data");
+    let input = corpus_path("tinyshakespeare.txt");
+    let mut bpe = options(TokenizerKind::Bpe, input.clone(), &out);
+    bpe.vocab_size = Some(300);
+    let first = prepare(&bpe, &|_, _| {}).unwrap();
+    let train = std::fs::read(out.join("train.bin")).unwrap();
+
+    let mut chars = options(TokenizerKind::Char, input, &out);
+    let err = prepare(&chars, &|_, _| {}).unwrap_err();
+    assert!(matches!(err, DataError::Exists { .. }), "{err}");
+    assert_eq!(Meta::read(&out).unwrap(), first, "refused, untouched");
+    assert_eq!(std::fs::read(out.join("train.bin")).unwrap(), train);
+
+    chars.force = true;
+    let second = prepare(&chars, &|_, _| {}).unwrap();
+    assert_eq!(
+        (second.tokenizer, second.vocab_size),
+        (TokenizerKind::Char, 65)
+    );
+    assert_eq!(Meta::read(&out).unwrap(), second);
+    assert!(
+        !out.join("tokenizer.json").exists(),
+        "the old tokenizer is gone"
+    );
+    assert!(out.join("vocab.json").is_file());
+    let names: Vec<String> = std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
-    assert!(names.iter().all(|n| !n.contains(".tmp")), "{names:?}");
+    assert_eq!(names, ["data"], "no staging directory left");
+
+    std::fs::write(out.join("notes.txt"), "mine").unwrap();
+    let err = prepare(&chars, &|_, _| {}).unwrap_err();
+    assert!(err.to_string().contains("notes.txt"), "{err}");
+    assert_eq!(
+        std::fs::read_to_string(out.join("notes.txt")).unwrap(),
+        "mine"
+    );
+}
+
+/// The tokenizer hash follows the tokenizer, not the token files; the data hash follows both.
+#[test]
+fn fingerprints_follow_what_they_name() {
+    let dir = scratch("fingerprint");
+    let (a, b) = (dir.join("a"), dir.join("b"));
+    std::fs::write(dir.join("one.txt"), "abc abc abc abc abc").unwrap();
+    std::fs::write(dir.join("two.txt"), "cba cba cba cba cba").unwrap();
+    std::fs::write(dir.join("three.txt"), "abcd abcd abcd").unwrap();
+    prepare(
+        &options(TokenizerKind::Char, dir.join("one.txt"), &a),
+        &|_, _| {},
+    )
+    .unwrap();
+    prepare(
+        &options(TokenizerKind::Char, dir.join("two.txt"), &b),
+        &|_, _| {},
+    )
+    .unwrap();
+    let tok = |d: &Path| mosaic_data::tokenizer_sha256(d, TokenizerKind::Char).unwrap();
+    let data = |d: &Path| mosaic_data::data_sha256(d).unwrap();
+    assert_eq!(tok(&a), tok(&b), "same characters, same tokenizer");
+    assert_ne!(data(&a), data(&b), "other ids");
+    let mut again = options(TokenizerKind::Char, dir.join("three.txt"), &b);
+    again.force = true;
+    prepare(&again, &|_, _| {}).unwrap();
+    assert_ne!(tok(&a), tok(&b), "a fourth character");
+    assert_eq!(data(&a), mosaic_data::data_sha256(&a).unwrap());
 }

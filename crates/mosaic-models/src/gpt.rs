@@ -206,6 +206,10 @@ impl Gpt {
         self.wpe.dims()[0]
     }
 
+    pub fn vocab_size(&self) -> usize {
+        self.wte.dims()[0]
+    }
+
     /// The device the parameters live on.
     pub fn device(&self) -> Device {
         self.wte.val().device()

@@ -60,6 +60,11 @@ pub enum InputError {
          {len} tokens (a Memory Mosaic can)"
     )]
     NoPositions { len: usize, block_size: usize },
+    #[error(
+        "token id {id} is outside the model's vocabulary of {vocab_size}: the ids come from \
+         another tokenizer than the one the model was trained with"
+    )]
+    OutOfVocabulary { id: u32, vocab_size: usize },
 }
 
 impl InputError {

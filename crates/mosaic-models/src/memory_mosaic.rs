@@ -338,6 +338,10 @@ impl MemoryMosaic {
         self.block_size
     }
 
+    pub fn vocab_size(&self) -> usize {
+        self.emb.dims()[0]
+    }
+
     /// The same model accepting sequences of up to `len` tokens: nothing in it depends on
     /// the position, so it reads sequences longer than those it trained on.
     pub fn with_block_size(self, len: usize) -> Self {

@@ -3,7 +3,7 @@
 //! handles both (training, evaluation, generation).
 
 use burn::module::Module;
-use burn::tensor::{Device, Int, Tensor};
+use burn::tensor::{Device, Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
 use crate::config::{ConfigError, GptConfig, MemoryMosaicConfig};
@@ -151,6 +151,29 @@ impl LanguageModel {
             Self::MemoryMosaic(m) => m.block_size(),
             Self::Gpt(m) => m.block_size(),
         }
+    }
+
+    pub fn vocab_size(&self) -> usize {
+        match self {
+            Self::MemoryMosaic(m) => m.vocab_size(),
+            Self::Gpt(m) => m.vocab_size(),
+        }
+    }
+
+    /// Token ids as the model takes them, `(rows, ids.len() / rows)` on its device; an id
+    /// outside the vocabulary is an error here rather than an out-of-bounds gather inside the
+    /// backend.
+    pub fn tokens(&self, ids: &[u32], rows: usize) -> Result<Tensor<2, Int>, InputError> {
+        let vocab_size = self.vocab_size();
+        if let Some(&id) = ids.iter().find(|&&id| id as usize >= vocab_size) {
+            return Err(InputError::OutOfVocabulary { id, vocab_size });
+        }
+        let data: Vec<i64> = ids.iter().map(|&x| x as i64).collect();
+        let shape = [rows, ids.len() / rows.max(1)];
+        Ok(Tensor::from_data(
+            TensorData::new(data, shape),
+            &self.device(),
+        ))
     }
 
     /// The learned per-head scalars of each layer (none for GPT).

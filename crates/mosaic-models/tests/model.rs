@@ -322,3 +322,31 @@ fn configs_deserialise_strictly() {
     .unwrap_err();
     assert!(err.to_string().contains("n_heads"), "{err}");
 }
+
+/// Ids reach a model through `tokens`, which refuses one past the vocabulary by name rather
+/// than letting the backend's gather read out of bounds; ids inside it give the same logits
+/// as a tensor built by hand.
+#[test]
+fn token_ids_outside_the_vocabulary_are_refused() {
+    let device = Device::flex();
+    for model in models(&device, 8) {
+        assert_eq!(model.vocab_size(), 40);
+        let err = model.tokens(&[1, 2, 40, 3], 2).unwrap_err();
+        assert_eq!(
+            err,
+            InputError::OutOfVocabulary {
+                id: 40,
+                vocab_size: 40
+            }
+        );
+        assert!(err.to_string().contains("vocabulary of 40"), "{err}");
+        let checked = model.tokens(&[1, 2, 39, 3], 2).unwrap();
+        assert_eq!(checked.dims(), [2, 2]);
+        let by_hand = ids(&[vec![1, 2], vec![39, 3]], &device);
+        let (a, b) = (
+            model.forward(checked).unwrap(),
+            model.forward(by_hand).unwrap(),
+        );
+        assert_eq!(logits_at(&a, 1), logits_at(&b, 1));
+    }
+}

@@ -1,14 +1,17 @@
 //! Token batches as the models take them.
 
-use burn::tensor::{Device, Int, Tensor, TensorData};
+use burn::tensor::{Int, Tensor};
 use mosaic_data::Batch;
+use mosaic_models::{InputError, LanguageModel};
 
-/// `(inputs, targets)`, each `(batch_size, block_size)`.
-pub fn tensors(batch: &Batch, device: &Device) -> (Tensor<2, Int>, Tensor<2, Int>) {
-    let shape = [batch.batch_size, batch.block_size];
-    let ids = |v: &[u32]| {
-        let v: Vec<i64> = v.iter().map(|&x| x as i64).collect();
-        Tensor::from_data(TensorData::new(v, shape), device)
-    };
-    (ids(&batch.inputs), ids(&batch.targets))
+/// `(inputs, targets)`, each `(batch_size, block_size)`, on the model's device; every id is
+/// checked against the model's vocabulary.
+pub fn tensors(
+    batch: &Batch,
+    model: &LanguageModel,
+) -> Result<(Tensor<2, Int>, Tensor<2, Int>), InputError> {
+    Ok((
+        model.tokens(&batch.inputs, batch.batch_size)?,
+        model.tokens(&batch.targets, batch.batch_size)?,
+    ))
 }

@@ -1,9 +1,14 @@
 //! Checkpoints: `DIR/checkpoint/` holds the model (`model.bpk`), the optimiser state
-//! (`optim.bpk`), and `state.json` (step, sampler RNG, configuration). A new checkpoint is
-//! written beside the old one and swapped in by renames, so a run that dies while writing keeps
-//! the previous checkpoint whole.
+//! (`optim.bpk`), `state.json` (step, sampler RNG, configuration, the data it trained on) and
+//! a copy of the data's `meta.json` and tokenizer file, so that a checkpoint samples and
+//! evaluates with its own tokenizer whatever happens to the data directory since. A new
+//! checkpoint is written beside the old one and swapped in by renames, so a run that dies
+//! while writing keeps the previous checkpoint whole.
 
 use std::path::{Path, PathBuf};
+
+use mosaic_data::files::META_FILE;
+use mosaic_data::{Meta, Tokenizer, load_tokenizer, tokenizer_sha256};
 
 use burn::module::Module;
 use burn::optim::ModuleOptimizer;
@@ -27,6 +32,51 @@ pub struct State {
     pub rng: ChaCha8Rng,
     pub config: RunConfig,
     pub best_val_loss: Option<f64>,
+    /// The prepared data the run trained on; `None` in checkpoints written before it was kept.
+    #[serde(default)]
+    pub data: Option<DataRecord>,
+}
+
+/// Which prepared data a run trained on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DataRecord {
+    /// The data directory, absolute, as it was when the run started.
+    pub dir: PathBuf,
+    /// [`mosaic_data::tokenizer_sha256`] of that directory then.
+    pub tokenizer_sha256: String,
+}
+
+/// The data a checkpoint carries: `meta.json` and the tokenizer's file, as read when the run
+/// started (the token files stay in the data directory).
+#[derive(Debug, Clone)]
+pub struct DataFiles {
+    pub record: DataRecord,
+    files: Vec<(String, Vec<u8>)>,
+}
+
+impl DataFiles {
+    /// Reads what a checkpoint keeps of the prepared directory `dir`.
+    pub fn read(dir: &Path) -> Result<Self> {
+        let meta = Meta::read(dir)?;
+        let mut names = vec![META_FILE];
+        names.extend(mosaic_data::tokenizer::tokenizer_file(meta.tokenizer));
+        let files = names
+            .into_iter()
+            .map(|name| {
+                let path = dir.join(name);
+                let bytes = std::fs::read(&path).map_err(TrainError::io(&path, "read"))?;
+                Ok((name.to_string(), bytes))
+            })
+            .collect::<Result<_>>()?;
+        let absolute = std::path::absolute(dir).map_err(TrainError::io(dir, "resolve"))?;
+        Ok(Self {
+            record: DataRecord {
+                dir: absolute,
+                tokenizer_sha256: tokenizer_sha256(dir, meta.tokenizer)?,
+            },
+            files,
+        })
+    }
 }
 
 /// `DIR` itself when it holds a checkpoint, else `DIR/checkpoint`.
@@ -42,6 +92,7 @@ pub fn save(
     model: &LanguageModel,
     optim: &ModuleOptimizer,
     state: &State,
+    data: &DataFiles,
 ) -> Result<()> {
     let final_dir = out_dir.join(CHECKPOINT_DIR);
     let pid = std::process::id();
@@ -49,7 +100,7 @@ pub fn save(
     let old = out_dir.join(format!(".{CHECKPOINT_DIR}.old-{pid}"));
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir_all(&tmp).map_err(TrainError::io(&tmp, "create"))?;
-    if let Err(e) = write_files(&tmp, model, optim, state) {
+    if let Err(e) = write_files(&tmp, model, optim, state, data) {
         let _ = std::fs::remove_dir_all(&tmp);
         return Err(e);
     }
@@ -66,7 +117,12 @@ fn write_files(
     model: &LanguageModel,
     optim: &ModuleOptimizer,
     state: &State,
+    data: &DataFiles,
 ) -> Result<()> {
+    for (name, bytes) in &data.files {
+        let path = dir.join(name);
+        std::fs::write(&path, bytes).map_err(TrainError::io(&path, "write"))?;
+    }
     let record = |path: PathBuf| move |error| TrainError::Record { path, error };
     let path = dir.join(MODEL_FILE);
     model.clone().save_file(&path).map_err(record(path))?;
@@ -96,19 +152,100 @@ pub fn read_state(dir: &Path) -> Result<State> {
     })
 }
 
+/// The checkpoint's tokenizer and data metadata: its own copy, or, in a checkpoint written
+/// before it kept one, those of the data directory its configuration names.
+pub fn tokenizer(dir: &Path, state: &State) -> Result<(Meta, Box<dyn Tokenizer>)> {
+    let source = match dir.join(META_FILE).is_file() {
+        true => dir,
+        false => state.config.data.dir.as_path(),
+    };
+    let read = || -> Result<(Meta, Box<dyn Tokenizer>)> {
+        let meta = Meta::read(source)?;
+        let tokenizer = load_tokenizer(source, meta.tokenizer)?;
+        Ok((meta, tokenizer))
+    };
+    read().map_err(|e| match source == dir {
+        true => e,
+        false => TrainError::Checkpoint {
+            path: dir.to_path_buf(),
+            reason: format!(
+                "an older checkpoint, without its own tokenizer; its data directory `{}` \
+                 (data.dir of its config, from the working directory) cannot give it: {e}",
+                source.display()
+            ),
+        },
+    })
+}
+
+/// The prepared directory to evaluate a checkpoint on: `other` if given, else the one it
+/// trained on. Either must hold the checkpoint's tokenizer (by hash), or its ids would mean
+/// other tokens to the model.
+pub fn eval_data(dir: &Path, state: &State, other: Option<&Path>) -> Result<PathBuf> {
+    let Some(record) = &state.data else {
+        // An older checkpoint: nothing to check against.
+        return Ok(other.unwrap_or(&state.config.data.dir).to_path_buf());
+    };
+    let data = other.unwrap_or(&record.dir);
+    if other.is_none() && !data.join(META_FILE).is_file() {
+        return Err(TrainError::Checkpoint {
+            path: dir.to_path_buf(),
+            reason: format!(
+                "the data it trained on, `{}`, is gone; evaluate on another directory prepared \
+                 with the same tokenizer (mosaic eval --data DIR)",
+                data.display()
+            ),
+        });
+    }
+    let meta = Meta::read(data)?;
+    if tokenizer_sha256(data, meta.tokenizer)? != record.tokenizer_sha256 {
+        return Err(TrainError::Checkpoint {
+            path: data.to_path_buf(),
+            reason: format!(
+                "its tokenizer ({} {}) is not the one the checkpoint `{}` trained with (the \
+                 directory was prepared again, or from other text): the model would read other \
+                 tokens; evaluate on data prepared with the checkpoint's tokenizer",
+                meta.tokenizer,
+                meta.vocab_size,
+                dir.display()
+            ),
+        });
+    }
+    Ok(data.to_path_buf())
+}
+
 /// Loads the weights into `model`, which must have the checkpoint's configuration.
 pub fn load_model(dir: &Path, model: LanguageModel) -> Result<LanguageModel> {
     let path = required(dir, MODEL_FILE)?;
+    let kind = model.kind();
     model
         .try_load_file(&path)
-        .map_err(|error| TrainError::Record { path, error })
+        .map_err(|error| unreadable(path, &format!("the {kind} model's weights"), &error))
 }
 
 pub fn load_optim(dir: &Path, optim: ModuleOptimizer) -> Result<ModuleOptimizer> {
     let path = required(dir, OPTIM_FILE)?;
     optim
         .load(&path)
-        .map_err(|error| TrainError::Record { path, error })
+        .map_err(|error| unreadable(path, "the optimiser state", &error))
+}
+
+/// One line for a record Burn cannot read (its own message can list every tensor name).
+fn unreadable(path: PathBuf, what: &str, error: &burn::store::RecordError) -> TrainError {
+    let detail: String = error
+        .to_string()
+        .lines()
+        .next()
+        .unwrap_or("")
+        .chars()
+        .take(160)
+        .collect();
+    TrainError::Checkpoint {
+        path,
+        reason: format!(
+            "does not hold {what} this checkpoint's state.json describes ({detail}); the file is \
+             truncated or from another run: restore it, or train the run again"
+        ),
+    }
 }
 
 fn required(dir: &Path, name: &str) -> Result<PathBuf> {

@@ -112,17 +112,18 @@ pub enum RunConfigError {
     /// A setting out of range, not yet tied to a file.
     #[error("{0}")]
     Value(String),
-    #[error("--set {arg}: {reason}")]
+    #[error("override `{arg}`: {reason}")]
     Override { arg: String, reason: String },
 }
 
 impl RunConfig {
     /// Reads `path`, applies the `key=value` overrides, fills `model.vocab_size` from
-    /// `vocab_size` when the file leaves it out, and checks the result.
+    /// `vocab_size` when the file leaves it out, and checks the result. An error the
+    /// configuration has only with one override is that override's, named as written.
     pub fn load<E: std::fmt::Display>(
         path: &Path,
         overrides: &[String],
-        vocab_size: impl FnOnce(&Path) -> Result<usize, E>,
+        vocab_size: impl Fn(&Path) -> Result<usize, E>,
     ) -> Result<Self, RunConfigError> {
         let text = std::fs::read_to_string(path).map_err(|error| RunConfigError::Read {
             path: path.to_path_buf(),
@@ -132,13 +133,39 @@ impl RunConfig {
             path: path.to_path_buf(),
             reason,
         };
-        let mut table: toml::Table = text
+        let base: toml::Table = text
             .parse()
             .map_err(|e: toml::de::Error| invalid(one_line(&e.to_string())))?;
-        for arg in overrides {
-            apply_override(&mut table, arg)?;
+        let with = |skip: Option<usize>| -> Result<Result<Self, String>, RunConfigError> {
+            let mut table = base.clone();
+            for (i, arg) in overrides.iter().enumerate() {
+                if Some(i) != skip {
+                    apply_override(&mut table, arg)?;
+                }
+            }
+            Ok(Self::from_table(table, &vocab_size))
+        };
+        let reason = match with(None)? {
+            Ok(config) => return Ok(config),
+            Err(reason) => reason,
+        };
+        for (i, arg) in overrides.iter().enumerate() {
+            if with(Some(i))?.is_ok() {
+                return Err(RunConfigError::Override {
+                    arg: arg.clone(),
+                    reason,
+                });
+            }
         }
-        if let Some(toml::Value::Table(model)) = table.get_mut("model")
+        Err(invalid(reason))
+    }
+
+    /// The configuration a table describes, checked; the reason it is not one otherwise.
+    fn from_table<E: std::fmt::Display>(
+        mut table: toml::Table,
+        vocab_size: &impl Fn(&Path) -> Result<usize, E>,
+    ) -> Result<Self, String> {
+        if let Some(toml::Value::Table(model)) = table.get("model")
             && !model.contains_key("vocab_size")
         {
             let dir = table
@@ -148,9 +175,7 @@ impl RunConfig {
                 .map(PathBuf::from);
             if let Some(dir) = dir {
                 let v = vocab_size(&dir).map_err(|e| {
-                    invalid(format!(
-                        "`model.vocab_size` is not set and the data cannot give it: {e}"
-                    ))
+                    format!("`model.vocab_size` is not set and the data cannot give it: {e}")
                 })?;
                 if let Some(toml::Value::Table(model)) = table.get_mut("model") {
                     model.insert("vocab_size".into(), toml::Value::Integer(v as i64));
@@ -159,11 +184,8 @@ impl RunConfig {
         }
         let config: RunConfig = toml::Value::Table(table)
             .try_into()
-            .map_err(|e: toml::de::Error| invalid(one_line(&e.to_string())))?;
-        config.validate().map_err(|e| match e {
-            RunConfigError::Value(reason) => invalid(reason),
-            other => other,
-        })?;
+            .map_err(|e: toml::de::Error| one_line(&e.to_string()))?;
+        config.validate().map_err(|e| e.to_string())?;
         Ok(config)
     }
 
@@ -193,6 +215,13 @@ impl RunConfig {
             return bad(
                 "need 0 <= `train.min_lr` <= `train.learning_rate` and a positive learning rate",
             );
+        }
+        for (key, path) in [("data.dir", &self.data.dir), ("train.out_dir", &t.out_dir)] {
+            if path.as_os_str().is_empty() {
+                return Err(RunConfigError::Value(format!(
+                    "`{key}` is empty; name a directory"
+                )));
+            }
         }
         if !(0.0..1.0).contains(&t.beta1) || !(0.0..1.0).contains(&t.beta2) {
             return bad("`train.beta1` and `train.beta2` must be in [0, 1)");

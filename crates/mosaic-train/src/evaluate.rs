@@ -27,11 +27,16 @@ pub fn losses(
     block_size: usize,
     batch_size: usize,
 ) -> Result<Losses> {
-    let device = model.device();
+    if batch_size == 0 {
+        return Err(TrainError::Invalid(
+            "an evaluation batch of 0 windows; give at least 1".into(),
+        ));
+    }
     let mut sums = vec![0.0f64; block_size];
     let mut windows = 0;
     for batch in SequentialWindows::new(tokens.clone(), block_size, batch_size)? {
-        let (ids, targets) = tensors(&batch, &device);
+        let (ids, targets) = tensors(&batch, model)
+            .map_err(|e| TrainError::Invalid(format!("{}: {e}", tokens.path().display())))?;
         let per_token = cross_entropy_per_token(model.forward(ids)?.logits, targets);
         let values = per_token.into_data().try_to_vec_as::<f64>()?;
         for row in values.chunks(block_size) {

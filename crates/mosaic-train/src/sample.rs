@@ -1,6 +1,5 @@
-//! Autoregressive sampling: temperature, top-k, a seeded generator.
+//! Autoregressive sampling: temperature (0: greedy), top-k, a seeded generator.
 
-use burn::tensor::{Int, Tensor, TensorData};
 use mosaic_models::{Cache, LanguageModel};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -10,7 +9,10 @@ use crate::error::{Result, TrainError};
 #[derive(Debug, Clone)]
 pub struct SampleOptions {
     pub max_new_tokens: usize,
+    /// Divides the logits before sampling; 0 takes the most likely token every time (greedy
+    /// decoding, the seed then does not matter).
     pub temperature: f64,
+    /// Sample among the `k` most likely tokens only; `None` or 0: among all.
     pub top_k: Option<usize>,
     pub seed: u64,
     /// Keep each layer's memory (or keys and values) between tokens instead of recomputing
@@ -21,6 +23,16 @@ pub struct SampleOptions {
 
 /// Continues `prompt` by `max_new_tokens` ids; the context is the last `block_size` ids.
 pub fn generate(model: &LanguageModel, prompt: &[u32], opts: &SampleOptions) -> Result<Vec<u32>> {
+    generate_streaming(model, prompt, opts, &mut |_| {})
+}
+
+/// [`generate`], calling `on_token` with each id as it is drawn.
+pub fn generate_streaming(
+    model: &LanguageModel,
+    prompt: &[u32],
+    opts: &SampleOptions,
+    on_token: &mut dyn FnMut(u32),
+) -> Result<Vec<u32>> {
     let block_size = model.block_size();
     let invalid = |reason: String| Err(TrainError::Invalid(reason));
     if prompt.is_empty() {
@@ -32,32 +44,28 @@ pub fn generate(model: &LanguageModel, prompt: &[u32], opts: &SampleOptions) -> 
             prompt.len()
         ));
     }
-    if opts.temperature.is_nan() || opts.temperature <= 0.0 {
+    if !(opts.temperature >= 0.0 && opts.temperature.is_finite()) {
         return invalid(format!(
-            "--temperature must be positive, got {}",
+            "the temperature must be 0 (greedy) or positive, got {}",
             opts.temperature
         ));
     }
-    let device = model.device();
     let mut rng = ChaCha8Rng::seed_from_u64(opts.seed);
     let mut ids: Vec<u32> = prompt.to_vec();
     let mut cache: Option<Cache> = None;
-    let tensor = |ids: &[u32]| {
-        let input: Vec<i64> = ids.iter().map(|&x| x as i64).collect();
-        Tensor::<2, Int>::from_data(TensorData::new(input, [1, ids.len()]), &device)
-    };
+    let tensor = |ids: &[u32]| model.tokens(ids, 1);
     for _ in 0..opts.max_new_tokens {
         // Past block_size the window slides, which a cache cannot follow: recompute.
         let logits = match (opts.cache && ids.len() <= block_size, cache.as_mut()) {
-            (true, Some(c)) => model.step(tensor(&ids[ids.len() - 1..]), c)?,
+            (true, Some(c)) => model.step(tensor(&ids[ids.len() - 1..])?, c)?,
             (true, None) => {
-                let (logits, c) = model.prefill(tensor(&ids))?;
+                let (logits, c) = model.prefill(tensor(&ids)?)?;
                 cache = Some(c);
                 logits
             }
             (false, _) => {
                 model
-                    .forward(tensor(&ids[ids.len().saturating_sub(block_size)..]))?
+                    .forward(tensor(&ids[ids.len().saturating_sub(block_size)..])?)?
                     .logits
             }
         };
@@ -67,12 +75,22 @@ pub fn generate(model: &LanguageModel, prompt: &[u32], opts: &SampleOptions) -> 
             .reshape([v])
             .into_data()
             .try_to_vec_as::<f64>()?;
-        ids.push(draw(&last, opts, &mut rng));
+        let next = draw(&last, opts, &mut rng);
+        ids.push(next);
+        on_token(next);
     }
     Ok(ids)
 }
 
 fn draw(logits: &[f64], opts: &SampleOptions, rng: &mut ChaCha8Rng) -> u32 {
+    if opts.temperature == 0.0 {
+        // The first of the largest, as torch.argmax.
+        let best = logits
+            .iter()
+            .enumerate()
+            .fold(0, |b, (i, l)| if *l > logits[b] { i } else { b });
+        return best as u32;
+    }
     let mut scaled: Vec<f64> = logits.iter().map(|l| l / opts.temperature).collect();
     if let Some(k) = opts.top_k.filter(|&k| k > 0 && k < scaled.len()) {
         let mut sorted = scaled.clone();

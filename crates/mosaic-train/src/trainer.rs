@@ -11,7 +11,7 @@ use mosaic_models::{LanguageModel, LayerHeads, cross_entropy};
 use serde::Serialize;
 
 use crate::batch::tensors;
-use crate::checkpoint::{self, State};
+use crate::checkpoint::{self, DataFiles, State};
 use crate::config::RunConfig;
 use crate::engine::{Engine, Recipe, StepStats};
 use crate::error::{Result, TrainError};
@@ -36,9 +36,13 @@ pub struct Summary {
     pub model: String,
     pub num_params: usize,
     pub steps: usize,
-    pub train_loss: f64,
+    /// The last estimate of the training loss (`eval_iters` random batches).
+    pub train_loss_estimate: f64,
+    /// The validation loss over the whole split, as `mosaic eval` reports it.
     pub val_loss: f64,
-    pub best_val_loss: f64,
+    /// The last estimate of the validation loss (`eval_iters` random batches), and the best.
+    pub val_loss_estimate: f64,
+    pub best_val_loss_estimate: f64,
     pub wall_seconds: f64,
     pub tokens_per_second: f64,
 }
@@ -73,6 +77,7 @@ pub struct Trainer {
     train_tokens: TokenFile,
     val_tokens: TokenFile,
     best_val_loss: Option<f64>,
+    data: DataFiles,
 }
 
 impl Trainer {
@@ -88,6 +93,7 @@ impl Trainer {
                 meta.vocab_size
             )));
         }
+        let data = DataFiles::read(dir)?;
         let train_tokens = TokenFile::open(dir, Split::Train)?;
         let val_tokens = TokenFile::open(dir, Split::Val)?;
         let device = device.clone().autodiff();
@@ -106,6 +112,7 @@ impl Trainer {
             train_tokens,
             val_tokens,
             best_val_loss: None,
+            data,
         })
     }
 
@@ -114,12 +121,26 @@ impl Trainer {
     pub fn resume(config: RunConfig, device: &Device) -> Result<Self> {
         let dir = config.train.out_dir.join(checkpoint::CHECKPOINT_DIR);
         let state = checkpoint::read_state(&dir)?;
+        if let Some(record) = &state.data {
+            let data = DataFiles::read(&config.data.dir)?;
+            if data.record.tokenizer_sha256 != record.tokenizer_sha256 {
+                return Err(TrainError::Checkpoint {
+                    path: dir,
+                    reason: format!(
+                        "the data directory `{}` holds another tokenizer than the one this run \
+                         trained with (it was prepared again since): resuming would train on \
+                         other ids; point data.dir at the data the run started on",
+                        config.data.dir.display()
+                    ),
+                });
+            }
+        }
         if state.config.model != config.model {
             return Err(TrainError::Checkpoint {
                 path: dir,
                 reason: format!(
-                    "the checkpoint's model ({:?}) is not the one the config asks for ({:?})",
-                    state.config.model, config.model
+                    "the checkpoint's model is not the one the config asks for ({})",
+                    differences(&state.config.model, &config.model)
                 ),
             });
         }
@@ -157,7 +178,7 @@ impl Trainer {
         let sampler = &mut self.sampler;
         self.engine
             .train_step(&vec![1.0 / micro as f64; micro], |model, _| {
-                let (ids, targets) = tensors(&sampler.next_batch(), &model.device());
+                let (ids, targets) = tensors(&sampler.next_batch(), model)?;
                 Ok(cross_entropy(model.forward(ids)?.logits, targets))
             })
     }
@@ -171,7 +192,6 @@ impl Trainer {
             Split::Val => &self.val_tokens,
         };
         let model = self.engine.model().valid();
-        let device = model.device();
         let seed = t.seed
             ^ (self.step() as u64 * 2 + (split == Split::Val) as u64)
                 .wrapping_mul(0x9E37_79B9_7F4A_7C15);
@@ -183,7 +203,7 @@ impl Trainer {
         )?;
         let mut sum = 0.0;
         for _ in 0..t.eval_iters {
-            let (ids, targets) = tensors(&sampler.next_batch(), &device);
+            let (ids, targets) = tensors(&sampler.next_batch(), &model)?;
             sum += cross_entropy(model.forward(ids)?.logits, targets).into_scalar::<f64>();
         }
         Ok(sum / t.eval_iters as f64)
@@ -207,12 +227,14 @@ impl Trainer {
             rng: self.sampler.rng().clone(),
             config: self.config.clone(),
             best_val_loss: self.best_val_loss,
+            data: Some(self.data.record.clone()),
         };
         checkpoint::save(
             &self.config.train.out_dir,
             self.engine.model(),
             self.engine.optimizer(),
             &state,
+            &self.data,
         )
     }
 
@@ -252,15 +274,27 @@ impl Trainer {
         }
         let eval = self.evaluate_and_log(&mut metrics, report)?;
         self.checkpoint()?;
+        let wall_seconds = started.elapsed().as_secs_f64();
+        let whole = crate::evaluate::losses(
+            &self.model().valid(),
+            &self.val_tokens,
+            self.config.model.block_size(),
+            t.batch_size,
+        )?;
+        report(&format!(
+            "val loss {:.4} over the whole split ({} windows)",
+            whole.loss, whole.windows
+        ));
         let trained_tokens = (self.step() - first_step) * self.tokens_per_step();
         let summary = Summary {
             model: self.model().kind().to_string(),
             num_params: self.model().num_params(),
             steps: self.step(),
-            train_loss: eval.train_loss,
-            val_loss: eval.val_loss,
-            best_val_loss: self.best_val_loss.unwrap_or(eval.val_loss),
-            wall_seconds: started.elapsed().as_secs_f64(),
+            train_loss_estimate: eval.train_loss,
+            val_loss: whole.loss,
+            val_loss_estimate: eval.val_loss,
+            best_val_loss_estimate: self.best_val_loss.unwrap_or(eval.val_loss),
+            wall_seconds,
             tokens_per_second: match train_seconds > 0.0 {
                 true => trained_tokens as f64 / train_seconds,
                 false => 0.0,
@@ -284,6 +318,27 @@ impl Trainer {
         metrics.write(&eval)?;
         Ok(eval)
     }
+}
+
+/// The settings in which two model configs differ, as `key: checkpoint's -> config's`.
+fn differences(old: &mosaic_models::ModelConfig, new: &mosaic_models::ModelConfig) -> String {
+    let (Ok(serde_json::Value::Object(a)), Ok(serde_json::Value::Object(b))) =
+        (serde_json::to_value(old), serde_json::to_value(new))
+    else {
+        return format!("{old:?} against {new:?}");
+    };
+    let null = serde_json::Value::Null;
+    let mut keys: Vec<&String> = a.keys().chain(b.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    keys.into_iter()
+        .filter(|k| a.get(*k) != b.get(*k))
+        .map(|k| {
+            let (x, y) = (a.get(k).unwrap_or(&null), b.get(k).unwrap_or(&null));
+            format!("{k}: {x} -> {y}")
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// `metrics.jsonl`, one JSON object a line. On resume, lines past the checkpoint's step (from

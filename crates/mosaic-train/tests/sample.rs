@@ -4,7 +4,7 @@
 use burn::tensor::Device;
 use mosaic_models::{GptConfig, MemoryMosaicConfig};
 use mosaic_train::config::ModelConfig;
-use mosaic_train::sample::{SampleOptions, generate};
+use mosaic_train::sample::{SampleOptions, generate, generate_streaming};
 
 #[test]
 fn cached_generation_gives_the_recomputed_tokens() {
@@ -40,5 +40,44 @@ fn cached_generation_gives_the_recomputed_tokens() {
             assert_eq!(cached.len(), prompt.len() + 20);
             assert_eq!(cached, plain, "{}", model.kind());
         }
+    }
+}
+
+/// Streaming hands over each id as drawn, the ones `generate` returns; temperature 0 is top-1
+/// sampling (greedy); a prompt id outside the vocabulary is refused.
+#[test]
+fn streaming_and_greedy_decoding() {
+    let device = Device::flex();
+    let model = ModelConfig::MemoryMosaic(MemoryMosaicConfig::new(30, 1, 2, 16, 12)).build(&device);
+    let opts = |temperature, top_k, seed| SampleOptions {
+        max_new_tokens: 15,
+        temperature,
+        top_k,
+        seed,
+        cache: true,
+    };
+    let mut streamed = Vec::new();
+    let all = generate_streaming(&model, &[1, 2], &opts(0.8, None, 3), &mut |id| {
+        streamed.push(id)
+    })
+    .unwrap();
+    assert_eq!(all[..2], [1, 2]);
+    assert_eq!(all[2..], streamed[..]);
+    let greedy = generate(&model, &[1, 2], &opts(0.0, None, 1)).unwrap();
+    assert_eq!(
+        greedy,
+        generate(&model, &[1, 2], &opts(0.0, None, 2)).unwrap()
+    );
+    assert_eq!(
+        greedy,
+        generate(&model, &[1, 2], &opts(1.0, Some(1), 9)).unwrap()
+    );
+    let err = generate(&model, &[1, 30], &opts(1.0, None, 0)).unwrap_err();
+    assert!(err.to_string().contains("vocabulary of 30"), "{err}");
+    for bad in [-1.0, f64::NAN, f64::INFINITY] {
+        assert!(
+            generate(&model, &[1], &opts(bad, None, 0)).is_err(),
+            "{bad}"
+        );
     }
 }

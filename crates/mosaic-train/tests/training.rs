@@ -79,8 +79,8 @@ fn batch_of(tokens: &TokenFile, rows: usize, seed: u64) -> Batch {
         .next_batch()
 }
 
-fn grads_of(model: &LanguageModel, batch: &Batch, scale: f64, device: &Device) -> GradientsParams {
-    let (ids, targets) = tensors(batch, device);
+fn grads_of(model: &LanguageModel, batch: &Batch, scale: f64) -> GradientsParams {
+    let (ids, targets) = tensors(batch, model).unwrap();
     let loss = cross_entropy(model.forward(ids).unwrap().logits, targets) * scale;
     GradientsParams::from_grads(loss.backward(), model)
 }
@@ -93,7 +93,7 @@ fn clipping_bounds_the_global_norm() {
     let device = Device::flex().autodiff();
     let model = config.model.build(&device);
     let tokens = TokenFile::open(&data, Split::Train).unwrap();
-    let mut grads = grads_of(&model, &batch_of(&tokens, 4, 1), 1.0, &device);
+    let mut grads = grads_of(&model, &batch_of(&tokens, 4, 1), 1.0);
     let before = global_norm(&model, &grads);
     assert!(before > 0.1, "norm {before}");
     let reported = clip_global_norm(&model, &mut grads, 0.1);
@@ -120,7 +120,7 @@ fn accumulated_micro_batches_equal_one_large_batch() {
         let tokens = TokenFile::open(&data, Split::Train).unwrap();
         let k = 3;
         let big = batch_of(&tokens, 2 * k, 5);
-        let whole = grads_of(&model, &big, 1.0, &device);
+        let whole = grads_of(&model, &big, 1.0);
         let mut acc = GradientsAccumulator::<LanguageModel>::new();
         for i in 0..k {
             let rows = |v: &Vec<u32>| v[i * 32..(i + 1) * 32].to_vec();
@@ -130,7 +130,7 @@ fn accumulated_micro_batches_equal_one_large_batch() {
                 batch_size: 2,
                 block_size: 16,
             };
-            acc.accumulate(&model, grads_of(&model, &micro, 1.0 / k as f64, &device));
+            acc.accumulate(&model, grads_of(&model, &micro, 1.0 / k as f64));
         }
         let summed = acc.grads();
         let (worst, _) = gradient_difference(&model, &whole, &summed);
@@ -170,7 +170,7 @@ fn model_parameters_move_only_where_gradients_flow() {
     let device = Device::flex().autodiff();
     let model = config.model.build(&device);
     let tokens = TokenFile::open(&data, Split::Train).unwrap();
-    let grads = grads_of(&model, &batch_of(&tokens, 2, 3), 1.0, &device);
+    let grads = grads_of(&model, &batch_of(&tokens, 2, 3), 1.0);
     let groups = DecayGroups::of(&model);
     assert_eq!(grads.len(), groups.decay.len() + groups.no_decay.len());
     assert_eq!(

@@ -24,6 +24,7 @@ pub fn prepare_throughput(input: PathBuf, repeats: usize) -> Result<()> {
             valid: None,
             vocab_size: None,
             out: out.clone(),
+            force: true,
         };
         let whole = best_of(repeats, || prepare(&opts, &|_, _| {}).map(drop))?;
         let tokenizer: Box<dyn Tokenizer> = match kind {

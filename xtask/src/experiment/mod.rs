@@ -3,6 +3,7 @@
 //! `docs/results/`.
 
 mod plot;
+mod provenance;
 mod regbench;
 mod report;
 mod runs;
@@ -72,9 +73,14 @@ pub fn run(name: &str, options: &Options) -> Result<()> {
 /// Knobs shared by experiments; each documents which it reads.
 #[derive(Debug, Clone, clap::Args)]
 pub struct Options {
-    /// Training steps (three-moons, runs) or epochs (regbench); default: the file's.
-    #[arg(long)]
+    /// Training steps (three-moons, runs) or epochs (regbench); default: the file's. Part of
+    /// a run's config: results made with another count are not reused.
+    #[arg(long, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub steps: Option<usize>,
+    /// Train every run again from scratch, ignoring results and checkpoints already there
+    /// (runs).
+    #[arg(long)]
+    pub fresh: bool,
     /// Training set sizes N (regbench), comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "100,500")]
     pub sizes: Vec<usize>,

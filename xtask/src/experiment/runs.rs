@@ -1,7 +1,7 @@
-//! A `runs` experiment: prepare the data once, train each run (skipping finished ones,
-//! resuming interrupted ones), measure it (validation loss over the whole split, per position,
-//! out of distribution, a generated continuation), plot, and write the report from the
-//! measured results only.
+//! A `runs` experiment: check every run's inputs, prepare the data once, train each run
+//! (skipping those whose result was made from the same inputs, resuming interrupted ones),
+//! measure it (validation loss over the whole split, per position, out of distribution, a
+//! generated continuation), plot, and write the report from the measured results only.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -17,6 +17,7 @@ use mosaic_train::{RunConfig, TrainError, Trainer};
 use serde::{Deserialize, Serialize};
 
 use super::Options;
+use super::provenance::{self, Inputs};
 use super::report;
 use super::spec::{RunSpec, Spec};
 
@@ -52,6 +53,9 @@ pub struct RunResult {
     /// Validation losses in windows longer than the training block.
     #[serde(default)]
     pub extrapolation: Vec<Extrapolation>,
+    /// What produced this result; `None` in results made before it was recorded.
+    #[serde(default)]
+    pub inputs: Option<Inputs>,
 }
 
 /// The validation split in windows of `factor` training blocks.
@@ -100,27 +104,51 @@ impl Layout {
     }
 }
 
+/// One run as it stands: its resolved configuration and what its result must record.
+struct Plan<'a> {
+    run: &'a RunSpec,
+    config: RunConfig,
+    inputs: Inputs,
+}
+
 pub fn run(name: &str, spec: &Spec, opts: &Options) -> Result<()> {
     let started = Instant::now();
     let layout = Layout::new(name, opts);
+    let plans = plan(spec, &layout, opts)?;
+    let device = device_from_name(&opts.device)?;
     std::fs::create_dir_all(layout.results.join("runs"))
         .with_context(|| format!("{}: cannot create", layout.results.display()))?;
-    prepare_data(spec)?;
-    let device = device_from_name(&opts.device)?;
-    for run in &spec.runs {
-        if let Some(done) = load_result(&layout.result(&run.name))? {
-            eprintln!(
-                "{}: done before, validation loss {:.4}",
-                run.name, done.val_loss
-            );
-            continue;
+    for plan in &plans {
+        let old = load_result(&layout.result(&plan.run.name))?;
+        let why = match (&old, opts.fresh) {
+            (_, true) => "--fresh".to_string(),
+            (None, false) => "no result yet".to_string(),
+            (Some(old), false) => match plan.inputs.changed_since(old.inputs.as_ref()) {
+                Some(why) => why,
+                None => {
+                    eprintln!(
+                        "{}: done before, validation loss {:.4} (same config, data and \
+                         evaluation)",
+                        plan.run.name, old.val_loss
+                    );
+                    continue;
+                }
+            },
+        };
+        eprintln!("{}: training ({why})", plan.run.name);
+        if opts.fresh {
+            let dir = &plan.config.train.out_dir;
+            if dir.exists() {
+                std::fs::remove_dir_all(dir)
+                    .with_context(|| format!("{}: cannot remove", dir.display()))?;
+            }
         }
-        let result = train_and_measure(spec, run, &layout, &device, opts)?;
+        let result = train_and_measure(spec, plan, &layout, &device, opts)?;
         let json = serde_json::to_vec_pretty(&result)?;
-        mosaic_data::files::write_atomically(&layout.result(&run.name), &json)?;
+        mosaic_data::files::write_atomically(&layout.result(&plan.run.name), &json)?;
         println!(
             "{}: validation loss {:.4} ({} parameters, {} steps, {:.0} s)\n{}\n",
-            run.name,
+            plan.run.name,
             result.val_loss,
             result.params,
             result.steps,
@@ -143,10 +171,50 @@ pub fn run(name: &str, spec: &Spec, opts: &Options) -> Result<()> {
     )
 }
 
-/// `mosaic prepare` for the experiment's data, unless its `meta.json` is there.
+/// Every run resolved and checked before the first trains: the files the experiment names,
+/// the data (prepared if missing), each run's config with its `set` entries.
+fn plan<'a>(spec: &'a Spec, layout: &Layout, opts: &Options) -> Result<Vec<Plan<'a>>> {
+    spec.check_files()?;
+    prepare_data(spec)?;
+    let data = spec.data.as_ref().context("no [data] table")?;
+    let data_sha256 = mosaic_data::data_sha256(&data.dir)?;
+    let eval_sha256 = provenance::eval_sha256(&spec.eval)?;
+    let commit = provenance::commit(Path::new("."));
+    spec.runs
+        .iter()
+        .map(|run| {
+            let out_dir = layout.checkpoints.join(&run.name);
+            let mut config = spec.run_config(run, &out_dir)?;
+            if let Some(steps) = opts.steps {
+                config.train.max_iters = steps;
+                config.train.lr_decay_iters = Some(steps);
+                config
+                    .validate()
+                    .with_context(|| format!("run `{}` with --steps {steps}", run.name))?;
+            }
+            let inputs = Inputs::new(&config, &data_sha256, &eval_sha256, &commit);
+            Ok(Plan {
+                run,
+                config,
+                inputs,
+            })
+        })
+        .collect()
+}
+
+/// `mosaic prepare` for the experiment's data, unless it is there; prepared data from other
+/// inputs than the experiment names is refused, never used or replaced silently.
 fn prepare_data(spec: &Spec) -> Result<()> {
     let data = spec.data.as_ref().context("no [data] table")?;
-    if Meta::read(&data.dir).is_ok() {
+    if data.dir.join(mosaic_data::files::META_FILE).is_file() {
+        let meta = Meta::read(&data.dir)?;
+        if let Some(differs) = data.differs_from(&meta)? {
+            anyhow::bail!(
+                "{}: prepared from other inputs than this experiment's [data] table ({differs}); \
+                 remove it (checkpoints keep their own tokenizer) or set another [data] dir",
+                data.dir.display()
+            );
+        }
         return Ok(());
     }
     eprintln!(
@@ -160,6 +228,7 @@ fn prepare_data(spec: &Spec) -> Result<()> {
         valid: data.valid.clone(),
         vocab_size: data.vocab_size,
         out: data.dir.clone(),
+        force: false,
     };
     prepare(&opts, &|_, _| {})?;
     Ok(())
@@ -182,20 +251,14 @@ fn load_result(path: &Path) -> Result<Option<RunResult>> {
 
 fn train_and_measure(
     spec: &Spec,
-    run: &RunSpec,
+    plan: &Plan,
     layout: &Layout,
     device: &Device,
     opts: &Options,
 ) -> Result<RunResult> {
-    let out_dir = layout.checkpoints.join(&run.name);
-    let mut config = spec.run_config(run, &out_dir)?;
-    if let Some(steps) = opts.steps {
-        config.train.max_iters = steps;
-        config.train.lr_decay_iters = Some(steps);
-    }
-    let resume = out_dir
-        .join(mosaic_train::checkpoint::CHECKPOINT_DIR)
-        .is_dir();
+    let (run, config) = (plan.run, plan.config.clone());
+    let out_dir = &config.train.out_dir;
+    let resume = resumable(out_dir, &plan.inputs)?;
     let mut trainer = match resume {
         true => Trainer::resume(config.clone(), device)?,
         false => Trainer::new(config.clone(), device)?,
@@ -249,8 +312,39 @@ fn train_and_measure(
         .map_or(started.elapsed().as_secs_f64(), |s| s.wall_seconds);
     result.tokens_per_second = summary.map_or(0.0, |s| s.tokens_per_second);
     result.diverged_at = diverged_at;
+    result.inputs = Some(plan.inputs.clone());
     Ok(result)
 }
+
+/// Whether `out_dir` holds a checkpoint of this very run to continue. One trained from other
+/// inputs (another config, other data), or whose inputs are unknown, is removed, and
+/// `inputs.json` records those of the run that starts there.
+fn resumable(out_dir: &Path, inputs: &Inputs) -> Result<bool> {
+    let checkpoint = out_dir.join(mosaic_train::checkpoint::CHECKPOINT_DIR);
+    let recorded = out_dir.join(INPUTS_FILE);
+    let same = std::fs::read_to_string(&recorded)
+        .ok()
+        .and_then(|t| serde_json::from_str::<Inputs>(&t).ok())
+        .is_some_and(|old| inputs.trains_as(&old));
+    if checkpoint.is_dir() && same {
+        return Ok(true);
+    }
+    if out_dir.exists() {
+        eprintln!(
+            "{}: removing a checkpoint of other inputs (config or data)",
+            out_dir.display()
+        );
+        std::fs::remove_dir_all(out_dir)
+            .with_context(|| format!("{}: cannot remove", out_dir.display()))?;
+    }
+    std::fs::create_dir_all(out_dir)
+        .with_context(|| format!("{}: cannot create", out_dir.display()))?;
+    mosaic_data::files::write_atomically(&recorded, &serde_json::to_vec_pretty(inputs)?)?;
+    Ok(false)
+}
+
+/// Beside a run's checkpoint: the inputs it trains with.
+const INPUTS_FILE: &str = "inputs.json";
 
 /// The finished model's losses (validation, out of distribution) and a continuation.
 fn measure(
@@ -336,6 +430,7 @@ fn measure(
         device: opts.device.clone(),
         diverged_at: None,
         extrapolation,
+        inputs: None,
     })
 }
 

@@ -41,7 +41,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use mosaic_data::{Meta, TokenizerKind};
 use mosaic_train::RunConfig;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -76,7 +76,42 @@ pub struct DataSpec {
     pub vocab_size: Option<usize>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+impl DataSpec {
+    /// What differs between this table and the data prepared in `meta` (from the same
+    /// corpus, by the same tokenizer), if anything.
+    pub fn differs_from(&self, meta: &Meta) -> Result<Option<String>> {
+        let name = |p: &Path| p.file_name().map(|n| n.to_string_lossy().into_owned());
+        let bytes = std::fs::read(&self.input)
+            .with_context(|| format!("{}: cannot read", self.input.display()))?;
+        let vocab = match self.tokenizer {
+            TokenizerKind::Bpe => self
+                .vocab_size
+                .or(Some(mosaic_data::prepare::DEFAULT_BPE_VOCAB)),
+            _ => None,
+        };
+        let mut differs = Vec::new();
+        if meta.tokenizer != self.tokenizer {
+            differs.push(format!(
+                "tokenizer {} there, {} here",
+                meta.tokenizer, self.tokenizer
+            ));
+        }
+        if vocab.is_some_and(|v| v != meta.vocab_size) {
+            differs.push(format!("vocabulary {} there", meta.vocab_size));
+        }
+        if Some(meta.source.clone()) != name(&self.input)
+            || meta.source_sha256 != super::provenance::sha256(&bytes)
+        {
+            differs.push(format!("corpus {} there", meta.source));
+        }
+        if meta.valid_source != self.valid.as_deref().and_then(name) {
+            differs.push("another validation corpus".into());
+        }
+        Ok((!differs.is_empty()).then(|| differs.join(", ")))
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EvalSpec {
     /// An out-of-distribution text, measured per position as the validation split.
@@ -206,6 +241,24 @@ impl Spec {
         Ok(spec)
     }
 
+    /// Every file the experiment names is there to read: found now, not after hours of runs.
+    pub fn check_files(&self) -> Result<()> {
+        let mut named: Vec<(&Path, &str)> = Vec::new();
+        if let Some(data) = &self.data {
+            named.push((&data.input, "[data] input"));
+            named.extend(data.valid.as_deref().map(|v| (v, "[data] valid")));
+        }
+        named.extend(self.eval.ood.as_deref().map(|o| (o, "[eval] ood")));
+        for run in &self.runs {
+            named.push((&run.config, "a run's config"));
+        }
+        for (path, what) in named {
+            std::fs::File::open(path)
+                .with_context(|| format!("{}: cannot read ({what})", path.display()))?;
+        }
+        Ok(())
+    }
+
     /// Run `run`'s configuration: its file with its overrides, then the experiment's data
     /// directory and `out_dir`; the vocabulary is the prepared data's.
     pub fn run_config(&self, run: &RunSpec, out_dir: &Path) -> Result<RunConfig> {
@@ -217,7 +270,7 @@ impl Spec {
         &self,
         run: &RunSpec,
         out_dir: &Path,
-        vocab: impl FnOnce(&Path) -> Result<usize, E>,
+        vocab: impl Fn(&Path) -> Result<usize, E>,
     ) -> Result<RunConfig> {
         let data = self.data.as_ref().context("no [data] table")?;
         let mut sets = run.set.clone();

@@ -93,6 +93,7 @@ pub fn shakespeare(dir: &Path) -> PathBuf {
             valid: None,
             vocab_size: None,
             out: data.clone(),
+            force: false,
         },
         &|_, _| {},
     )
