@@ -46,8 +46,10 @@ enum Task {
     Bench(bench::Bench),
     /// Check the RegBench generator and metrics with the oracle and n-gram predictors.
     RegbenchSelftest {
+        /// Sequences generated and scored.
         #[arg(long, default_value_t = 500)]
         sequences: usize,
+        /// Seed of the generator.
         #[arg(long, default_value_t = 0)]
         seed: u64,
     },

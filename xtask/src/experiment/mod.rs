@@ -91,12 +91,20 @@ pub struct Options {
     #[arg(long, default_value_t = 512)]
     pub sequences: usize,
     /// Where the report goes.
-    #[arg(long, default_value = "docs/results")]
+    #[arg(long, default_value = "docs/results", value_parser = non_empty_path)]
     pub out: PathBuf,
     /// Where a `runs` experiment keeps its checkpoints (`<runs-dir>/<name>/<run>/`).
-    #[arg(long, default_value = "runs/experiments")]
+    #[arg(long, default_value = "runs/experiments", value_parser = non_empty_path)]
     pub runs_dir: PathBuf,
     /// flex (the CPU), wgpu or cuda[:N] (built with that cargo feature).
     #[arg(long, env = mosaic_models::DEVICE_ENV, default_value = "flex")]
     pub device: String,
+}
+
+/// A path option: an empty one would name the working directory.
+fn non_empty_path(value: &str) -> Result<PathBuf, String> {
+    match value.is_empty() {
+        true => Err("an empty path; give a directory".into()),
+        false => Ok(PathBuf::from(value)),
+    }
 }
