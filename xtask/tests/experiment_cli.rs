@@ -60,7 +60,7 @@ fn tiny_experiment(dir: &Path) -> std::path::PathBuf {
     let spec = format!(
         "about = \"a tiny test\"\ncpu_time = \"seconds\"\nkind = \"runs\"\n\n[data]\ndir = {:?}\n\
          tokenizer = \"char\"\ninput = \"datasets/text/tinyshakespeare.txt\"\n\n[eval]\n\
-         ood = \"datasets/text/tinyshakespeare.txt\"\nprompt = \"ROMEO:\"\nmax_new_tokens = 8\n\n\
+         ood = \"datasets/text/tinyshakespeare.txt\"\nprompt = \"ROMEO:\"\nmax_new_tokens = 8\nextrapolate = [2]\n\n\
          {runs}[[claims]]\ntext = \"the two are within 10 nats\"\ngroup = \"tiny\"\nmetric = \"val\"\nwithin = 10.0\n",
         dir.join("data")
     );
@@ -92,6 +92,7 @@ fn a_tiny_experiment_writes_its_results_and_reruns_only_what_is_missing() {
         "loss-0.svg",
         "per-position-val-0.svg",
         "per-position-ood-0.svg",
+        "extrapolation-0.svg",
     ] {
         assert!(results.join(file).is_file(), "{file} missing");
     }
@@ -102,6 +103,8 @@ fn a_tiny_experiment_writes_its_results_and_reruns_only_what_is_missing() {
         "GPT - MM",
         "**holds**: the two are within 10 nats",
         "ROMEO:",
+        "## Length extrapolation",
+        "*cannot read it*: GPT's learned position embedding",
     ] {
         assert!(report.contains(part), "`{part}` missing from:\n{report}");
     }
@@ -245,4 +248,87 @@ fn edited_runs_are_retrained_and_every_run_is_checked_first() {
     )
     .unwrap();
     common::assert_refused(&run(&[]), "prepared from other inputs");
+}
+
+/// The run results and metrics of an experiment, without what measures time.
+fn timeless_results(dir: &Path) -> Vec<(String, serde_json::Value)> {
+    let runs = dir.join("results/tiny/runs");
+    let mut names: Vec<String> = std::fs::read_dir(&runs)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+        .into_iter()
+        .map(|name| {
+            let text = std::fs::read_to_string(runs.join(&name)).unwrap();
+            let mut value: serde_json::Value = match name.ends_with(".jsonl") {
+                true => text
+                    .lines()
+                    .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+                    .collect(),
+                false => serde_json::from_str(&text).unwrap(),
+            };
+            let strip = |v: &mut serde_json::Value| {
+                if let Some(o) = v.as_object_mut() {
+                    for key in ["train_seconds", "tokens_per_second", "tokens_per_sec"] {
+                        o.remove(key);
+                    }
+                }
+            };
+            match value.as_array_mut() {
+                Some(lines) => lines.iter_mut().for_each(strip),
+                None => strip(&mut value),
+            }
+            (name, value)
+        })
+        .collect()
+}
+
+/// Killed (SIGKILL) at many moments and run again each time, an experiment ends with the
+/// results of an uninterrupted run: checkpoints, results and prepared data are written
+/// atomically, and a run resumes exactly.
+#[test]
+fn a_killed_experiment_ends_as_an_uninterrupted_one() {
+    let root = scratch("experiment-kill");
+    let command = |dir: &Path| {
+        let spec = tiny_experiment(dir);
+        let text = std::fs::read_to_string(&spec).unwrap().replace(
+            "group = \"tiny\"\nconfig",
+            "group = \"tiny\"\nset = [\"train.max_iters=24\", \"train.checkpoint_interval=4\"]\nconfig",
+        );
+        std::fs::write(&spec, text).unwrap();
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_xtask"));
+        c.args(["experiment", spec.to_str().unwrap()])
+            .args(["--out", dir.join("results").to_str().unwrap()])
+            .args(["--runs-dir", dir.join("runs").to_str().unwrap()])
+            .current_dir(common::workspace_root())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        c
+    };
+    let whole = root.join("whole");
+    std::fs::create_dir_all(&whole).unwrap();
+    assert!(command(&whole).status().unwrap().success());
+
+    let killed = root.join("killed");
+    std::fs::create_dir_all(&killed).unwrap();
+    let mut finished_early = 0;
+    for delay_ms in [50, 150, 300, 500, 800, 1100, 1500, 2000, 2600] {
+        let mut child = command(&killed).spawn().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        if child.try_wait().unwrap().is_some() {
+            finished_early += 1;
+            continue;
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+    assert!(finished_early < 9, "never killed: the test did not test");
+    assert!(command(&killed).status().unwrap().success());
+    let (a, b) = (timeless_results(&whole), timeless_results(&killed));
+    assert_eq!(a.len(), 4, "{a:?}");
+    for ((name, x), (_, y)) in a.iter().zip(&b) {
+        assert_eq!(x, y, "{name} differs after the kills");
+    }
 }

@@ -27,7 +27,7 @@ use crate::matrix::{contiguous, mat, matmul, tensor};
 use crate::row_kernels::{Visible, softmax_backward_in_place, softmax_in_place};
 
 /// `softmax(query bank_keys^T) bank_values` per head: `query` `(B, H, T, hs)`, `bank_keys` and
-/// `bank_values` `(H, P, hs)`. Only where [`crate::retrieval::cpu_kernels`] says so.
+/// `bank_values` `(H, P, hs)`. Only where [`crate::dispatch::cpu_kernels`] says so.
 pub fn bank_retrieval(query: Tensor<4>, bank_keys: Tensor<3>, bank_values: Tensor<3>) -> Tensor<4> {
     Tensor::from_dispatch(Dispatch::bank_retrieval(
         query.into_dispatch(),

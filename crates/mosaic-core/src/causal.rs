@@ -29,7 +29,7 @@ use crate::matrix::{contiguous, mat, matmul, tensor};
 use crate::row_kernels::{Visible, softmax_backward_in_place, softmax_in_place};
 
 /// `softmax(scale q k^T)` over the keys `band` gives each query ([`Band::softmax_range`]),
-/// times `values`; all `(B, H, T, hs)`. Only where [`crate::retrieval::cpu_kernels`] says so.
+/// times `values`; all `(B, H, T, hs)`. Only where [`crate::dispatch::cpu_kernels`] says so.
 pub fn causal_retrieval(
     query: Tensor<4>,
     keys: Tensor<4>,

@@ -21,9 +21,9 @@ use burn::tensor::{Bool, Tensor};
 use rayon::prelude::*;
 
 use crate::backward::register;
+use crate::dispatch::cpu_kernels;
 use crate::leaky_average::CHUNK;
 use crate::matrix::{contiguous, tensor};
-use crate::retrieval::cpu_kernels;
 
 /// `kbar_t = u_t + exp(log_decay_t) kbar_{t-1}`, `kbar_{-1} = 0`. `u`: `(B, H, T, hs)`,
 /// `log_decay`: `(B, H, T, 1)`, at most 0. The fused scan on the CPU backend,

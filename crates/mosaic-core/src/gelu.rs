@@ -15,8 +15,8 @@ use burn::backend::{Autodiff, Backend, Dispatch, Flex, backend_extension};
 use burn::tensor::{Tensor, activation};
 use rayon::prelude::*;
 
+use crate::dispatch::cpu_kernels;
 use crate::matrix::{contiguous, tensor};
-use crate::retrieval::cpu_kernels;
 use crate::row_kernels;
 
 /// `x / 2 (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3)))`.

@@ -21,8 +21,8 @@ use burn::tensor::{Tensor, module};
 use rayon::prelude::*;
 
 use crate::backward::register;
+use crate::dispatch::cpu_kernels;
 use crate::matrix::{contiguous, tensor};
-use crate::retrieval::cpu_kernels;
 
 /// LayerNorm of `x` over its last axis with `gain` `(d,)` and no bias.
 pub fn layer_norm<const D: usize>(x: Tensor<D>, gain: Tensor<1>, eps: f64) -> Tensor<D> {

@@ -10,9 +10,9 @@ use burn::module::{Module, Param};
 use burn::tensor::{Bool, Device, Tensor, TensorData};
 
 use crate::EXP_PARAM_SCALE;
+use crate::dispatch::cpu_kernels;
 use crate::heads::{linspace, per_head};
 use crate::leaky_scan::leaky_scan;
-use crate::retrieval::cpu_kernels;
 use crate::weights::Weights;
 
 /// Chunk length of the scan: within a chunk the matrix form, across chunks the states at the

@@ -20,7 +20,7 @@ use crate::backward::register;
 use crate::matrix::{contiguous, tensor};
 
 /// The leaky averages of `u` `(B, H, T, hs)` with decay rates `decay` `(H,)`; only where
-/// [`crate::retrieval::cpu_kernels`] says so.
+/// [`crate::dispatch::cpu_kernels`] says so.
 pub fn leaky_scan(u: Tensor<4>, decay: Tensor<1>) -> Tensor<4> {
     Tensor::from_dispatch(Dispatch::leaky_scan(
         u.into_dispatch(),

@@ -16,6 +16,7 @@ pub mod bandwidth;
 pub mod bank;
 pub mod causal;
 pub mod context_memory;
+pub mod dispatch;
 pub mod gated_scan;
 pub mod gelu;
 pub mod heads;

@@ -17,8 +17,8 @@ use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, Backend, Dispatch, Flex, backend_extension};
 use burn::tensor::{Tensor, module};
 
+use crate::dispatch::cpu_kernels;
 use crate::matrix::{product, view};
-use crate::retrieval::cpu_kernels;
 
 /// `x W`: `x` `(..., d_in)`, `weight` `(d_in, d_out)`, no bias.
 pub fn linear<const D: usize>(x: Tensor<D>, weight: Tensor<2>) -> Tensor<D> {

@@ -5,26 +5,12 @@
 use burn::nn::Dropout;
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
-use burn::tensor::{Bool, DType, Device, Tensor, TensorData};
+use burn::tensor::{Bool, Device, Tensor, TensorData};
 
 use crate::band::Band;
+use crate::dispatch::{cpu_kernels, fused_attention};
 use crate::softmax::{hidden_mask, masked_softmax, softmax_last};
 use crate::{bank, causal};
-
-/// Whether to use Burn's fused attention: on the CPU backend without gradients, where its
-/// tiled kernel never writes the `(B, H, T, T)` weights (dropout is off there anyway). With
-/// gradients Burn decomposes it into the same operations as ours; other backends keep the
-/// explicit form that the reference tests check.
-pub fn fused_attention(device: &Device) -> bool {
-    !device.is_autodiff() && *device == Device::flex()
-}
-
-/// Whether this crate's fused CPU operations run (projections, softmaxes, retrievals, the
-/// leaky scan, LayerNorm, GELU): Burn's `flex` backend, with or without gradients, in f32. The
-/// one switch they all use.
-pub fn cpu_kernels(device: &Device, dtype: DType) -> bool {
-    dtype == DType::F32 && device.clone().inner() == Device::flex()
-}
 
 /// Attention weights of a contextual memory, `(B, H, T, T)`: row `t` is
 /// `softmax_i(q_t . k_i)` over the pairs `band` gives position `t`, and a row with none is all

@@ -23,7 +23,7 @@ use burn::tensor::{Bool, Device, Tensor, TensorData, activation};
 use rayon::prelude::*;
 
 use crate::band::Band;
-use crate::retrieval::cpu_kernels;
+use crate::dispatch::cpu_kernels;
 use crate::row_kernels::{Visible, backward_rows, softmax_rows};
 
 /// `softmax(x, D - 1)`.

@@ -1,9 +1,7 @@
 //! The prepared-data format: a directory holding `train.bin` and `val.bin` (token ids,
-//! little-endian, u16 when the vocabulary fits, else u32) and `meta.json`; and atomic writes,
-//! so that a file is either the old one or the complete new one.
+//! little-endian, u16 when the vocabulary fits, else u32) and `meta.json`.
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
@@ -101,52 +99,5 @@ pub(crate) fn token_bytes(ids: &[u32], width: TokenWidth) -> Vec<u8> {
     match width {
         TokenWidth::U16 => ids.iter().flat_map(|&i| (i as u16).to_le_bytes()).collect(),
         TokenWidth::U32 => ids.iter().flat_map(|&i| i.to_le_bytes()).collect(),
-    }
-}
-
-/// Writes `bytes` to `path` through a temporary file in the same directory and a rename, so
-/// that `path` is either the old file or the complete new one.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), DataError> {
-    let mut staged = Staged::default();
-    staged.write(path, bytes)?;
-    staged.commit()
-}
-
-/// Files written under temporary names, renamed into place together by `commit`; dropped
-/// uncommitted, the temporaries are removed.
-#[derive(Default)]
-pub(crate) struct Staged {
-    files: Vec<(PathBuf, PathBuf)>,
-}
-
-impl Staged {
-    pub(crate) fn write(&mut self, path: &Path, bytes: &[u8]) -> Result<(), DataError> {
-        let name = path
-            .file_name()
-            .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
-        let tmp = path.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
-        let err = |error| DataError::Write {
-            path: path.to_path_buf(),
-            error,
-        };
-        self.files.push((tmp.clone(), path.to_path_buf()));
-        let mut file = std::fs::File::create(&tmp).map_err(err)?;
-        file.write_all(bytes).map_err(err)?;
-        file.sync_all().map_err(err)
-    }
-
-    pub(crate) fn commit(mut self) -> Result<(), DataError> {
-        for (tmp, path) in std::mem::take(&mut self.files) {
-            std::fs::rename(&tmp, &path).map_err(|error| DataError::Write { path, error })?;
-        }
-        Ok(())
-    }
-}
-
-impl Drop for Staged {
-    fn drop(&mut self) {
-        for (tmp, _) in &self.files {
-            let _ = std::fs::remove_file(tmp);
-        }
     }
 }

@@ -7,11 +7,13 @@
 //!   BPE, exact GPT-2 BPE).
 //! - [`prepare`]: corpus -> `train.bin`, `val.bin`, `meta.json`.
 //! - [`fingerprint`]: hashes of a prepared directory's tokenizer and token ids.
-//! - [`files`]: the prepared-data format (`meta.json`, token files) and atomic writes.
+//! - [`files`]: the prepared-data format (`meta.json`, token files).
+//! - [`atomic`]: writes a crash cannot leave half done, of files and directories.
 //! - [`token_file`]: memory-mapped token files.
 //! - [`sampler`]: seeded random windows for training, sequential windows for evaluation.
 //! - [`three_moons`]: the paper's three-moons toy.
 
+pub mod atomic;
 pub mod corpus;
 pub mod error;
 pub mod files;

@@ -10,9 +10,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use sha2::{Digest, Sha256};
 
+use crate::atomic::{Staged, replace_dir};
 use crate::corpus::Corpus;
 use crate::error::DataError;
-use crate::files::{META_FILE, Meta, Staged, TRAIN_FILE, TokenWidth, VAL_FILE, token_bytes};
+use crate::files::{META_FILE, Meta, TRAIN_FILE, TokenWidth, VAL_FILE, token_bytes};
 use crate::tokenizer::{
     BPE_FILE, BpeTokenizer, CHAR_FILE, CharTokenizer, Gpt2Tokenizer, Tokenizer, TokenizerKind,
 };
@@ -91,7 +92,8 @@ pub fn prepare(
     };
     if opts.vocab_size.is_some() && opts.tokenizer != TokenizerKind::Bpe {
         return Err(DataError::Invalid(
-            "--vocab-size applies to the bpe tokenizer only".into(),
+            "a vocabulary size applies to the bpe tokenizer only (its vocabulary is trained)"
+                .into(),
         ));
     }
 
@@ -169,38 +171,6 @@ impl Prepared<'_> {
         self.tokenizer.save(dir)?;
         staged.commit()
     }
-}
-
-/// Replaces the directory `dir` by one `fill` writes: built beside it, then swapped in by two
-/// renames, so that `dir` is the old directory or the complete new one (a crash between the
-/// renames leaves the old one under `.NAME.old-PID` beside it).
-fn replace_dir(
-    dir: &Path,
-    fill: impl FnOnce(&Path) -> Result<(), DataError>,
-) -> Result<(), DataError> {
-    let name = dir
-        .file_name()
-        .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
-    let pid = std::process::id();
-    let new = dir.with_file_name(format!(".{name}.new-{pid}"));
-    let old = dir.with_file_name(format!(".{name}.old-{pid}"));
-    let write_err = |path: &Path| {
-        let path = path.to_path_buf();
-        move |error| DataError::Write { path, error }
-    };
-    let _ = std::fs::remove_dir_all(&new);
-    if let Err(e) = fill(&new) {
-        let _ = std::fs::remove_dir_all(&new);
-        return Err(e);
-    }
-    std::fs::rename(dir, &old).map_err(write_err(dir))?;
-    if let Err(e) = std::fs::rename(&new, dir) {
-        let _ = std::fs::rename(&old, dir);
-        let _ = std::fs::remove_dir_all(&new);
-        return Err(write_err(dir)(e));
-    }
-    let _ = std::fs::remove_dir_all(&old);
-    Ok(())
 }
 
 /// Encodes every story (in parallel, over the machine's cores), each followed by `separator`.

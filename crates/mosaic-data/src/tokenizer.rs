@@ -12,9 +12,9 @@ use tokenizers::pre_tokenizers::byte_level::ByteLevel;
 use tokenizers::{AddedToken, TokenizerBuilder};
 
 use crate::END_OF_TEXT;
+use crate::atomic::write_atomically;
 use crate::corpus::Corpus;
 use crate::error::DataError;
-use crate::files::write_atomically;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

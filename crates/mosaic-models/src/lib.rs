@@ -22,7 +22,7 @@ pub use loss::{cross_entropy, cross_entropy_per_token};
 pub use memory_mosaic::{LayerHeads, MemoryMosaic, MosaicCache};
 pub use model::{Cache, LanguageModel, ModelConfig};
 pub use official::{OfficialError, load_official};
-pub use tensor_file::TensorFile;
+pub use tensor_file::{TensorFile, TensorFileError};
 pub use toy::{ComplexLinear, ToyMosaic, ToyMosaicConfig};
 
 use burn::tensor::Tensor;

@@ -256,27 +256,49 @@ impl MemoryMosaicConfig {
 /// The learned per-head scalars of one layer, in the units the paper uses. In v2 a scalar
 /// the configuration replaced is empty, and the long-term memory's heads follow the
 /// short-term memory's.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct LayerHeads {
     pub layer: usize,
     /// Leaky-average decay rate `b_h` of the contextual memory's keys (`lambda = exp(-b)`);
     /// empty with gated keys.
+    #[serde(deserialize_with = "floats")]
     pub leaky_decay: Vec<f32>,
     /// Kernel bandwidth `beta_h = s_h^2` of the contextual memory; empty under an adaptive
     /// bandwidth.
+    #[serde(deserialize_with = "floats")]
     pub key_bandwidth: Vec<f32>,
     /// v2's adaptive bandwidth `beta1 n^alpha + beta0`: `beta0`, `beta1` and `alpha`.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "floats"
+    )]
     pub bandwidth_beta0: Vec<f32>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "floats"
+    )]
     pub bandwidth_beta1: Vec<f32>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "floats"
+    )]
     pub bandwidth_alpha: Vec<f32>,
     /// Value mix `c_h`: the weight of the present step against the next.
+    #[serde(deserialize_with = "floats")]
     pub value_mix: Vec<f32>,
     /// Leaky-average decay rate of the persistent memory's keys; empty with gated keys or a
     /// SwiGLU persistent memory.
+    #[serde(deserialize_with = "floats")]
     pub pmem_leaky_decay: Vec<f32>,
+}
+
+/// JSON writes a NaN (a diverged run's scalars) as `null`: read it back as NaN.
+fn floats<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<f32>, D::Error> {
+    let values: Vec<Option<f32>> = serde::Deserialize::deserialize(d)?;
+    Ok(values.into_iter().map(|v| v.unwrap_or(f32::NAN)).collect())
 }
 
 impl MemoryMosaic {

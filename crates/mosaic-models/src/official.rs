@@ -15,33 +15,13 @@ use crate::config::{GptConfig, MemoryMosaicConfig};
 use crate::gpt::Gpt;
 use crate::memory_mosaic::MemoryMosaic;
 use crate::model::LanguageModel;
-use crate::tensor_file::TensorFile;
+use crate::tensor_file::{TensorFile, TensorFileError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum OfficialError {
-    #[error("{}: cannot read the file: {error}", .path.display())]
-    Read {
-        path: PathBuf,
-        error: std::io::Error,
-    },
-    #[error("{}: not a safetensors file ({reason})", .path.display())]
-    NotSafetensors { path: PathBuf, reason: String },
-    #[error("{}: tensor `{name}` is missing from the file", .path.display())]
-    Missing { path: PathBuf, name: String },
-    #[error("{}: tensor `{name}` has shape {found:?}, expected {expected}", .path.display())]
-    Shape {
-        path: PathBuf,
-        name: String,
-        found: Vec<usize>,
-        expected: String,
-    },
-    #[error("{}: tensor `{name}` has dtype {found}, expected {expected}", .path.display())]
-    Dtype {
-        path: PathBuf,
-        name: String,
-        found: String,
-        expected: String,
-    },
+    /// The file is not a readable safetensors file with the tensors asked for.
+    #[error(transparent)]
+    File(#[from] TensorFileError),
     #[error("{}: metadata `config`: {reason}", .path.display())]
     Config { path: PathBuf, reason: String },
     #[error(
@@ -216,6 +196,6 @@ impl Weights for OnDevice<'_> {
         name: &str,
         shape: [usize; D],
     ) -> Result<Tensor<D>, OfficialError> {
-        self.file.float(name, shape, self.device)
+        Ok(self.file.float(name, shape, self.device)?)
     }
 }

@@ -6,8 +6,6 @@ use std::path::{Path, PathBuf};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use safetensors::tensor::{Dtype, Metadata, SafeTensors};
 
-use crate::official::OfficialError;
-
 /// A safetensors file read whole into memory (the model files this is for are small next to
 /// the model they fill).
 pub struct TensorFile {
@@ -18,14 +16,14 @@ pub struct TensorFile {
 }
 
 impl TensorFile {
-    pub fn open(path: impl AsRef<Path>) -> Result<Self, OfficialError> {
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, TensorFileError> {
         let path = path.as_ref().to_path_buf();
-        let bytes = std::fs::read(&path).map_err(|error| OfficialError::Read {
+        let bytes = std::fs::read(&path).map_err(|error| TensorFileError::Read {
             path: path.clone(),
             error,
         })?;
         let (header_len, header) =
-            SafeTensors::read_metadata(&bytes).map_err(|e| OfficialError::NotSafetensors {
+            SafeTensors::read_metadata(&bytes).map_err(|e| TensorFileError::NotSafetensors {
                 path: path.clone(),
                 reason: e.to_string(),
             })?;
@@ -57,7 +55,7 @@ impl TensorFile {
         names
     }
 
-    pub fn shape(&self, name: &str) -> Result<Vec<usize>, OfficialError> {
+    pub fn shape(&self, name: &str) -> Result<Vec<usize>, TensorFileError> {
         Ok(self.info(name)?.shape.clone())
     }
 
@@ -67,7 +65,7 @@ impl TensorFile {
         name: &str,
         expected: [usize; D],
         device: &Device,
-    ) -> Result<Tensor<D>, OfficialError> {
+    ) -> Result<Tensor<D>, TensorFileError> {
         let bytes = self.raw(name, Dtype::F32, &expected)?;
         let values: Vec<f32> = bytes
             .chunks_exact(4)
@@ -81,7 +79,7 @@ impl TensorFile {
         &self,
         name: &str,
         device: &Device,
-    ) -> Result<Tensor<D>, OfficialError> {
+    ) -> Result<Tensor<D>, TensorFileError> {
         self.float(name, self.dims(name)?, device)
     }
 
@@ -90,7 +88,7 @@ impl TensorFile {
         &self,
         name: &str,
         device: &Device,
-    ) -> Result<Tensor<D, Int>, OfficialError> {
+    ) -> Result<Tensor<D, Int>, TensorFileError> {
         let dims: [usize; D] = self.dims(name)?;
         let bytes = self.raw(name, Dtype::I64, &dims)?;
         let values: Vec<i64> = bytes
@@ -100,29 +98,32 @@ impl TensorFile {
         Ok(Tensor::from_data(TensorData::new(values, dims), device))
     }
 
-    fn dims<const D: usize>(&self, name: &str) -> Result<[usize; D], OfficialError> {
+    fn dims<const D: usize>(&self, name: &str) -> Result<[usize; D], TensorFileError> {
         let shape = self.shape(name)?;
-        shape.clone().try_into().map_err(|_| OfficialError::Shape {
-            path: self.path.clone(),
-            name: name.to_string(),
-            found: shape,
-            expected: format!("{D} dimensions"),
-        })
+        shape
+            .clone()
+            .try_into()
+            .map_err(|_| TensorFileError::Shape {
+                path: self.path.clone(),
+                name: name.to_string(),
+                found: shape,
+                expected: format!("{D} dimensions"),
+            })
     }
 
-    fn info(&self, name: &str) -> Result<&safetensors::tensor::TensorInfo, OfficialError> {
+    fn info(&self, name: &str) -> Result<&safetensors::tensor::TensorInfo, TensorFileError> {
         self.header
             .info(name)
-            .ok_or_else(|| OfficialError::Missing {
+            .ok_or_else(|| TensorFileError::Missing {
                 path: self.path.clone(),
                 name: name.to_string(),
             })
     }
 
-    fn raw(&self, name: &str, dtype: Dtype, expected: &[usize]) -> Result<&[u8], OfficialError> {
+    fn raw(&self, name: &str, dtype: Dtype, expected: &[usize]) -> Result<&[u8], TensorFileError> {
         let info = self.info(name)?;
         if info.dtype != dtype {
-            return Err(OfficialError::Dtype {
+            return Err(TensorFileError::Dtype {
                 path: self.path.clone(),
                 name: name.to_string(),
                 found: format!("{:?}", info.dtype),
@@ -130,7 +131,7 @@ impl TensorFile {
             });
         }
         if info.shape != expected {
-            return Err(OfficialError::Shape {
+            return Err(TensorFileError::Shape {
                 path: self.path.clone(),
                 name: name.to_string(),
                 found: info.shape.clone(),
@@ -141,4 +142,32 @@ impl TensorFile {
         let (a, b) = info.data_offsets;
         Ok(&self.bytes[start + a..start + b])
     }
+}
+
+/// A safetensors file that cannot give what is asked of it; each message names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum TensorFileError {
+    #[error("{}: cannot read the file: {error}", .path.display())]
+    Read {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    #[error("{}: not a safetensors file ({reason})", .path.display())]
+    NotSafetensors { path: PathBuf, reason: String },
+    #[error("{}: tensor `{name}` is missing from the file", .path.display())]
+    Missing { path: PathBuf, name: String },
+    #[error("{}: tensor `{name}` has shape {found:?}, expected {expected}", .path.display())]
+    Shape {
+        path: PathBuf,
+        name: String,
+        found: Vec<usize>,
+        expected: String,
+    },
+    #[error("{}: tensor `{name}` has dtype {found}, expected {expected}", .path.display())]
+    Dtype {
+        path: PathBuf,
+        name: String,
+        found: String,
+        expected: String,
+    },
 }

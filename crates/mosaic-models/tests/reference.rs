@@ -5,7 +5,9 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use burn::tensor::{Device, Tensor};
-use mosaic_models::{LanguageModel, OfficialError, TensorFile, cross_entropy, load_official};
+use mosaic_models::{
+    LanguageModel, OfficialError, TensorFile, TensorFileError, cross_entropy, load_official,
+};
 use safetensors::tensor::{SafeTensors, TensorView};
 
 fn shipped(name: &str) -> PathBuf {
@@ -88,7 +90,10 @@ fn load_err(path: &Path) -> OfficialError {
 #[test]
 fn missing_file_is_a_read_error() {
     let err = load_err(Path::new("no/such/file.safetensors"));
-    assert!(matches!(err, OfficialError::Read { .. }), "{err}");
+    assert!(
+        matches!(err, OfficialError::File(TensorFileError::Read { .. })),
+        "{err}"
+    );
     assert!(
         err.to_string().contains("no/such/file.safetensors"),
         "{err}"
@@ -102,7 +107,13 @@ fn text_file_is_not_safetensors() {
     let path = dir.join("notes.safetensors");
     std::fs::write(&path, "these are notes, not tensors\n").unwrap();
     let err = load_err(&path);
-    assert!(matches!(err, OfficialError::NotSafetensors { .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            OfficialError::File(TensorFileError::NotSafetensors { .. })
+        ),
+        "{err}"
+    );
     assert!(err.to_string().contains("notes.safetensors"), "{err}");
 }
 
@@ -113,7 +124,7 @@ fn missing_tensor_is_named() {
     });
     let err = load_err(&path);
     assert!(
-        matches!(&err, OfficialError::Missing { name, .. } if name == "blocks.1.pmem.pmem.M_v0"),
+        matches!(&err, OfficialError::File(TensorFileError::Missing { name, .. }) if name == "blocks.1.pmem.pmem.M_v0"),
         "{err}"
     );
     assert!(err.to_string().contains("missing.safetensors"), "{err}");
@@ -131,7 +142,7 @@ fn wrong_shape_is_named() {
     });
     let err = load_err(&path);
     assert!(
-        matches!(&err, OfficialError::Shape { name, found, .. } if name == "blocks.0.attn.c_proj.weight" && *found == vec![32, 16]),
+        matches!(&err, OfficialError::File(TensorFileError::Shape { name, found, .. }) if name == "blocks.0.attn.c_proj.weight" && *found == vec![32, 16]),
         "{err}"
     );
 }

@@ -79,6 +79,51 @@ impl DataFiles {
     }
 }
 
+/// A checkpoint opened for use: its state and its model, in eval mode.
+pub struct Checkpoint {
+    dir: PathBuf,
+    state: State,
+    model: LanguageModel,
+}
+
+impl Checkpoint {
+    /// Opens the checkpoint in `dir` (a run's out_dir, or its checkpoint directory) with the
+    /// model on `device` (without gradients).
+    pub fn open(dir: &Path, device: &burn::tensor::Device) -> Result<Self> {
+        let dir = locate(dir);
+        let state = read_state(&dir)?;
+        let model = load_model(&dir, state.config.model.build(device))?;
+        Ok(Self { dir, state, model })
+    }
+
+    /// The checkpoint directory itself.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn state(&self) -> &State {
+        &self.state
+    }
+
+    pub fn config(&self) -> &RunConfig {
+        &self.state.config
+    }
+
+    pub fn model(&self) -> &LanguageModel {
+        &self.model
+    }
+
+    /// [`tokenizer`] of this checkpoint.
+    pub fn tokenizer(&self) -> Result<(Meta, Box<dyn Tokenizer>)> {
+        tokenizer(&self.dir, &self.state)
+    }
+
+    /// [`eval_data`] of this checkpoint.
+    pub fn eval_data(&self, other: Option<&Path>) -> Result<PathBuf> {
+        eval_data(&self.dir, &self.state, other)
+    }
+}
+
 /// `DIR` itself when it holds a checkpoint, else `DIR/checkpoint`.
 pub fn locate(dir: &Path) -> PathBuf {
     match dir.join(STATE_FILE).is_file() {
@@ -94,22 +139,10 @@ pub fn save(
     state: &State,
     data: &DataFiles,
 ) -> Result<()> {
-    let final_dir = out_dir.join(CHECKPOINT_DIR);
-    let pid = std::process::id();
-    let tmp = out_dir.join(format!(".{CHECKPOINT_DIR}.tmp-{pid}"));
-    let old = out_dir.join(format!(".{CHECKPOINT_DIR}.old-{pid}"));
-    let _ = std::fs::remove_dir_all(&tmp);
-    std::fs::create_dir_all(&tmp).map_err(TrainError::io(&tmp, "create"))?;
-    if let Err(e) = write_files(&tmp, model, optim, state, data) {
-        let _ = std::fs::remove_dir_all(&tmp);
-        return Err(e);
-    }
-    if final_dir.exists() {
-        std::fs::rename(&final_dir, &old).map_err(TrainError::io(&final_dir, "move aside"))?;
-    }
-    std::fs::rename(&tmp, &final_dir).map_err(TrainError::io(&final_dir, "rename into place"))?;
-    let _ = std::fs::remove_dir_all(&old);
-    Ok(())
+    mosaic_data::atomic::replace_dir(&out_dir.join(CHECKPOINT_DIR), |dir| {
+        std::fs::create_dir_all(dir).map_err(TrainError::io(dir, "create"))?;
+        write_files(dir, model, optim, state, data)
+    })
 }
 
 fn write_files(
@@ -191,7 +224,7 @@ pub fn eval_data(dir: &Path, state: &State, other: Option<&Path>) -> Result<Path
             path: dir.to_path_buf(),
             reason: format!(
                 "the data it trained on, `{}`, is gone; evaluate on another directory prepared \
-                 with the same tokenizer (mosaic eval --data DIR)",
+                 with the same tokenizer",
                 data.display()
             ),
         });

@@ -123,7 +123,7 @@ impl<M: Module> Engine<M> {
         let precision = self.recipe.precision;
         if let Err(e) = precision.check(&self.device) {
             self.model = Some(model);
-            return Err(e);
+            return Err(e.into());
         }
         let (mut grads, loss_sum) = match gradients_in(precision, &model, weights, loss) {
             Ok(g) => g,

@@ -7,6 +7,7 @@ use mosaic_data::DataError;
 use mosaic_models::InputError;
 
 use crate::config::RunConfigError;
+use crate::precision::UnsupportedPrecision;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {
@@ -16,6 +17,8 @@ pub enum TrainError {
     Data(#[from] DataError),
     #[error(transparent)]
     Input(#[from] InputError),
+    #[error(transparent)]
+    Precision(#[from] UnsupportedPrecision),
     #[error("{}: cannot {action}: {error}", .path.display())]
     Io {
         path: PathBuf,
@@ -30,6 +33,12 @@ pub enum TrainError {
     },
     #[error("{}: {reason}", .path.display())]
     Checkpoint { path: PathBuf, reason: String },
+    /// A fresh run asked for where a checkpoint is: it is kept, never overwritten.
+    #[error(
+        "{}: holds a checkpoint already; resume it, or train into another train.out_dir",
+        .path.display()
+    )]
+    CheckpointExists { path: PathBuf },
     #[error(
         "the training loss became {loss} at step {step}; stopping (the last checkpoint is kept). \
          Try a lower learning rate or stronger gradient clipping"

@@ -6,9 +6,10 @@
 //! - [`trainer`]: `mosaic train` (nanoGPT's loop: evaluation, metrics, checkpoints, summary),
 //!   configured by [`config`]; [`checkpoint`]: atomic checkpoints and exact resume.
 //! - [`regbench`] and [`three_moons`]: the drivers of the paper's other experiments.
-//! - [`evaluate`]: per-position and out-of-distribution losses; [`sample`]: generation.
-//! - [`batch`]: token batches as tensors; [`progress`]: progress bars; [`error`]: what can go
-//!   wrong.
+//! - [`evaluate`]: what a trained model is measured on (validation, per position, out of
+//!   distribution, extrapolation, a continuation); [`sample`]: generation.
+//! - [`metrics`]: the records of `metrics.jsonl`, written and read back typed.
+//! - [`batch`]: token batches as tensors; [`error`]: what can go wrong.
 
 pub mod batch;
 pub mod checkpoint;
@@ -16,17 +17,19 @@ pub mod config;
 pub mod engine;
 pub mod error;
 pub mod evaluate;
+pub mod metrics;
 pub mod optim;
 pub mod precision;
-pub mod progress;
 pub mod regbench;
 pub mod sample;
 pub mod schedule;
 pub mod three_moons;
 pub mod trainer;
 
+pub use checkpoint::Checkpoint;
 pub use config::RunConfig;
 pub use engine::{Engine, Recipe, StepStats};
 pub use error::TrainError;
+pub use evaluate::{EvalOptions, Evaluation, evaluate};
 pub use precision::Precision;
-pub use trainer::Trainer;
+pub use trainer::{Start, Trainer};

@@ -11,8 +11,6 @@ use burn::module::{Module, ModuleMapper, Param};
 use burn::tensor::{Device, FloatDType, Tensor};
 use serde::{Deserialize, Serialize};
 
-use crate::error::TrainError;
-
 /// The type a training step computes in: `train.precision` in a run's config.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -46,16 +44,13 @@ impl Precision {
     }
 
     /// [`Precision::supported_on`], as the error a user reads when it is not.
-    pub fn check(self, device: &Device) -> Result<(), TrainError> {
+    pub fn check(self, device: &Device) -> Result<(), UnsupportedPrecision> {
         match self.supported_on(device) {
             true => Ok(()),
-            false => Err(TrainError::Invalid(format!(
-                "this device ({}) cannot compute in {}: choose f32{} (`train.precision` in a \
-                 run's config, `--precision` of the bench)",
-                mosaic_models::describe(device),
-                self.name(),
-                if self == Self::Bf16 { " or f16" } else { "" },
-            ))),
+            false => Err(UnsupportedPrecision {
+                device: mosaic_models::describe(device),
+                precision: self,
+            }),
         }
     }
 
@@ -145,4 +140,17 @@ mod tests {
         }
         assert!((first[0] - first[1]).abs() < 1e-2, "{first:?}");
     }
+}
+
+/// A precision the device cannot compute in.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error(
+    "this device ({device}) cannot compute in {}: choose f32{} (`train.precision` in a run's \
+     config)",
+    .precision.name(),
+    if *.precision == Precision::Bf16 { " or f16" } else { "" }
+)]
+pub struct UnsupportedPrecision {
+    pub device: String,
+    pub precision: Precision,
 }

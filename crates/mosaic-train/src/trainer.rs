@@ -1,13 +1,11 @@
 //! The training loop: nanoGPT's, on any Burn device.
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use burn::module::Module;
 use burn::tensor::Device;
 use mosaic_data::{Meta, RandomWindows, Split, TokenFile};
-use mosaic_models::{LanguageModel, LayerHeads, cross_entropy};
+use mosaic_models::{LanguageModel, cross_entropy};
 use serde::Serialize;
 
 use crate::batch::tensors;
@@ -15,21 +13,11 @@ use crate::checkpoint::{self, DataFiles, State};
 use crate::config::RunConfig;
 use crate::engine::{Engine, Recipe, StepStats};
 use crate::error::{Result, TrainError};
+use crate::metrics::{EvalRecord, METRICS_FILE, MetricsLog, Record, StepRecord};
 use crate::optim::AdamW;
 use crate::schedule::Schedule;
 
-pub const METRICS_FILE: &str = "metrics.jsonl";
 pub const SUMMARY_FILE: &str = "summary.json";
-
-#[derive(Debug, Clone, Serialize)]
-pub struct Evaluation {
-    pub step: usize,
-    pub lr: f64,
-    pub train_loss: f64,
-    pub val_loss: f64,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub heads: Vec<LayerHeads>,
-}
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Summary {
@@ -70,6 +58,16 @@ pub fn recipe(config: &RunConfig) -> Recipe {
     }
 }
 
+/// How [`Trainer::open`] starts a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Start {
+    /// From the initialisation; a checkpoint already in `out_dir` is an error, never
+    /// overwritten.
+    Fresh,
+    /// From the checkpoint in `out_dir`, exactly where it stopped.
+    Resume,
+}
+
 pub struct Trainer {
     config: RunConfig,
     engine: Engine<LanguageModel>,
@@ -81,6 +79,19 @@ pub struct Trainer {
 }
 
 impl Trainer {
+    /// The run `config` describes, started as `start` says: the one way `mosaic train` and
+    /// `cargo xtask experiment` begin training.
+    pub fn open(config: RunConfig, device: &Device, start: Start) -> Result<Self> {
+        let checkpoint = config.train.out_dir.join(checkpoint::CHECKPOINT_DIR);
+        match start {
+            Start::Resume => Self::resume(config, device),
+            Start::Fresh if checkpoint.exists() => Err(TrainError::CheckpointExists {
+                path: config.train.out_dir.clone(),
+            }),
+            Start::Fresh => Self::new(config, device),
+        }
+    }
+
     /// A fresh run. `device` is any Burn device; gradients are switched on here.
     pub fn new(config: RunConfig, device: &Device) -> Result<Self> {
         let dir = &config.data.dir;
@@ -209,10 +220,10 @@ impl Trainer {
         Ok(sum / t.eval_iters as f64)
     }
 
-    pub fn evaluate(&mut self) -> Result<Evaluation> {
+    pub fn evaluate(&mut self) -> Result<EvalRecord> {
         let val_loss = self.estimate_loss(Split::Val)?;
         self.best_val_loss = Some(self.best_val_loss.map_or(val_loss, |b| b.min(val_loss)));
-        Ok(Evaluation {
+        Ok(EvalRecord {
             step: self.step(),
             lr: self.engine.lr(),
             train_loss: self.estimate_loss(Split::Train)?,
@@ -260,12 +271,12 @@ impl Trainer {
             on_step(&stats);
             train_seconds += stats.seconds;
             if stats.step.is_multiple_of(t.log_interval) {
-                metrics.write(&serde_json::json!({
-                    "step": stats.step,
-                    "lr": stats.lr,
-                    "train_loss": stats.loss,
-                    "grad_norm": stats.grad_norm,
-                    "tokens_per_sec": self.tokens_per_step() as f64 / stats.seconds,
+                metrics.write(Record::Step(StepRecord {
+                    step: stats.step,
+                    lr: stats.lr,
+                    train_loss: stats.loss,
+                    grad_norm: stats.grad_norm,
+                    tokens_per_sec: self.tokens_per_step() as f64 / stats.seconds,
                 }))?;
             }
             if t.checkpoint_interval > 0 && self.step().is_multiple_of(t.checkpoint_interval) {
@@ -301,7 +312,7 @@ impl Trainer {
             },
         };
         let path = out.join(SUMMARY_FILE);
-        mosaic_data::files::write_atomically(&path, &serde_json::to_vec_pretty(&summary)?)?;
+        mosaic_data::atomic::write_atomically(&path, &serde_json::to_vec_pretty(&summary)?)?;
         Ok(summary)
     }
 
@@ -309,13 +320,13 @@ impl Trainer {
         &mut self,
         metrics: &mut MetricsLog,
         report: &mut dyn FnMut(&str),
-    ) -> Result<Evaluation> {
+    ) -> Result<EvalRecord> {
         let eval = self.evaluate()?;
         report(&format!(
             "step {}: train loss {:.4}, val loss {:.4}",
             eval.step, eval.train_loss, eval.val_loss
         ));
-        metrics.write(&eval)?;
+        metrics.write(Record::Eval(eval.clone()))?;
         Ok(eval)
     }
 }
@@ -339,45 +350,4 @@ fn differences(old: &mosaic_models::ModelConfig, new: &mosaic_models::ModelConfi
         })
         .collect::<Vec<_>>()
         .join(", ")
-}
-
-/// `metrics.jsonl`, one JSON object a line. On resume, lines past the checkpoint's step (from
-/// the run that died) are dropped so the file reads as one uninterrupted run.
-struct MetricsLog {
-    file: std::fs::File,
-    path: PathBuf,
-}
-
-impl MetricsLog {
-    fn open(path: &Path, step: usize) -> Result<Self> {
-        let kept: String = match std::fs::read_to_string(path) {
-            Ok(text) if step > 0 => text
-                .lines()
-                .filter(|l| {
-                    serde_json::from_str::<serde_json::Value>(l)
-                        .ok()
-                        .and_then(|v| v.get("step").and_then(|s| s.as_u64()))
-                        .is_some_and(|s| {
-                            (s as usize) < step || (s as usize == step && !l.contains("val_loss"))
-                        })
-                })
-                .map(|l| format!("{l}\n"))
-                .collect(),
-            _ => String::new(),
-        };
-        std::fs::write(path, kept).map_err(TrainError::io(path, "write"))?;
-        let file = std::fs::OpenOptions::new()
-            .append(true)
-            .open(path)
-            .map_err(TrainError::io(path, "open"))?;
-        Ok(Self {
-            file,
-            path: path.to_path_buf(),
-        })
-    }
-
-    fn write(&mut self, record: &impl Serialize) -> Result<()> {
-        let line = serde_json::to_string(record)?;
-        writeln!(self.file, "{line}").map_err(TrainError::io(&self.path, "write"))
-    }
 }

@@ -69,7 +69,7 @@ fn bad_input_exits_2_with_the_path() {
             "--out",
             out,
         ],
-        "--vocab-size applies to the bpe tokenizer only",
+        "a vocabulary size applies to the bpe tokenizer only",
     );
     assert!(!Path::new(out).join("meta.json").exists());
 }

@@ -6,6 +6,7 @@ mod plot;
 mod provenance;
 mod regbench;
 mod report;
+mod results;
 mod runs;
 pub mod spec;
 mod three_moons;

@@ -157,7 +157,7 @@ pub fn run(opts: &Options) -> Result<()> {
                 "N={n} {model} lr {lr:e}: accuracy {:.4} TVD {:.4} (best epoch {}, {:.0} s)",
                 result.accuracy, result.tvd, result.best_epoch, result.seconds
             );
-            mosaic_data::files::write_atomically(
+            mosaic_data::atomic::write_atomically(
                 &path,
                 serde_json::to_string_pretty(&result)?.as_bytes(),
             )

@@ -4,12 +4,13 @@
 //! out of it), and the continuations.
 
 use std::fmt::Write as _;
+use std::path::Path;
 
 use anyhow::{Context, Result};
 use plotters::style::RGBColor;
 
 use super::plot::{Line, lines_chart};
-use super::runs::{Layout, RunResult};
+use super::results::{Layout, RunResult};
 use super::spec::{Claim, Metric, Spec};
 
 /// Per-position losses from this position on count as "late" (in-context learning done).
@@ -266,22 +267,16 @@ fn color(r: &RunResult, group: &Group) -> RGBColor {
 const SMOOTH: usize = 16;
 
 fn extrapolation(md: &mut String, name: &str, groups: &[Group], layout: &Layout) -> Result<()> {
-    let factors: Vec<usize> = {
-        let mut f: Vec<usize> = groups
-            .iter()
-            .flat_map(|g| {
-                g.best
-                    .iter()
-                    .flat_map(|r| r.extrapolation.iter().map(|e| e.factor))
-            })
-            .collect();
-        f.sort_unstable();
-        f.dedup();
-        f
-    };
-    if factors.is_empty() {
+    let mut factors: Vec<usize> = groups
+        .iter()
+        .flat_map(|g| g.best.iter())
+        .flat_map(|r| r.extrapolation.iter().map(|e| e.factor))
+        .collect();
+    factors.sort_unstable();
+    factors.dedup();
+    let Some(&longest) = factors.last() else {
         return Ok(());
-    }
+    };
     writeln!(md, "\n## Length extrapolation\n")?;
     writeln!(
         md,
@@ -294,9 +289,22 @@ fn extrapolation(md: &mut String, name: &str, groups: &[Group], layout: &Layout)
             .collect::<Vec<_>>()
             .join(", ")
     )?;
+    extrapolation_table(md, groups, &factors)?;
+    extrapolation_notes(md, groups, &factors)?;
+    for (i, g) in groups.iter().enumerate() {
+        let file = format!("extrapolation-{i}.svg");
+        extrapolation_plot(&layout.results.join(&file), g, longest)?;
+        writeln!(md, "\n![{} extrapolation]({name}/{file})", g.name)?;
+    }
+    Ok(())
+}
+
+/// One row per best run: its loss at one block, and at each factor over the whole window and
+/// past the training block.
+fn extrapolation_table(md: &mut String, groups: &[Group], factors: &[usize]) -> Result<()> {
     let mut header = "| group | model | parameters | 1 block |".to_string();
     let mut rule = "|---|---|---:|---:|".to_string();
-    for f in &factors {
+    for f in factors {
         write!(header, " {f} blocks | past the block, {f} blocks |")?;
         rule.push_str("---:|---:|");
     }
@@ -310,7 +318,7 @@ fn extrapolation(md: &mut String, name: &str, groups: &[Group], layout: &Layout)
                 r.params,
                 r.val_loss
             );
-            for &f in &factors {
+            for &f in factors {
                 match r.extrapolation.iter().find(|e| e.factor == f) {
                     Some(e) if e.loss.is_some() => {
                         let past = beyond(r, f).map_or("-".into(), |v| format!("{v:.4}"));
@@ -323,8 +331,13 @@ fn extrapolation(md: &mut String, name: &str, groups: &[Group], layout: &Layout)
             writeln!(md, "{row}")?;
         }
     }
+    Ok(())
+}
+
+/// Why a model cannot read the longer windows, each reason once.
+fn extrapolation_notes(md: &mut String, groups: &[Group], factors: &[usize]) -> Result<()> {
     let mut notes: Vec<String> = Vec::new();
-    for &f in &factors {
+    for &f in factors {
         for r in groups.iter().flat_map(|g| g.best.iter()) {
             let note = r.extrapolation.iter().find(|e| e.factor == f);
             if let Some(n) = note.and_then(|e| e.note.clone())
@@ -337,44 +350,42 @@ fn extrapolation(md: &mut String, name: &str, groups: &[Group], layout: &Layout)
     for n in notes {
         writeln!(md, "\n*cannot read it*: {n}")?;
     }
-    let longest = *factors.last().expect("not empty");
-    for (i, g) in groups.iter().enumerate() {
-        let lines: Vec<Line> = g
-            .best
-            .iter()
-            .map(|r| {
-                // The longest window a model can read: GPT's stops at its block.
-                let values = r
-                    .extrapolation
-                    .iter()
-                    .find(|e| e.factor == longest && e.loss.is_some())
-                    .map_or(&r.val_per_position, |e| &e.per_position);
-                let points = values
-                    .chunks(SMOOTH)
-                    .enumerate()
-                    .map(|(c, v)| {
-                        let x = (c * SMOOTH) as f64 + (v.len() as f64 - 1.0) / 2.0;
-                        (x, v.iter().sum::<f64>() / v.len() as f64)
-                    })
-                    .collect();
-                Line {
-                    label: display(r).into(),
-                    points,
-                    color: color(r, g),
-                    thin: false,
-                }
-            })
-            .collect();
-        let file = format!("extrapolation-{i}.svg");
-        let title = format!(
-            "{}: validation loss by position, windows of {longest} training blocks",
-            g.name
-        );
-        let axes = ("position in the window", "loss (mean of 16 positions)");
-        lines_chart(&layout.results.join(&file), &title, axes, &lines)?;
-        writeln!(md, "\n![{} extrapolation]({name}/{file})", g.name)?;
-    }
     Ok(())
+}
+
+/// The loss by position in the longest windows each model can read (GPT's stop at its block).
+fn extrapolation_plot(path: &Path, g: &Group, longest: usize) -> Result<()> {
+    let lines: Vec<Line> = g
+        .best
+        .iter()
+        .map(|r| {
+            let values = r
+                .extrapolation
+                .iter()
+                .find(|e| e.factor == longest && e.loss.is_some())
+                .map_or(&r.val_per_position, |e| &e.per_position);
+            let points = values
+                .chunks(SMOOTH)
+                .enumerate()
+                .map(|(c, v)| {
+                    let x = (c * SMOOTH) as f64 + (v.len() as f64 - 1.0) / 2.0;
+                    (x, v.iter().sum::<f64>() / v.len() as f64)
+                })
+                .collect();
+            Line {
+                label: display(r).into(),
+                points,
+                color: color(r, g),
+                thin: false,
+            }
+        })
+        .collect();
+    let title = format!(
+        "{}: validation loss by position, windows of {longest} training blocks",
+        g.name
+    );
+    let axes = ("position in the window", "loss (mean of 16 positions)");
+    lines_chart(path, &title, axes, &lines)
 }
 
 fn figures(md: &mut String, name: &str, groups: &[Group], layout: &Layout) -> Result<()> {

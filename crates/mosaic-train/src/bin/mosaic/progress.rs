@@ -25,3 +25,17 @@ pub fn bytes_bar(message: &str, quiet: bool) -> ProgressBar {
     bar.set_message(message.to_string());
     bar
 }
+
+/// A step-counting bar on stderr, hidden as [`bytes_bar`].
+pub fn step_bar(len: u64, quiet: bool) -> ProgressBar {
+    if !is_shown(quiet) {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(len);
+    bar.set_style(
+        ProgressStyle::with_template("[{elapsed_precise}] {bar:40} {pos}/{len} {msg}")
+            .expect("a valid template")
+            .progress_chars("=> "),
+    );
+    bar
+}
