@@ -105,7 +105,7 @@ fn train(
 fn fresh(config: &ModelConfig) -> LanguageModel {
     let cpu = Device::flex();
     cpu.seed(7);
-    config.build(&cpu)
+    config.init(&cpu)
 }
 
 #[test]

@@ -21,7 +21,7 @@ pub enum ModelConfig {
 
 impl ModelConfig {
     /// A fresh model with the paper's initialisation, on `device`.
-    pub fn build(&self, device: &Device) -> LanguageModel {
+    pub fn init(&self, device: &Device) -> LanguageModel {
         match self {
             Self::MemoryMosaic(c) => LanguageModel::MemoryMosaic(c.init(device)),
             Self::Gpt(c) => LanguageModel::Gpt(c.init(device)),

@@ -92,7 +92,7 @@ impl Checkpoint {
     pub fn open(dir: &Path, device: &burn::tensor::Device) -> Result<Self> {
         let dir = locate(dir);
         let state = read_state(&dir)?;
-        let model = load_model(&dir, state.config.model.build(device))?;
+        let model = load_model(&dir, state.config.model.init(device))?;
         Ok(Self { dir, state, model })
     }
 

@@ -111,7 +111,7 @@ mod tests {
             block_size: 8,
             dropout: 0.0,
         })
-        .build(&device);
+        .init(&device);
         let ids = Tensor::<2, Int>::from_ints([[1, 2, 3, 4, 5, 6, 7, 8]], &device);
         assert!(Precision::F32.compute_model(&model).is_none());
         let low = Precision::F16.compute_model(&model).unwrap();

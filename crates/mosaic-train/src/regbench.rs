@@ -268,7 +268,7 @@ pub fn train(
     device.seed(protocol.seed);
     let per_epoch = train.len().div_ceil(protocol.batch_size);
     let recipe = protocol.recipe(per_epoch * protocol.epochs);
-    let mut engine = Engine::new(config.build(&device), recipe, &device);
+    let mut engine = Engine::new(config.init(&device), recipe, &device);
     let mut rng = ChaCha8Rng::seed_from_u64(protocol.seed);
     let mut order: Vec<usize> = (0..train.len()).collect();
     let mut best: Option<Trained> = None;

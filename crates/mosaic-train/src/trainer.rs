@@ -109,7 +109,7 @@ impl Trainer {
         let val_tokens = TokenFile::open(dir, Split::Val)?;
         let device = device.clone().autodiff();
         device.seed(config.train.seed);
-        let engine = Engine::new(config.model.build(&device), recipe(&config), &device);
+        let engine = Engine::new(config.model.init(&device), recipe(&config), &device);
         let sampler = RandomWindows::new(
             train_tokens.clone(),
             config.model.block_size(),

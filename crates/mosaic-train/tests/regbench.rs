@@ -86,7 +86,7 @@ fn a_small_model_learns_a_few_sequences() {
             eval_every: 4,
             ..Protocol::paper(1e-2)
         };
-        let before = loss(&small.build(&Device::flex()), &data, 4).unwrap();
+        let before = loss(&small.init(&Device::flex()), &data, 4).unwrap();
         let mut seen = Vec::new();
         let trained = train(
             &small,
@@ -118,7 +118,7 @@ fn a_small_model_learns_a_few_sequences() {
 #[test]
 fn one_and_two_token_sequences_are_scored() {
     let config = ModelConfig::MemoryMosaic(MemoryMosaicConfig::new(VOCAB, 1, 2, 16, MAX_INPUT));
-    let model = config.build(&Device::flex());
+    let model = config.init(&Device::flex());
     // The first example whose second token is a letter, so the two-token one has a target.
     let pool = examples(20, 3);
     let with_target = pool.iter().find(|e| e.sequence[1] != SEP).unwrap();
@@ -131,7 +131,7 @@ fn one_and_two_token_sequences_are_scored() {
     let two = loss(&model, &short[1..], 1).unwrap();
     assert_eq!(loss(&model, &short, 1).unwrap(), two);
     assert!(two.is_finite() && two > 0.0, "{two}");
-    let trainable = config.build(&Device::flex().autodiff());
+    let trainable = config.init(&Device::flex().autodiff());
     let refs: Vec<_> = short.iter().collect();
     let grads = batch_gradients(&trainable, &refs, 1).unwrap();
     assert!(!grads.is_empty(), "the two-token example gives gradients");
@@ -153,7 +153,7 @@ fn length_groups_give_the_padded_batch_gradients() {
             dropout: 0.0,
         }),
     ] {
-        let model = config.build(&Device::flex().autodiff());
+        let model = config.init(&Device::flex().autodiff());
         let data = examples(7, 11);
         let batch: Vec<_> = data.iter().collect();
         let lengths: Vec<usize> = data.iter().map(|e| e.inputs().len()).collect();

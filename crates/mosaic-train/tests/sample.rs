@@ -22,7 +22,7 @@ fn cached_generation_gives_the_recomputed_tokens() {
         }),
     ];
     for config in configs {
-        let model = config.build(&device);
+        let model = config.init(&device);
         for (prompt, top_k) in [
             (vec![3], Some(1)),
             (vec![1, 2, 3, 4], Some(1)),
@@ -48,7 +48,7 @@ fn cached_generation_gives_the_recomputed_tokens() {
 #[test]
 fn streaming_and_greedy_decoding() {
     let device = Device::flex();
-    let model = ModelConfig::MemoryMosaic(MemoryMosaicConfig::new(30, 1, 2, 16, 12)).build(&device);
+    let model = ModelConfig::MemoryMosaic(MemoryMosaicConfig::new(30, 1, 2, 16, 12)).init(&device);
     let opts = |temperature, top_k, seed| SampleOptions {
         max_new_tokens: 15,
         temperature,

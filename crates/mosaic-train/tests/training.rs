@@ -38,7 +38,7 @@ fn decay_groups_split_matrices_from_scalars() {
     let dir = scratch("groups");
     let data = shakespeare(&dir);
     let config = load(&config_file(&dir, &data, "mosaic", ""), &[]);
-    let model = config.model.build(&Device::flex());
+    let model = config.model.init(&Device::flex());
     let groups = DecayGroups::of(&model);
     let names = |g: &Vec<(String, _)>| g.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>();
     let (decay, no_decay) = (names(&groups.decay), names(&groups.no_decay));
@@ -91,7 +91,7 @@ fn clipping_bounds_the_global_norm() {
     let data = shakespeare(&dir);
     let config = load(&config_file(&dir, &data, "gpt", ""), &["model.dropout=0.0"]);
     let device = Device::flex().autodiff();
-    let model = config.model.build(&device);
+    let model = config.model.init(&device);
     let tokens = TokenFile::open(&data, Split::Train).unwrap();
     let mut grads = grads_of(&model, &batch_of(&tokens, 4, 1), 1.0);
     let before = global_norm(&model, &grads);
@@ -116,7 +116,7 @@ fn accumulated_micro_batches_equal_one_large_batch() {
         };
         let config = load(&config_file(&dir, &data, kind, ""), no_dropout);
         let device = Device::flex().autodiff();
-        let model = config.model.build(&device);
+        let model = config.model.init(&device);
         let tokens = TokenFile::open(&data, Split::Train).unwrap();
         let k = 3;
         let big = batch_of(&tokens, 2 * k, 5);
@@ -168,7 +168,7 @@ fn model_parameters_move_only_where_gradients_flow() {
     let data = shakespeare(&dir);
     let config = load(&config_file(&dir, &data, "mosaic", ""), &[]);
     let device = Device::flex().autodiff();
-    let model = config.model.build(&device);
+    let model = config.model.init(&device);
     let tokens = TokenFile::open(&data, Split::Train).unwrap();
     let grads = grads_of(&model, &batch_of(&tokens, 2, 3), 1.0);
     let groups = DecayGroups::of(&model);

@@ -30,7 +30,7 @@ pub fn run(opts: &Options) -> Result<()> {
     // Room for the whole text, so the cache serves every step.
     let block = opts.context + opts.new;
     let config = opts.model.config(block);
-    let model = config.build(&device);
+    let model = config.init(&device);
     let prompt: Vec<u32> = (0..opts.context)
         .map(|i| ((i * 7919) % opts.model.vocab) as u32)
         .collect();

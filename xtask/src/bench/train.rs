@@ -84,7 +84,7 @@ pub fn run(opts: &Options) -> Result<()> {
         seed: 0,
         precision: opts.precision,
     };
-    let mut engine = Engine::new(config.build(&device), recipe, &device);
+    let mut engine = Engine::new(config.init(&device), recipe, &device);
     let params = engine.model().num_params();
     let ids = random_tokens(opts.batch, opts.block, opts.model.vocab, 1, &device);
     let targets = random_tokens(opts.batch, opts.block, opts.model.vocab, 2, &device);

@@ -219,8 +219,10 @@ fn claims(md: &mut String, claims: &[Claim], groups: &[Group]) -> Result<()> {
             )?;
             continue;
         };
-        let holds = c.ahead.is_none_or(|a| gap >= a) && c.within.is_none_or(|w| gap.abs() <= w);
-        let verdict = if holds { "holds" } else { "does not hold" };
+        let verdict = match c.test.holds(gap) {
+            true => "holds",
+            false => "does not hold",
+        };
         let value = |r: &RunResult| metric(c.metric, r).unwrap_or(f64::NAN);
         writeln!(
             md,

@@ -203,22 +203,76 @@ impl Metric {
     }
 }
 
+/// One of the paper's claims, checked on the best run of each model of a group.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "ClaimFile")]
 pub struct Claim {
     pub text: String,
     pub group: String,
     pub metric: Metric,
-    /// Holds when GPT's loss minus the Memory Mosaic's is at least this.
-    pub ahead: Option<f64>,
-    /// Holds when the two differ by at most this.
-    pub within: Option<f64>,
+    pub test: Test,
     /// The run (model kind or label) expected ahead; the Memory Mosaic by default.
-    #[serde(default = "defaults::model")]
     pub model: String,
     /// The run it is compared with; GPT by default.
-    #[serde(default = "defaults::against")]
     pub against: String,
+}
+
+/// What makes a claim hold, of the gap: `against`'s value of the metric minus `model`'s.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Test {
+    /// The gap is at least this (`model` ahead by so much).
+    Ahead(f64),
+    /// The two differ by at most this, either way.
+    Within(f64),
+}
+
+impl Test {
+    pub fn holds(self, gap: f64) -> bool {
+        match self {
+            Self::Ahead(margin) => gap >= margin,
+            Self::Within(margin) => gap.abs() <= margin,
+        }
+    }
+}
+
+/// A claim as the file writes it: one of `ahead` and `within`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClaimFile {
+    text: String,
+    group: String,
+    metric: Metric,
+    ahead: Option<f64>,
+    within: Option<f64>,
+    #[serde(default = "defaults::model")]
+    model: String,
+    #[serde(default = "defaults::against")]
+    against: String,
+}
+
+impl TryFrom<ClaimFile> for Claim {
+    type Error = String;
+
+    fn try_from(c: ClaimFile) -> Result<Self, String> {
+        let test = match (c.ahead, c.within) {
+            (Some(a), None) => Test::Ahead(a),
+            (None, Some(w)) => Test::Within(w),
+            _ => {
+                return Err(format!(
+                    "claim `{}`: give one of `ahead` and `within`",
+                    c.text
+                ));
+            }
+        };
+        Ok(Self {
+            text: c.text,
+            group: c.group,
+            metric: c.metric,
+            test,
+            model: c.model,
+            against: c.against,
+        })
+    }
 }
 
 impl Spec {
@@ -315,7 +369,7 @@ mod tests {
                     .unwrap();
                 config.validate().unwrap();
                 if config.model.num_params() < 5_000_000 {
-                    let model = config.model.build(&burn::tensor::Device::flex());
+                    let model = config.model.init(&burn::tensor::Device::flex());
                     assert_eq!(
                         model.num_params(),
                         config.model.num_params(),
