@@ -53,7 +53,7 @@ pub fn normal_weight(d_in: usize, d_out: usize, std: f64, device: &Device) -> Pa
 }
 
 /// `torch.linspace(start, end, n)`.
-pub fn linspace(start: f64, end: f64, n: usize) -> Vec<f32> {
+pub(crate) fn linspace(start: f64, end: f64, n: usize) -> Vec<f32> {
     if n == 1 {
         return vec![start as f32];
     }

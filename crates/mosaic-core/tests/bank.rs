@@ -6,8 +6,8 @@ mod common;
 use burn::tensor::activation::softmax;
 use burn::tensor::{DType, Device, Tensor};
 use common::{gradient_errors, noise, project, rel_err, tensor, values};
-use mosaic_core::bank::bank_retrieval;
-use mosaic_core::dispatch::cpu_kernels;
+use mosaic_core::test_support::bank_retrieval;
+use mosaic_core::test_support::cpu_kernels;
 
 fn plain(q: Tensor<4>, k: Tensor<3>, v: Tensor<3>) -> Tensor<4> {
     let scores = q.matmul(k.swap_dims(1, 2).unsqueeze::<4>());

@@ -9,7 +9,7 @@ use burn::tensor::activation::softmax;
 use burn::tensor::{Bool, DType, Device, Tensor, TensorData};
 use common::{gradient_errors, noise, project, rel_err, tensor, values};
 use mosaic_core::Band;
-use mosaic_core::causal::causal_retrieval;
+use mosaic_core::test_support::causal_retrieval;
 
 /// Burn's operations: scaled scores, -inf on the keys query `i` may not read (`j <= i - offset`
 /// and `j > i - window`; key 0 alone where that leaves none), softmax, product.

@@ -6,7 +6,7 @@ mod common;
 use burn::tensor::activation::gelu_approximate;
 use burn::tensor::{DType, Device};
 use common::{gradient_errors, noise, project, rel_err, tensor, values};
-use mosaic_core::gelu::gelu_tanh;
+use mosaic_core::ops::gelu_tanh;
 
 #[test]
 fn forward_and_backward_equal_burns() {

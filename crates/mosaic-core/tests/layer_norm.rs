@@ -5,7 +5,7 @@ mod common;
 use burn::tensor::module;
 use burn::tensor::{DType, Device};
 use common::{gradient_errors, noise, project, rel_err, tensor, values};
-use mosaic_core::layer_norm::layer_norm;
+use mosaic_core::ops::layer_norm;
 
 #[test]
 fn forward_and_backward_equal_burns() {

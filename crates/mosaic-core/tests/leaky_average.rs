@@ -5,7 +5,7 @@ mod common;
 
 use burn::tensor::{DType, Device, Tensor};
 use common::{gradient_errors, noise, project, rel_err, tensor, values};
-use mosaic_core::leaky_average::{
+use mosaic_core::test_support::{
     CHUNK, leaky_average, leaky_average_chunked, leaky_average_quadratic,
 };
 

@@ -6,7 +6,7 @@ mod common;
 
 use burn::tensor::{DType, Device, Tensor, module};
 use common::{gradient_errors, noise, project, rel_err, tensor, values};
-use mosaic_core::linear::linear;
+use mosaic_core::ops::linear;
 
 /// The output and the gradients of `x` and `w` (where tracked) of `project(x W)`, fused or by
 /// Burn; `w_t` stores the weight `(d_out, d_in)` and reads its transpose.

@@ -7,7 +7,7 @@ use burn::tensor::activation::{log_softmax, softmax};
 use burn::tensor::{Bool, DType, Device, Tensor, TensorData};
 use common::{gradient_errors, noise, project, rel_err, tensor, values};
 use mosaic_core::Band;
-use mosaic_core::softmax::{log_softmax_last, masked_softmax, softmax_last};
+use mosaic_core::ops::{log_softmax_last, masked_softmax, softmax_last};
 
 /// Scores with a wide range, rows of 1, 7 and 300 entries, some -inf (masked) entries.
 fn scores(shape: [usize; 3], device: &Device) -> Tensor<3> {

@@ -7,8 +7,9 @@ mod common;
 
 use burn::tensor::{DType, Device, Tensor};
 use common::{gradient_errors, noise, project, random, rel_err, tensor, values};
-use mosaic_core::gated_scan::{gated_scan, gated_scan_chunked, gated_scan_sequential};
-use mosaic_core::leaky_average::CHUNK;
+use mosaic_core::gated_scan;
+use mosaic_core::test_support::CHUNK;
+use mosaic_core::test_support::{gated_scan_chunked, gated_scan_sequential};
 use mosaic_core::{AdaptiveBandwidth, Band, ContextMemory, ContextMemoryConfig, SwiGlu};
 
 /// A contextual memory of `d` wide, `h` heads, reading `band`, with the adaptive bandwidth and

@@ -12,6 +12,22 @@
 //! - [`token_file`]: memory-mapped token files.
 //! - [`sampler`]: seeded random windows for training, sequential windows for evaluation.
 //! - [`three_moons`]: the paper's three-moons toy.
+//!
+//! ```
+//! use mosaic_data::tokenizer::CharTokenizer;
+//! use mosaic_data::{Corpus, Tokenizer};
+//!
+//! // nanoGPT's character tokenizer: the sorted characters of the corpus.
+//! let corpus = Corpus::from_separated_text("to be or not to be");
+//! let tokenizer = CharTokenizer::from_corpus(&corpus, false);
+//! assert_eq!(tokenizer.vocab_size(), 7); // ' ', b, e, n, o, r, t
+//! let ids = tokenizer.encode("be not")?;
+//! assert_eq!(ids, [1, 2, 0, 3, 4, 6]);
+//! assert_eq!(tokenizer.decode(&ids)?, "be not");
+//! // Text outside the vocabulary is an error that names the characters.
+//! assert!(tokenizer.encode("xyz").is_err());
+//! # Ok::<(), mosaic_data::DataError>(())
+//! ```
 
 pub mod atomic;
 pub mod corpus;

@@ -7,9 +7,9 @@ use burn::tensor::module::embedding;
 use burn::tensor::{Device, Distribution, Int, Tensor};
 use mosaic_core::Band;
 use mosaic_core::Weights;
-use mosaic_core::gelu::gelu_tanh;
 use mosaic_core::heads::{merge_heads, normal_weight, split_heads};
-use mosaic_core::linear::linear;
+use mosaic_core::ops::gelu_tanh;
+use mosaic_core::ops::linear;
 use mosaic_core::retrieval::{masked_retrieval, open_retrieval};
 
 use crate::Forward;

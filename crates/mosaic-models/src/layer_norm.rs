@@ -3,7 +3,7 @@
 use burn::module::{Module, Param};
 use burn::tensor::{Device, Tensor};
 use mosaic_core::Weights;
-use mosaic_core::layer_norm::layer_norm;
+use mosaic_core::ops::layer_norm;
 
 pub const LAYER_NORM_EPS: f64 = 1e-5;
 

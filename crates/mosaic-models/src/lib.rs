@@ -3,6 +3,23 @@
 //! registry of both ([`model`]: [`ModelConfig`], [`LanguageModel`]); [`official`], which turns
 //! a safetensors file holding an official PyTorch `state_dict` into one of them; and the
 //! three-moons [`toy`].
+//!
+//! ```
+//! use burn::tensor::{Device, Int, Tensor};
+//! use mosaic_models::{InputError, MemoryMosaicConfig};
+//!
+//! let device = Device::flex();
+//! // Vocabulary 100, 2 layers, 4 heads, width 32, 16 tokens of context.
+//! let model = MemoryMosaicConfig::new(100, 2, 4, 32, 16).init(&device);
+//! let ids = Tensor::<2, Int>::from_ints([[1, 2, 3, 4, 5]], &device);
+//! let out = model.forward(ids)?;
+//! assert_eq!(out.logits.dims(), [1, 5, 100]);
+//! assert_eq!(out.hidden.len(), 2); // the residual stream after each block
+//! // Bad input is an error, not a panic.
+//! let long = Tensor::<2, Int>::zeros([1, 17], &device);
+//! assert!(matches!(model.forward(long), Err(InputError::TooLong { len: 17, .. })));
+//! # Ok::<(), InputError>(())
+//! ```
 
 pub mod config;
 pub mod device;

@@ -1,7 +1,7 @@
 //! The language-modelling loss.
 
 use burn::tensor::{DType, FloatDType, Int, Tensor};
-use mosaic_core::softmax::log_softmax_last;
+use mosaic_core::ops::log_softmax_last;
 
 /// Cross-entropy of every position, `(B, T)`, of `logits` `(B, T, V)` against `targets`
 /// `(B, T)` (no target may be negative here).

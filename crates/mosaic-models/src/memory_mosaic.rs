@@ -13,7 +13,7 @@
 use burn::module::{Flag, Module, Param};
 use burn::tensor::module::embedding;
 use burn::tensor::{Device, Distribution, Int, Tensor};
-use mosaic_core::linear::linear;
+use mosaic_core::ops::linear;
 use mosaic_core::{
     AdaptiveBandwidth, Band, ContextCache, ContextMemory, ContextMemoryConfig, PersistentMemory,
     PersistentMemoryConfig, SwiGlu, Weights,

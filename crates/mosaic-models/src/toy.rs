@@ -8,7 +8,7 @@ use burn::module::{Module, Param};
 use burn::tensor::{Device, Distribution, Tensor};
 use mosaic_core::Band;
 use mosaic_core::heads::{merge_heads, next_step, split_heads};
-use mosaic_core::linear::linear;
+use mosaic_core::ops::linear;
 use mosaic_core::retrieval::{band_weights, open_retrieval};
 
 /// A real `(d_out, d_in)` matrix made of 2x2 blocks `[[a, -b], [b, a]]`: each block multiplies

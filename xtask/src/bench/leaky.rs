@@ -5,7 +5,7 @@
 use anyhow::Result;
 use burn::tensor::{Distribution, Tensor};
 use mosaic_core::LeakyAverage;
-use mosaic_core::leaky_average::{leaky_average, leaky_average_chunked, leaky_average_quadratic};
+use mosaic_core::test_support::{leaky_average, leaky_average_chunked, leaky_average_quadratic};
 
 use super::{RunArgs, median, times};
 
