@@ -10,7 +10,7 @@ use burn::tensor::{Device, Tensor};
 use crate::band::Band;
 use crate::bandwidth::AdaptiveBandwidth;
 use crate::heads::{merge_heads, next_step, normal_weight};
-use crate::key_features::KeyFeatures;
+use crate::key_features::{KeyFeatures, KeyScale};
 use crate::linear::linear;
 use crate::retrieval::{band_retrieval, band_weights, open_retrieval};
 use crate::value_features::ValueFeatures;
@@ -135,13 +135,16 @@ impl ContextMemoryConfig {
         // The fan-in of the whole output projection: a v2 three-level memory's two units are
         // the two halves of one `W_o`.
         let proj_std = 1.0 / (d as f64).sqrt() / (self.n_layer as f64).sqrt();
-        let scale_power = usize::from(!self.adaptive_bandwidth);
+        let scale = match self.adaptive_bandwidth {
+            true => KeyScale::Unit,
+            false => KeyScale::Kernel,
+        };
         ContextMemory {
             key: KeyFeatures::new(
                 d,
                 self.n_head,
                 self.head_size,
-                scale_power,
+                scale,
                 self.gated_keys,
                 device,
             ),

@@ -30,10 +30,19 @@ pub struct KeyFeatures {
     /// `kappa_h`, stored divided by 10 (the reference's `kernel_beta`); `None` for unit keys.
     kappa: Option<Param<Tensor<1>>>,
     n_head: usize,
-    /// The key is scaled by `s_h^scale_power`: 1 in a contextual memory, where the kernel
-    /// `k_t . k_i` gets `s_h` from both sides, 2 in a persistent memory, whose stored keys have
-    /// no scale of their own, 0 (no `kappa`) under an adaptive bandwidth.
-    scale_power: usize,
+    #[module(skip)]
+    scale: KeyScale,
+}
+
+/// How a key extractor scales its unit-norm keys by `s_h = exp(min(10 kappa_h, 5))`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyScale {
+    /// No scale and no `kappa`: under an adaptive bandwidth the memory scales its queries.
+    Unit,
+    /// `s_h`: a contextual memory, where the kernel `k_t . k_i` gets `s_h` from both sides.
+    Kernel,
+    /// `s_h^2`: a persistent memory, whose stored keys have no scale of their own.
+    Squared,
 }
 
 /// The gates of a v2 key extractor, both `(d, H)`: `g_t = exp(W_g x_t)` weighs the new step,
@@ -63,7 +72,7 @@ impl KeyFeatures {
         n_embd: usize,
         n_head: usize,
         head_size: usize,
-        scale_power: usize,
+        scale: KeyScale,
         gated: bool,
         device: &Device,
     ) -> Self {
@@ -76,10 +85,10 @@ impl KeyFeatures {
                 input: normal_weight(n_embd, n_head, std, device),
                 decay: normal_weight(n_embd, n_head, std, device),
             }),
-            kappa: (scale_power > 0)
+            kappa: (scale != KeyScale::Unit)
                 .then(|| Param::from_data(TensorData::new(kappa, [n_head]), device)),
             n_head,
-            scale_power,
+            scale,
         }
     }
 
@@ -104,18 +113,18 @@ impl KeyFeatures {
         self.leaky.as_ref().map(LeakyAverage::decay)
     }
 
-    /// `s_h^scale_power` with `s_h = exp(min(10 kappa_h, 5))`, shape `(H,)`; `None` for unit
-    /// keys.
+    /// `s_h` or `s_h^2` (as [`KeyScale`] says) with `s_h = exp(min(10 kappa_h, 5))`, shape
+    /// `(H,)`; `None` for unit keys.
     pub fn scale(&self) -> Option<Tensor<1>> {
         let kappa = self.kappa.as_ref()?;
         let s = (kappa.val() * EXP_PARAM_SCALE)
             .clamp_max(KERNEL_SCALE_CAP)
             .exp();
-        Some(match self.scale_power {
-            1 => s,
-            2 => s.square(),
-            p => s.powi_scalar(p as i32),
-        })
+        match self.scale {
+            KeyScale::Unit => None,
+            KeyScale::Kernel => Some(s),
+            KeyScale::Squared => Some(s.square()),
+        }
     }
 
     /// `x`: `(B, T, d)` -> keys `(B, H, T, hs)`.

@@ -54,7 +54,7 @@ pub use band::Band;
 pub use bandwidth::AdaptiveBandwidth;
 pub use context_memory::{ContextCache, ContextMemory, ContextMemoryConfig};
 pub use gated_scan::{gated_scan, gated_step};
-pub use key_features::KeyFeatures;
+pub use key_features::{KeyFeatures, KeyScale};
 pub use leaky_average::LeakyAverage;
 pub use persistent_memory::{PersistentMemory, PersistentMemoryConfig};
 pub use swiglu::SwiGlu;

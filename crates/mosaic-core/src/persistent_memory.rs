@@ -8,7 +8,7 @@ use burn::tensor::{Device, Distribution, Tensor, TensorData};
 
 use crate::EXP_PARAM_SCALE;
 use crate::heads::{merge_heads, normal_weight, per_head};
-use crate::key_features::KeyFeatures;
+use crate::key_features::{KeyFeatures, KeyScale};
 use crate::linear::linear;
 use crate::retrieval::bank_retrieval;
 use crate::value_features::VALUE_SCALE_INIT;
@@ -64,7 +64,7 @@ impl PersistentMemoryConfig {
         };
         let proj_std = 1.0 / (d as f64).sqrt() / (self.n_layer as f64).sqrt();
         PersistentMemory {
-            key: KeyFeatures::new(d, h, hs, 2, self.gated_keys, device),
+            key: KeyFeatures::new(d, h, hs, KeyScale::Squared, self.gated_keys, device),
             bank_keys: bank(),
             bank_values: bank(),
             nu: Param::from_data(TensorData::new(vec![VALUE_SCALE_INIT; h], [h]), device),

@@ -10,7 +10,7 @@ use common::{random, rel_err, values};
 use mosaic_core::Band;
 use mosaic_core::retrieval::{band_retrieval, band_weights};
 use mosaic_core::{
-    ContextMemoryConfig, KeyFeatures, LeakyAverage, PersistentMemoryConfig, ValueFeatures,
+    ContextMemoryConfig, KeyFeatures, KeyScale, LeakyAverage, PersistentMemoryConfig, ValueFeatures,
 };
 
 const B: usize = 2;
@@ -52,8 +52,13 @@ fn leaky_average_of_a_short_sequence_is_the_prefix() {
 fn key_features_of_a_short_sequence_are_the_prefix() {
     let device = Device::flex();
     device.seed(2);
-    for (power, gated) in [(1, false), (2, false), (0, true), (1, true)] {
-        let keys = KeyFeatures::new(D, H, D / H, power, gated, &device);
+    for (scale, gated) in [
+        (KeyScale::Kernel, false),
+        (KeyScale::Squared, false),
+        (KeyScale::Unit, true),
+        (KeyScale::Kernel, true),
+    ] {
+        let keys = KeyFeatures::new(D, H, D / H, scale, gated, &device);
         let x = random([B, LONG, D], &device);
         assert_prefix("keys", x, 1, 2, |x| keys.forward(x));
     }

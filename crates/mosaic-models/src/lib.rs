@@ -37,7 +37,7 @@ pub use device::{DEVICE_ENV, DeviceError, describe, device_from_name};
 pub use gpt::{Gpt, GptCache};
 pub use loss::{cross_entropy, cross_entropy_per_token};
 pub use memory_mosaic::{LayerHeads, MemoryMosaic, MosaicCache};
-pub use model::{Cache, LanguageModel, ModelConfig};
+pub use model::{Cache, LanguageModel, ModelConfig, ModelKind};
 pub use official::{OfficialError, load_official};
 pub use tensor_file::{TensorFile, TensorFileError};
 pub use toy::{ComplexLinear, ToyMosaic, ToyMosaicConfig};

@@ -28,6 +28,13 @@ impl ModelConfig {
         }
     }
 
+    pub fn kind(&self) -> ModelKind {
+        match self {
+            Self::MemoryMosaic(_) => ModelKind::MemoryMosaic,
+            Self::Gpt(_) => ModelKind::Gpt,
+        }
+    }
+
     pub fn validate(&self) -> Result<(), ConfigError> {
         match self {
             Self::MemoryMosaic(c) => c.validate(),
@@ -184,11 +191,46 @@ impl LanguageModel {
         }
     }
 
-    /// `"memory_mosaic"` or `"gpt"`, as in the official metadata.
-    pub fn kind(&self) -> &'static str {
+    pub fn kind(&self) -> ModelKind {
         match self {
-            Self::MemoryMosaic(_) => "memory_mosaic",
-            Self::Gpt(_) => "gpt",
+            Self::MemoryMosaic(_) => ModelKind::MemoryMosaic,
+            Self::Gpt(_) => ModelKind::Gpt,
         }
+    }
+}
+
+/// Which model: its one spelling, `memory_mosaic` or `gpt`, is the `kind` of a run's
+/// `[model]` table, of the official metadata and of every result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ModelKind {
+    MemoryMosaic,
+    Gpt,
+}
+
+impl ModelKind {
+    pub const ALL: [ModelKind; 2] = [Self::MemoryMosaic, Self::Gpt];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::MemoryMosaic => "memory_mosaic",
+            Self::Gpt => "gpt",
+        }
+    }
+}
+
+impl std::fmt::Display for ModelKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+impl std::str::FromStr for ModelKind {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        Self::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| format!("unknown model kind `{s}` (known: memory_mosaic, gpt)"))
     }
 }

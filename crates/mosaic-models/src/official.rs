@@ -14,7 +14,7 @@ use serde_json::Value;
 use crate::config::{GptConfig, MemoryMosaicConfig};
 use crate::gpt::Gpt;
 use crate::memory_mosaic::MemoryMosaic;
-use crate::model::LanguageModel;
+use crate::model::{LanguageModel, ModelKind};
 use crate::tensor_file::{TensorFile, TensorFileError};
 
 #[derive(Debug, thiserror::Error)]
@@ -38,14 +38,14 @@ pub fn load_official(
 ) -> Result<LanguageModel, OfficialError> {
     let file = TensorFile::open(path)?;
     let config = Meta::read(&file)?;
-    match config.kind.as_str() {
-        "memory_mosaic" => Ok(LanguageModel::MemoryMosaic(load_mosaic(
+    match config.kind.parse::<ModelKind>() {
+        Ok(ModelKind::MemoryMosaic) => Ok(LanguageModel::MemoryMosaic(load_mosaic(
             &file, &config, device,
         )?)),
-        "gpt" => Ok(LanguageModel::Gpt(load_gpt(&file, &config, device)?)),
-        kind => Err(OfficialError::UnknownKind {
+        Ok(ModelKind::Gpt) => Ok(LanguageModel::Gpt(load_gpt(&file, &config, device)?)),
+        Err(_) => Err(OfficialError::UnknownKind {
             path: file.path().to_path_buf(),
-            kind: kind.to_string(),
+            kind: config.kind.clone(),
         }),
     }
 }

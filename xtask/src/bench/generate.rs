@@ -61,7 +61,7 @@ pub fn run(opts: &Options) -> Result<()> {
     let (cached, cached_decode, a) = rates(true)?;
     let (recomputed, recomputed_decode, b) = rates(false)?;
     let same = a == b;
-    let name = opts.model.name(model.kind());
+    let name = opts.model.name(model.kind().as_str());
     if opts.run.json {
         println!(
             "{}",

@@ -103,7 +103,7 @@ pub fn run(opts: &Options) -> Result<()> {
     let flops = flops_per_token(&config);
     let mfu = flops * tokens_per_second / (gemm * 1e9);
     let rss = peak_rss_mib();
-    let name = opts.model.name(engine.model().kind());
+    let name = opts.model.name(engine.model().kind().as_str());
     if opts.run.json {
         println!(
             "{}",

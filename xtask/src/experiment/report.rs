@@ -7,11 +7,16 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use anyhow::{Context, Result};
+use mosaic_models::ModelKind;
 use plotters::style::RGBColor;
 
 use super::plot::{Line, lines_chart};
 use super::results::{Layout, RunResult};
 use super::spec::{Claim, Metric, Spec};
+
+/// The model kinds as results spell them.
+const MM: &str = ModelKind::MemoryMosaic.as_str();
+const GPT: &str = ModelKind::Gpt.as_str();
 
 /// Per-position losses from this position on count as "late" (in-context learning done).
 const LATE: usize = 64;
@@ -85,8 +90,8 @@ fn groups(results: &[RunResult]) -> Vec<Group<'_>> {
 
 fn label(model: &str) -> &str {
     match model {
-        "memory_mosaic" => "Memory Mosaic",
-        "gpt" => "GPT",
+        MM => "Memory Mosaic",
+        GPT => "GPT",
         other => other,
     }
 }
@@ -129,7 +134,7 @@ fn runs_table(md: &mut String, results: &[RunResult]) -> Result<()> {
 }
 
 fn best_table(md: &mut String, groups: &[Group]) -> Result<()> {
-    let both = |g: &Group| g.model("memory_mosaic").is_some() && g.model("gpt").is_some();
+    let both = |g: &Group| g.model(MM).is_some() && g.model(GPT).is_some();
     if !groups.iter().any(both) {
         return Ok(());
     }
@@ -140,7 +145,7 @@ fn best_table(md: &mut String, groups: &[Group]) -> Result<()> {
     )?;
     writeln!(md, "|---|---:|---:|---:|---:|---:|")?;
     for g in groups {
-        let (Some(mm), Some(gpt)) = (g.model("memory_mosaic"), g.model("gpt")) else {
+        let (Some(mm), Some(gpt)) = (g.model(MM), g.model(GPT)) else {
             continue;
         };
         let ood = |r: &RunResult| r.ood_loss.map_or("-".into(), |l| format!("{l:.4}"));
@@ -252,13 +257,13 @@ const PALETTE: [RGBColor; 6] = [
 ];
 
 fn color(r: &RunResult, group: &Group) -> RGBColor {
-    if r.model == "gpt" {
+    if r.model == GPT {
         return RED;
     }
     let index = group
         .best
         .iter()
-        .filter(|b| b.model != "gpt")
+        .filter(|b| b.model != GPT)
         .position(|b| b.key() == r.key())
         .unwrap_or(0);
     PALETTE[index % PALETTE.len()]

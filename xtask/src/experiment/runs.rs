@@ -239,7 +239,7 @@ impl RunResult {
             name: run.name.clone(),
             group: run.group.clone(),
             label: run.label.clone().unwrap_or_default(),
-            model: model.kind().into(),
+            model: model.kind().to_string(),
             params: model.num_params(),
             n_layer: config.model.n_layer(),
             learning_rate: config.train.learning_rate,

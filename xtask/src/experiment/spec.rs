@@ -146,10 +146,10 @@ mod defaults {
         16
     }
     pub fn model() -> String {
-        "memory_mosaic".into()
+        mosaic_models::ModelKind::MemoryMosaic.to_string()
     }
     pub fn against() -> String {
-        "gpt".into()
+        mosaic_models::ModelKind::Gpt.to_string()
     }
 }
 
