@@ -173,6 +173,61 @@ impl Prepared<'_> {
     }
 }
 
+/// The prepared data `opts` describes: prepared now if `opts.out` holds none, or what is
+/// there when it was prepared from the same inputs (corpus and validation files by name and
+/// hash, tokenizer, vocabulary). Data prepared from other inputs is an error, never used or
+/// replaced. The flag says whether it was prepared now.
+pub fn prepare_once(
+    opts: &PrepareOptions,
+    progress: &(dyn Fn(usize, usize) + Sync),
+) -> Result<(Meta, bool), DataError> {
+    if !opts.out.join(META_FILE).is_file() {
+        return Ok((prepare(opts, progress)?, true));
+    }
+    let meta = Meta::read(&opts.out)?;
+    match differences(opts, &meta)? {
+        None => Ok((meta, false)),
+        Some(differs) => Err(DataError::Invalid(format!(
+            "{}: prepared from other inputs than asked for ({differs}); remove it (checkpoints \
+             keep their own tokenizer) or prepare into another directory",
+            opts.out.display()
+        ))),
+    }
+}
+
+/// What differs between the inputs `opts` names and those `meta` was prepared from, if
+/// anything.
+fn differences(opts: &PrepareOptions, meta: &Meta) -> Result<Option<String>, DataError> {
+    let name = |p: &Path| p.file_name().map(|n| n.to_string_lossy().into_owned());
+    let bytes = std::fs::read(&opts.input).map_err(|error| DataError::Read {
+        path: opts.input.clone(),
+        error,
+    })?;
+    let vocab = match opts.tokenizer {
+        TokenizerKind::Bpe => Some(opts.vocab_size.unwrap_or(DEFAULT_BPE_VOCAB)),
+        _ => None,
+    };
+    let mut differs = Vec::new();
+    if meta.tokenizer != opts.tokenizer {
+        differs.push(format!(
+            "tokenizer {} there, {} asked for",
+            meta.tokenizer, opts.tokenizer
+        ));
+    }
+    if vocab.is_some_and(|v| v != meta.vocab_size) {
+        differs.push(format!("vocabulary {} there", meta.vocab_size));
+    }
+    if Some(&meta.source) != name(&opts.input).as_ref()
+        || meta.source_sha256 != format!("{:x}", Sha256::digest(&bytes))
+    {
+        differs.push(format!("corpus {} there", meta.source));
+    }
+    if meta.valid_source != opts.valid.as_deref().and_then(name) {
+        differs.push("another validation corpus".into());
+    }
+    Ok((!differs.is_empty()).then(|| differs.join(", ")))
+}
+
 /// Encodes every story (in parallel, over the machine's cores), each followed by `separator`.
 pub fn encode_corpus(
     tokenizer: &dyn Tokenizer,

@@ -412,3 +412,27 @@ fn fingerprints_follow_what_they_name() {
     assert_ne!(tok(&a), tok(&b), "a fourth character");
     assert_eq!(data(&a), mosaic_data::data_sha256(&a).unwrap());
 }
+
+/// `prepare_once` prepares what is missing, takes what was prepared from the same inputs, and
+/// refuses data prepared from others.
+#[test]
+fn prepare_once_takes_only_data_of_the_same_inputs() {
+    let dir = scratch("once");
+    let out = dir.join("data");
+    std::fs::write(dir.join("a.txt"), "some text to prepare, twice").unwrap();
+    std::fs::write(dir.join("b.txt"), "other text").unwrap();
+    let opts = options(TokenizerKind::Char, dir.join("a.txt"), &out);
+    let (first, now) = mosaic_data::prepare_once(&opts, &|_, _| {}).unwrap();
+    assert!(now);
+    let (again, now) = mosaic_data::prepare_once(&opts, &|_, _| {}).unwrap();
+    assert!(!now);
+    assert_eq!(again, first);
+    let other = options(TokenizerKind::Char, dir.join("b.txt"), &out);
+    let err = mosaic_data::prepare_once(&other, &|_, _| {}).unwrap_err();
+    assert!(err.to_string().contains("corpus a.txt there"), "{err}");
+    let mut bpe = options(TokenizerKind::Bpe, dir.join("a.txt"), &out);
+    bpe.vocab_size = Some(300);
+    let err = mosaic_data::prepare_once(&bpe, &|_, _| {}).unwrap_err();
+    assert!(err.to_string().contains("tokenizer char there"), "{err}");
+    assert_eq!(Meta::read(&out).unwrap(), first, "refused, untouched");
+}

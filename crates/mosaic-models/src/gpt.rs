@@ -22,7 +22,7 @@ use crate::layer_norm::LayerNorm;
 const INIT_STD: f64 = 0.02;
 
 #[derive(Module, Debug)]
-pub struct GptBlock {
+pub(crate) struct GptBlock {
     ln_1: LayerNorm,
     /// Query, key and value maps side by side, `(d, 3d)`.
     c_attn: Param<Tensor<2>>,

@@ -1,8 +1,8 @@
 //! Stacked, transformer-comparable language models: the Memory Mosaic
 //! ([`MemoryMosaic`], the reference's `StackAssoMem`) and its GPT-2 baseline ([`Gpt`]); the
-//! registry of both ([`model`]: [`ModelConfig`], [`LanguageModel`]); [`official`], which turns
-//! a safetensors file holding an official PyTorch `state_dict` into one of them; and the
-//! three-moons [`toy`].
+//! registry of both ([`ModelConfig`], [`LanguageModel`], [`ModelKind`]); [`load_official`],
+//! which turns a safetensors file holding an official PyTorch `state_dict` into one of them;
+//! and the three-moons toy ([`ToyMosaic`]).
 //!
 //! ```
 //! use burn::tensor::{Device, Int, Tensor};
@@ -21,16 +21,16 @@
 //! # Ok::<(), InputError>(())
 //! ```
 
-pub mod config;
-pub mod device;
-pub mod gpt;
-pub mod layer_norm;
-pub mod loss;
-pub mod memory_mosaic;
-pub mod model;
-pub mod official;
-pub mod tensor_file;
-pub mod toy;
+mod config;
+mod device;
+mod gpt;
+mod layer_norm;
+mod loss;
+mod memory_mosaic;
+mod model;
+mod official;
+mod tensor_file;
+mod toy;
 
 pub use config::{ConfigError, GptConfig, MemoryMosaicConfig};
 pub use device::{DEVICE_ENV, DeviceError, describe, device_from_name};
@@ -40,7 +40,7 @@ pub use memory_mosaic::{LayerHeads, MemoryMosaic, MosaicCache};
 pub use model::{Cache, LanguageModel, ModelConfig, ModelKind};
 pub use official::{OfficialError, load_official};
 pub use tensor_file::{TensorFile, TensorFileError};
-pub use toy::{ComplexLinear, ToyMosaic, ToyMosaicConfig};
+pub use toy::{ComplexLinear, ToyMosaic, ToyMosaicConfig, clipped_mse};
 
 use burn::tensor::Tensor;
 

@@ -30,7 +30,7 @@ use crate::layer_norm::LayerNorm;
 /// (their outputs summed, which is their concatenation times one `W_o`), the persistent part a
 /// SwiGLU layer.
 #[derive(Module, Debug)]
-pub struct Block {
+pub(crate) struct Block {
     ln1: LayerNorm,
     /// The v1 contextual memory, or v2's short-term memory.
     attn: ContextMemory,

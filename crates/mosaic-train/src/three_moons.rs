@@ -4,7 +4,7 @@
 use burn::module::Module;
 use burn::tensor::{Device, Tensor, TensorData};
 use mosaic_data::three_moons::{DIM, MoonBatch, MoonSampler, TIMELINE, sequence};
-use mosaic_models::toy::{ToyMosaic, ToyMosaicConfig, clipped_mse};
+use mosaic_models::{ToyMosaic, ToyMosaicConfig, clipped_mse};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 

@@ -2,7 +2,7 @@
 
 use burn::tensor::{Device, Tensor, TensorData};
 use mosaic_data::three_moons::{DIM, TRAIN_TRIPLES, VAL_TRIPLE, sequence};
-use mosaic_models::toy::{ToyMosaic, ToyMosaicConfig};
+use mosaic_models::{ToyMosaic, ToyMosaicConfig};
 use mosaic_train::optim::AdamW;
 use mosaic_train::three_moons::{ToyTraining, at, context_curve, is_complex, train_toy};
 

@@ -9,7 +9,7 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use burn::module::Module;
 use burn::tensor::Device;
-use mosaic_data::{Meta, PrepareOptions, Split, TokenFile, load_tokenizer, prepare};
+use mosaic_data::{Meta, PrepareOptions, Split, TokenFile, load_tokenizer, prepare_once};
 use mosaic_models::{LanguageModel, device_from_name};
 use mosaic_train::evaluate::{Continuation, EvalOptions, Evaluation, evaluate};
 use mosaic_train::sample::SampleOptions;
@@ -124,22 +124,6 @@ fn plan<'a>(spec: &'a Spec, layout: &Layout, opts: &Options) -> Result<Vec<Plan<
 /// inputs than the experiment names is refused, never used or replaced silently.
 fn prepare_data(spec: &Spec) -> Result<()> {
     let data = spec.data.as_ref().context("no [data] table")?;
-    if data.dir.join(mosaic_data::files::META_FILE).is_file() {
-        let meta = Meta::read(&data.dir)?;
-        if let Some(differs) = data.differs_from(&meta)? {
-            anyhow::bail!(
-                "{}: prepared from other inputs than this experiment's [data] table ({differs}); \
-                 remove it (checkpoints keep their own tokenizer) or set another [data] dir",
-                data.dir.display()
-            );
-        }
-        return Ok(());
-    }
-    eprintln!(
-        "preparing {} ({:?} tokenizer)",
-        data.dir.display(),
-        data.tokenizer
-    );
     let opts = PrepareOptions {
         tokenizer: data.tokenizer,
         input: data.input.clone(),
@@ -148,7 +132,15 @@ fn prepare_data(spec: &Spec) -> Result<()> {
         out: data.dir.clone(),
         force: false,
     };
-    prepare(&opts, &|_, _| {})?;
+    let (meta, now) = prepare_once(&opts, &|_, _| {}).context("the experiment's [data] table")?;
+    if now {
+        eprintln!(
+            "prepared {} ({} tokenizer, vocabulary {})",
+            data.dir.display(),
+            meta.tokenizer,
+            meta.vocab_size
+        );
+    }
     Ok(())
 }
 

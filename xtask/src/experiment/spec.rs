@@ -76,41 +76,6 @@ pub struct DataSpec {
     pub vocab_size: Option<usize>,
 }
 
-impl DataSpec {
-    /// What differs between this table and the data prepared in `meta` (from the same
-    /// corpus, by the same tokenizer), if anything.
-    pub fn differs_from(&self, meta: &Meta) -> Result<Option<String>> {
-        let name = |p: &Path| p.file_name().map(|n| n.to_string_lossy().into_owned());
-        let bytes = std::fs::read(&self.input)
-            .with_context(|| format!("{}: cannot read", self.input.display()))?;
-        let vocab = match self.tokenizer {
-            TokenizerKind::Bpe => self
-                .vocab_size
-                .or(Some(mosaic_data::prepare::DEFAULT_BPE_VOCAB)),
-            _ => None,
-        };
-        let mut differs = Vec::new();
-        if meta.tokenizer != self.tokenizer {
-            differs.push(format!(
-                "tokenizer {} there, {} here",
-                meta.tokenizer, self.tokenizer
-            ));
-        }
-        if vocab.is_some_and(|v| v != meta.vocab_size) {
-            differs.push(format!("vocabulary {} there", meta.vocab_size));
-        }
-        if Some(meta.source.clone()) != name(&self.input)
-            || meta.source_sha256 != super::provenance::sha256(&bytes)
-        {
-            differs.push(format!("corpus {} there", meta.source));
-        }
-        if meta.valid_source != self.valid.as_deref().and_then(name) {
-            differs.push("another validation corpus".into());
-        }
-        Ok((!differs.is_empty()).then(|| differs.join(", ")))
-    }
-}
-
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EvalSpec {

@@ -11,7 +11,7 @@ use burn::module::Module;
 use burn::tensor::{Device, Tensor, TensorData};
 use mosaic_data::three_moons::{DIM, TRAIN_TRIPLES, VAL_TRIPLE, in_steps, joint_period, sequence};
 use mosaic_models::device_from_name;
-use mosaic_models::toy::{ToyMosaic, ToyMosaicConfig};
+use mosaic_models::{ToyMosaic, ToyMosaicConfig};
 use mosaic_train::three_moons::{ToyTraining, at, context_curve, is_complex, mean_over, train_toy};
 use plotters::style::RGBColor;
 
