@@ -88,7 +88,7 @@ impl BankBackend for Flex {
                 let kh = mat(&k[head * p * hs..], p, hs);
                 let vh = mat(&v[head * p * hs..], p, hs);
                 matmul(w, mat(&q[bh * t * hs..], t, hs), kh.t(), 1.0, false);
-                softmax_in_place(w, p, Visible::All);
+                softmax_in_place(w, p, 0, Visible::All);
                 matmul(y, mat(w, t, p), vh, 1.0, false);
             });
         (tensor(y, vec![b, h, t, hs]), tensor(w, vec![b, h, t, p]))

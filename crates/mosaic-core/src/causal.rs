@@ -108,7 +108,7 @@ impl CausalBackend for Flex {
                 let kb = mat(&k[at..], t, hs);
                 matmul(w, mat(&q[at..], t, hs), kb.t(), scale as f32, false);
                 let visible = Visible::Band { queries: t, band };
-                softmax_in_place(w, t, visible);
+                softmax_in_place(w, t, 0, visible);
                 matmul(y, mat(w, t, t), mat(&v[at..], t, hs), 1.0, false);
             });
         (tensor(y, d.clone()), tensor(w, vec![b, h, t, t]))

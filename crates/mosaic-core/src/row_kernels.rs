@@ -139,17 +139,16 @@ fn softmax_rows_generic(
     first_row: usize,
     visible: Visible,
 ) {
+    if !log {
+        out.copy_from_slice(x);
+        return softmax_in_place_generic(out, row, first_row, visible);
+    }
     for (r, (x, o)) in x
         .chunks_exact(row)
         .zip(out.chunks_exact_mut(row))
         .enumerate()
     {
         let range = visible.range(first_row + r, row);
-        if !log {
-            o.copy_from_slice(x);
-            softmax_row(o, range);
-            continue;
-        }
         let n = range.end;
         debug_assert_eq!(range.start, 0, "log-softmax rows read a prefix");
         let (x, (o, hidden)) = (&x[..n], o.split_at_mut(n));
@@ -169,32 +168,29 @@ fn softmax_rows_generic(
 /// `log`, `dx = g - exp(y) * sum(g)` (log-softmax's, from its output).
 #[inline(always)]
 fn backward_rows_generic(y: &[f32], g: &[f32], dx: &mut [f32], row: usize, log: bool) {
+    if !log {
+        dx.copy_from_slice(g);
+        return softmax_backward_in_place_generic(y, dx, row);
+    }
     for ((y, g), dx) in y
         .chunks_exact(row)
         .zip(g.chunks_exact(row))
         .zip(dx.chunks_exact_mut(row))
     {
-        match log {
-            false => {
-                dx.copy_from_slice(g);
-                softmax_backward_row(y, dx);
-            }
-            true => {
-                let total = dot(g, None);
-                for ((d, y), g) in dx.iter_mut().zip(y).zip(g) {
-                    *d = g - exp(*y) * total;
-                }
-            }
+        let total = dot(g, None);
+        for ((d, y), g) in dx.iter_mut().zip(y).zip(g) {
+            *d = g - exp(*y) * total;
         }
     }
 }
 
 /// Softmax of each `row`-long row of `x` in place, reading the entries `visible` says (the
-/// others become 0); rows numbered from 0.
+/// others become 0); rows numbered from `first_row`. The one softmax row loop: the
+/// out-of-place form copies and comes here.
 #[inline(always)]
-fn softmax_in_place_generic(x: &mut [f32], row: usize, visible: Visible) {
+fn softmax_in_place_generic(x: &mut [f32], row: usize, first_row: usize, visible: Visible) {
     for (r, x) in x.chunks_exact_mut(row).enumerate() {
-        softmax_row(x, visible.range(r, row));
+        softmax_row(x, visible.range(first_row + r, row));
     }
 }
 
@@ -280,8 +276,8 @@ dispatch!(
 
 dispatch!(
     /// Softmax of each `row`-long row of `x` in place, over the entries `visible` says (rows
-    /// numbered from 0).
-    softmax_in_place => softmax_in_place_generic(x: &mut [f32], row: usize, visible: Visible)
+    /// numbered from `first_row`).
+    softmax_in_place => softmax_in_place_generic(x: &mut [f32], row: usize, first_row: usize, visible: Visible)
 );
 
 dispatch!(
@@ -358,7 +354,7 @@ mod tests {
                 softmax_rows_generic(&x, &mut base, row, log, 0, Visible::All);
                 if !log {
                     let mut inplace = x.clone();
-                    softmax_in_place(&mut inplace, row, Visible::All);
+                    softmax_in_place(&mut inplace, row, 0, Visible::All);
                     assert_eq!(inplace, fast);
                     let mut dinplace = g.clone();
                     softmax_backward_in_place(&fast, &mut dinplace, row);
