@@ -11,6 +11,12 @@ use crate::error::DataError;
 use crate::files::{Meta, TRAIN_FILE, VAL_FILE};
 use crate::tokenizer::{TokenizerKind, tokenizer_file};
 
+/// SHA-256 of `bytes`, in hex: how every hash of this crate and of the experiments' results is
+/// written.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    format!("{:x}", Sha256::digest(bytes))
+}
+
 /// SHA-256 of the tokenizer's kind and its saved file (GPT-2's ships in the code: its kind).
 pub fn tokenizer_sha256(dir: &Path, kind: TokenizerKind) -> Result<String, DataError> {
     let mut hash = Sha256::new();

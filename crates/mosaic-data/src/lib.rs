@@ -44,7 +44,7 @@ pub mod tokenizer;
 pub use corpus::Corpus;
 pub use error::DataError;
 pub use files::Meta;
-pub use fingerprint::{data_sha256, tokenizer_sha256};
+pub use fingerprint::{data_sha256, sha256_hex, tokenizer_sha256};
 pub use prepare::{PrepareOptions, prepare, prepare_once};
 pub use sampler::{Batch, RandomWindows, SequentialWindows};
 pub use token_file::{Split, TokenFile};

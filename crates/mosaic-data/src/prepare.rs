@@ -8,12 +8,11 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use sha2::{Digest, Sha256};
-
 use crate::atomic::{Staged, replace_dir};
 use crate::corpus::Corpus;
 use crate::error::DataError;
 use crate::files::{META_FILE, Meta, TRAIN_FILE, TokenWidth, VAL_FILE, token_bytes};
+use crate::fingerprint::sha256_hex;
 use crate::tokenizer::{
     BPE_FILE, BpeTokenizer, CHAR_FILE, CharTokenizer, Gpt2Tokenizer, Tokenizer, TokenizerKind,
 };
@@ -78,7 +77,7 @@ pub fn prepare(
         path: opts.input.clone(),
         error,
     })?;
-    let source_sha256 = format!("{:x}", Sha256::digest(&bytes));
+    let source_sha256 = sha256_hex(&bytes);
     let corpus = Corpus::from_bytes(&bytes, &opts.input)?;
     drop(bytes);
     let (train, val) = match &opts.valid {
@@ -217,8 +216,7 @@ fn differences(opts: &PrepareOptions, meta: &Meta) -> Result<Option<String>, Dat
     if vocab.is_some_and(|v| v != meta.vocab_size) {
         differs.push(format!("vocabulary {} there", meta.vocab_size));
     }
-    if Some(&meta.source) != name(&opts.input).as_ref()
-        || meta.source_sha256 != format!("{:x}", Sha256::digest(&bytes))
+    if Some(&meta.source) != name(&opts.input).as_ref() || meta.source_sha256 != sha256_hex(&bytes)
     {
         differs.push(format!("corpus {} there", meta.source));
     }

@@ -113,19 +113,71 @@ impl Checkpoint {
         &self.model
     }
 
-    /// [`tokenizer`] of this checkpoint.
+    /// The checkpoint's tokenizer and data metadata: its own copy, or, in a checkpoint
+    /// written before it kept one, those of the data directory its configuration names.
     pub fn tokenizer(&self) -> Result<(Meta, Box<dyn Tokenizer>)> {
-        tokenizer(&self.dir, &self.state)
+        let dir = self.dir.as_path();
+        let source = match dir.join(META_FILE).is_file() {
+            true => dir,
+            false => self.state.config.data.dir.as_path(),
+        };
+        let read = || -> Result<(Meta, Box<dyn Tokenizer>)> {
+            let meta = Meta::read(source)?;
+            let tokenizer = load_tokenizer(source, meta.tokenizer)?;
+            Ok((meta, tokenizer))
+        };
+        read().map_err(|e| match source == dir {
+            true => e,
+            false => TrainError::Checkpoint {
+                path: dir.to_path_buf(),
+                reason: format!(
+                    "an older checkpoint, without its own tokenizer; its data directory `{}` \
+                     (data.dir of its config, from the working directory) cannot give it: {e}",
+                    source.display()
+                ),
+            },
+        })
     }
 
-    /// [`eval_data`] of this checkpoint.
+    /// The prepared directory to evaluate on: `other` if given, else the one the run trained
+    /// on. Either must hold the checkpoint's tokenizer (by hash), or its ids would mean other
+    /// tokens to the model.
     pub fn eval_data(&self, other: Option<&Path>) -> Result<PathBuf> {
-        eval_data(&self.dir, &self.state, other)
+        let Some(record) = &self.state.data else {
+            // An older checkpoint: nothing to check against.
+            return Ok(other.unwrap_or(&self.state.config.data.dir).to_path_buf());
+        };
+        let data = other.unwrap_or(&record.dir);
+        if other.is_none() && !data.join(META_FILE).is_file() {
+            return Err(TrainError::Checkpoint {
+                path: self.dir.clone(),
+                reason: format!(
+                    "the data it trained on, `{}`, is gone; evaluate on another directory \
+                     prepared with the same tokenizer",
+                    data.display()
+                ),
+            });
+        }
+        let meta = Meta::read(data)?;
+        if tokenizer_sha256(data, meta.tokenizer)? != record.tokenizer_sha256 {
+            return Err(TrainError::Checkpoint {
+                path: data.to_path_buf(),
+                reason: format!(
+                    "its tokenizer ({} {}) is not the one the checkpoint `{}` trained with (the \
+                     directory was prepared again, or from other text): the model would read \
+                     other tokens; evaluate on data prepared with the checkpoint's tokenizer",
+                    meta.tokenizer,
+                    meta.vocab_size,
+                    self.dir.display()
+                ),
+            });
+        }
+        Ok(data.to_path_buf())
     }
 }
 
 /// `DIR` itself when it holds a checkpoint, else `DIR/checkpoint`.
-pub fn locate(dir: &Path) -> PathBuf {
+fn locate(dir: &Path) -> PathBuf {
     match dir.join(STATE_FILE).is_file() {
         true => dir.to_path_buf(),
         false => dir.join(CHECKPOINT_DIR),
@@ -183,67 +235,6 @@ pub fn read_state(dir: &Path) -> Result<State> {
         path,
         reason: format!("not a checkpoint state: {e}"),
     })
-}
-
-/// The checkpoint's tokenizer and data metadata: its own copy, or, in a checkpoint written
-/// before it kept one, those of the data directory its configuration names.
-pub fn tokenizer(dir: &Path, state: &State) -> Result<(Meta, Box<dyn Tokenizer>)> {
-    let source = match dir.join(META_FILE).is_file() {
-        true => dir,
-        false => state.config.data.dir.as_path(),
-    };
-    let read = || -> Result<(Meta, Box<dyn Tokenizer>)> {
-        let meta = Meta::read(source)?;
-        let tokenizer = load_tokenizer(source, meta.tokenizer)?;
-        Ok((meta, tokenizer))
-    };
-    read().map_err(|e| match source == dir {
-        true => e,
-        false => TrainError::Checkpoint {
-            path: dir.to_path_buf(),
-            reason: format!(
-                "an older checkpoint, without its own tokenizer; its data directory `{}` \
-                 (data.dir of its config, from the working directory) cannot give it: {e}",
-                source.display()
-            ),
-        },
-    })
-}
-
-/// The prepared directory to evaluate a checkpoint on: `other` if given, else the one it
-/// trained on. Either must hold the checkpoint's tokenizer (by hash), or its ids would mean
-/// other tokens to the model.
-pub fn eval_data(dir: &Path, state: &State, other: Option<&Path>) -> Result<PathBuf> {
-    let Some(record) = &state.data else {
-        // An older checkpoint: nothing to check against.
-        return Ok(other.unwrap_or(&state.config.data.dir).to_path_buf());
-    };
-    let data = other.unwrap_or(&record.dir);
-    if other.is_none() && !data.join(META_FILE).is_file() {
-        return Err(TrainError::Checkpoint {
-            path: dir.to_path_buf(),
-            reason: format!(
-                "the data it trained on, `{}`, is gone; evaluate on another directory prepared \
-                 with the same tokenizer",
-                data.display()
-            ),
-        });
-    }
-    let meta = Meta::read(data)?;
-    if tokenizer_sha256(data, meta.tokenizer)? != record.tokenizer_sha256 {
-        return Err(TrainError::Checkpoint {
-            path: data.to_path_buf(),
-            reason: format!(
-                "its tokenizer ({} {}) is not the one the checkpoint `{}` trained with (the \
-                 directory was prepared again, or from other text): the model would read other \
-                 tokens; evaluate on data prepared with the checkpoint's tokenizer",
-                meta.tokenizer,
-                meta.vocab_size,
-                dir.display()
-            ),
-        });
-    }
-    Ok(data.to_path_buf())
 }
 
 /// Loads the weights into `model`, which must have the checkpoint's configuration.

@@ -72,11 +72,7 @@ pub fn evaluate(
 ) -> Result<Evaluation> {
     let block = model.block_size();
     let batch = opts.batch_size;
-    if batch == 0 {
-        return Err(TrainError::Invalid(
-            "an evaluation batch of 0 windows; give at least 1".into(),
-        ));
-    }
+    check_batch(batch)?;
     let ood_tokens = match &opts.ood {
         Some(path) => {
             let tokens = tokenize_file(path, tokenizer, separate)?;
@@ -167,11 +163,7 @@ pub fn losses(
     block_size: usize,
     batch_size: usize,
 ) -> Result<Losses> {
-    if batch_size == 0 {
-        return Err(TrainError::Invalid(
-            "an evaluation batch of 0 windows; give at least 1".into(),
-        ));
-    }
+    check_batch(batch_size)?;
     let mut sums = vec![0.0f64; block_size];
     let mut windows = 0;
     for batch in SequentialWindows::new(tokens.clone(), block_size, batch_size)? {
@@ -192,6 +184,15 @@ pub fn losses(
         windows,
         per_position,
     })
+}
+
+fn check_batch(batch_size: usize) -> Result<()> {
+    match batch_size {
+        0 => Err(TrainError::Invalid(
+            "an evaluation batch of 0 windows; give at least 1".into(),
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// Tokenizes `path` with the run's tokenizer, stories separated as in training.

@@ -94,6 +94,12 @@ impl Trainer {
 
     /// A fresh run. `device` is any Burn device; gradients are switched on here.
     pub fn new(config: RunConfig, device: &Device) -> Result<Self> {
+        let data = DataFiles::read(&config.data.dir)?;
+        Self::with_data(config, device, data)
+    }
+
+    /// [`Trainer::new`] with what the checkpoints keep of the data already read.
+    fn with_data(config: RunConfig, device: &Device, data: DataFiles) -> Result<Self> {
         let dir = &config.data.dir;
         let meta = Meta::read(dir)?;
         if config.model.vocab_size() != meta.vocab_size {
@@ -104,7 +110,6 @@ impl Trainer {
                 meta.vocab_size
             )));
         }
-        let data = DataFiles::read(dir)?;
         let train_tokens = TokenFile::open(dir, Split::Train)?;
         let val_tokens = TokenFile::open(dir, Split::Val)?;
         let device = device.clone().autodiff();
@@ -132,19 +137,19 @@ impl Trainer {
     pub fn resume(config: RunConfig, device: &Device) -> Result<Self> {
         let dir = config.train.out_dir.join(checkpoint::CHECKPOINT_DIR);
         let state = checkpoint::read_state(&dir)?;
-        if let Some(record) = &state.data {
-            let data = DataFiles::read(&config.data.dir)?;
-            if data.record.tokenizer_sha256 != record.tokenizer_sha256 {
-                return Err(TrainError::Checkpoint {
-                    path: dir,
-                    reason: format!(
-                        "the data directory `{}` holds another tokenizer than the one this run \
-                         trained with (it was prepared again since): resuming would train on \
-                         other ids; point data.dir at the data the run started on",
-                        config.data.dir.display()
-                    ),
-                });
-            }
+        let data = DataFiles::read(&config.data.dir)?;
+        if let Some(record) = &state.data
+            && data.record.tokenizer_sha256 != record.tokenizer_sha256
+        {
+            return Err(TrainError::Checkpoint {
+                path: dir,
+                reason: format!(
+                    "the data directory `{}` holds another tokenizer than the one this run \
+                     trained with (it was prepared again since): resuming would train on other \
+                     ids; point data.dir at the data the run started on",
+                    config.data.dir.display()
+                ),
+            });
         }
         if state.config.model != config.model {
             return Err(TrainError::Checkpoint {
@@ -155,7 +160,7 @@ impl Trainer {
                 ),
             });
         }
-        let mut trainer = Self::new(config, device)?;
+        let mut trainer = Self::with_data(config, device, data)?;
         let model = checkpoint::load_model(&dir, trainer.engine.model().clone())?;
         let optim = checkpoint::load_optim(&dir, trainer.engine.recipe().optimizer.init(&model))?;
         trainer.engine.restore(model, optim, state.step);

@@ -6,9 +6,9 @@
 use std::path::Path;
 
 use anyhow::{Context, Result};
+use mosaic_data::sha256_hex;
 use mosaic_train::RunConfig;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use super::spec::EvalSpec;
 
@@ -32,7 +32,7 @@ impl Inputs {
         bare.train.out_dir = Default::default();
         let json = serde_json::to_string(&bare).expect("a config serializes");
         Self {
-            config_sha256: sha256(json.as_bytes()),
+            config_sha256: sha256_hex(json.as_bytes()),
             data_sha256: data_sha256.into(),
             eval_sha256: eval_sha256.into(),
             commit: commit.into(),
@@ -70,10 +70,6 @@ impl Inputs {
     }
 }
 
-pub fn sha256(bytes: &[u8]) -> String {
-    format!("{:x}", Sha256::digest(bytes))
-}
-
 /// The hash of how each run is measured: the `[eval]` table and the text of its `ood` file.
 pub fn eval_sha256(eval: &EvalSpec) -> Result<String> {
     let mut bytes = serde_json::to_vec(eval)?;
@@ -81,7 +77,7 @@ pub fn eval_sha256(eval: &EvalSpec) -> Result<String> {
         bytes
             .extend(std::fs::read(ood).with_context(|| format!("{}: cannot read", ood.display()))?);
     }
-    Ok(sha256(&bytes))
+    Ok(sha256_hex(&bytes))
 }
 
 /// The commit of the working tree at `dir`, `-dirty` when it has changes; `unknown` outside

@@ -54,13 +54,6 @@ pub fn run(name: &str, spec: &Spec, opts: &Options) -> Result<()> {
             },
         };
         eprintln!("{}: training ({why})", plan.run.name);
-        if opts.fresh {
-            let dir = &plan.config.train.out_dir;
-            if dir.exists() {
-                std::fs::remove_dir_all(dir)
-                    .with_context(|| format!("{}: cannot remove", dir.display()))?;
-            }
-        }
         let result = train_and_measure(spec, plan, &layout, &device, opts)?;
         let json = serde_json::to_vec_pretty(&result)?;
         mosaic_data::atomic::write_atomically(&layout.result(&plan.run.name), &json)?;
@@ -153,7 +146,7 @@ fn train_and_measure(
 ) -> Result<RunResult> {
     let (run, config) = (plan.run, &plan.config);
     let out_dir = &config.train.out_dir;
-    let start = match resumable(out_dir, &plan.inputs)? {
+    let start = match resumable(out_dir, &plan.inputs, opts.fresh)? {
         true => Start::Resume,
         false => Start::Fresh,
     };
@@ -254,23 +247,24 @@ impl RunResult {
 }
 
 /// Whether `out_dir` holds a checkpoint of this very run to continue. One trained from other
-/// inputs (another config, other data), or whose inputs are unknown, is removed, and
-/// `inputs.json` records those of the run that starts there.
-fn resumable(out_dir: &Path, inputs: &Inputs) -> Result<bool> {
+/// inputs (another config, other data), whose inputs are unknown, or any with `fresh`, is
+/// removed, and `inputs.json` records the inputs of the run that starts there.
+fn resumable(out_dir: &Path, inputs: &Inputs, fresh: bool) -> Result<bool> {
     let checkpoint = out_dir.join(mosaic_train::checkpoint::CHECKPOINT_DIR);
     let recorded = out_dir.join(INPUTS_FILE);
     let same = std::fs::read_to_string(&recorded)
         .ok()
         .and_then(|t| serde_json::from_str::<Inputs>(&t).ok())
         .is_some_and(|old| inputs.trains_as(&old));
-    if checkpoint.is_dir() && same {
+    if checkpoint.is_dir() && same && !fresh {
         return Ok(true);
     }
     if out_dir.exists() {
-        eprintln!(
-            "{}: removing a checkpoint of other inputs (config or data)",
-            out_dir.display()
-        );
+        let why = match fresh {
+            true => "--fresh",
+            false => "of other inputs (config or data)",
+        };
+        eprintln!("{}: removing a checkpoint {why}", out_dir.display());
         std::fs::remove_dir_all(out_dir)
             .with_context(|| format!("{}: cannot remove", out_dir.display()))?;
     }
