@@ -4,13 +4,9 @@
 //! Its `(B, H, T, pmem_size)` scores are the largest tensors of a Memory Mosaic training step
 //! (3.5 times the width per query). Written as tensor operations, every step of it allocates,
 //! clears and writes such a tensor: the scores, the weights, and in the backward pass the
-//! weights' gradient, the scores' gradient and the softmax's intermediates. Here each head
-//! computes its scores into one buffer, turns them into weights in place and keeps them for the
-//! backward pass, which reuses one scratch buffer per head:
-//!
-//! ```text
-//! dW = dy V^T;  dS = W * (dW - rowsum(dW * W));  dq = dS K;  dK = sum_b dS^T q;  dV = sum_b W^T dy
-//! ```
+//! weights' gradient, the scores' gradient and the softmax's intermediates. Here each
+//! (batch, head) runs one [`Head`] against its head's bank, its weights kept for the backward
+//! pass, which reuses one scratch buffer per head and sums the bank's gradients over the batch.
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
@@ -23,8 +19,9 @@ use burn::tensor::Tensor;
 use rayon::prelude::*;
 
 use crate::backward::register;
-use crate::matrix::{contiguous, mat, matmul, tensor};
-use crate::row_kernels::{Visible, softmax_backward_in_place, softmax_in_place};
+use crate::head_retrieval::Head;
+use crate::matrix::{contiguous, mat, tensor};
+use crate::row_kernels::Visible;
 
 /// `softmax(query bank_keys^T) bank_values` per head: `query` `(B, H, T, hs)`, `bank_keys` and
 /// `bank_values` `(H, P, hs)`. Only where [`crate::dispatch::cpu_kernels`] says so.
@@ -44,115 +41,123 @@ pub trait BankBackend: Backend {
         keys: FloatTensor<Self>,
         values: FloatTensor<Self>,
     ) -> FloatTensor<Self>;
-
-    /// The retrieval and its weights `(B, H, T, P)`, for the backward pass.
-    fn bank_forward(
-        query: FloatTensor<Self>,
-        keys: FloatTensor<Self>,
-        values: FloatTensor<Self>,
-    ) -> (FloatTensor<Self>, FloatTensor<Self>);
-
-    /// The gradients of the query, keys and values from the weights and the output's gradient.
-    fn bank_backward(
-        query: FloatTensor<Self>,
-        keys: FloatTensor<Self>,
-        values: FloatTensor<Self>,
-        weights: FloatTensor<Self>,
-        grad: FloatTensor<Self>,
-    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
 }
 
 impl BankBackend for Flex {
     fn bank_retrieval(query: FlexTensor, keys: FlexTensor, values: FlexTensor) -> FlexTensor {
-        Self::bank_forward(query, keys, values).0
-    }
-
-    fn bank_forward(
-        query: FlexTensor,
-        keys: FlexTensor,
-        values: FlexTensor,
-    ) -> (FlexTensor, FlexTensor) {
-        let ((q, qd), (k, kd), (v, _)) =
-            (contiguous(&query), contiguous(&keys), contiguous(&values));
-        let [b, h, t, hs] = [qd[0], qd[1], qd[2], qd[3]];
-        let p = kd[1];
-        let (q, k, v) = (q.storage::<f32>(), k.storage::<f32>(), v.storage::<f32>());
-        let mut w = vec![0.0f32; b * h * t * p];
-        let mut y = vec![0.0f32; b * h * t * hs];
-        // One (batch, head) pair a task.
-        w.par_chunks_mut(t * p)
-            .zip(y.par_chunks_mut(t * hs))
-            .enumerate()
-            .for_each(|(bh, (w, y))| {
-                let head = bh % h;
-                let kh = mat(&k[head * p * hs..], p, hs);
-                let vh = mat(&v[head * p * hs..], p, hs);
-                matmul(w, mat(&q[bh * t * hs..], t, hs), kh.t(), 1.0, false);
-                softmax_in_place(w, p, 0, Visible::All);
-                matmul(y, mat(w, t, p), vh, 1.0, false);
-            });
-        (tensor(y, vec![b, h, t, hs]), tensor(w, vec![b, h, t, p]))
-    }
-
-    fn bank_backward(
-        query: FlexTensor,
-        keys: FlexTensor,
-        values: FlexTensor,
-        weights: FlexTensor,
-        grad: FlexTensor,
-    ) -> (FlexTensor, FlexTensor, FlexTensor) {
-        let ((q, qd), (k, kd)) = (contiguous(&query), contiguous(&keys));
-        let ((v, _), (w, _), (dy, _)) =
-            (contiguous(&values), contiguous(&weights), contiguous(&grad));
-        let [b, h, t, hs] = [qd[0], qd[1], qd[2], qd[3]];
-        let p = kd[1];
-        let (q, k, v) = (q.storage::<f32>(), k.storage::<f32>(), v.storage::<f32>());
-        let (w, dy) = (w.storage::<f32>(), dy.storage::<f32>());
-        // One head a task: it sums its bank's gradients over the batch without sharing them.
-        let per_head: Vec<(Vec<f32>, Vec<f32>, Vec<f32>)> = (0..h)
-            .into_par_iter()
-            .map(|head| {
-                let kh = mat(&k[head * p * hs..], p, hs);
-                let vh = mat(&v[head * p * hs..], p, hs);
-                let mut ds = vec![0.0f32; t * p];
-                let mut dq = vec![0.0f32; b * t * hs];
-                let (mut dk, mut dv) = (vec![0.0f32; p * hs], vec![0.0f32; p * hs]);
-                for batch in 0..b {
-                    let at = (batch * h + head) * t;
-                    let (qb, wb) = (mat(&q[at * hs..], t, hs), mat(&w[at * p..], t, p));
-                    let dyb = mat(&dy[at * hs..], t, hs);
-                    matmul(&mut ds, dyb, vh.t(), 1.0, false);
-                    softmax_backward_in_place(&w[at * p..(at + t) * p], &mut ds, p);
-                    let dsb = mat(&ds, t, p);
-                    matmul(&mut dq[batch * t * hs..], dsb, kh, 1.0, false);
-                    matmul(&mut dk, dsb.t(), qb, 1.0, batch > 0);
-                    matmul(&mut dv, wb.t(), dyb, 1.0, batch > 0);
-                }
-                (dq, dk, dv)
-            })
-            .collect();
-        let mut dq = vec![0.0f32; b * h * t * hs];
-        let (mut dk, mut dv) = (
-            Vec::with_capacity(h * p * hs),
-            Vec::with_capacity(h * p * hs),
-        );
-        for (head, (dqh, dkh, dvh)) in per_head.into_iter().enumerate() {
-            for batch in 0..b {
-                let at = (batch * h + head) * t * hs;
-                dq[at..at + t * hs].copy_from_slice(&dqh[batch * t * hs..(batch + 1) * t * hs]);
-            }
-            dk.extend(dkh);
-            dv.extend(dvh);
-        }
-        (
-            tensor(dq, vec![b, h, t, hs]),
-            tensor(dk, vec![h, p, hs]),
-            tensor(dv, vec![h, p, hs]),
-        )
+        bank_forward(&[query, keys, values]).0
     }
 }
 
-impl<B: BankBackend, C: CheckpointStrategy> BankBackend for Autodiff<B, C> {
+/// Sizes: batch, heads, queries per head, head size, bank slots.
+#[derive(Clone, Copy)]
+struct Sizes {
+    b: usize,
+    h: usize,
+    t: usize,
+    hs: usize,
+    p: usize,
+}
+
+impl Sizes {
+    fn of(query: &[usize], keys: &[usize]) -> Sizes {
+        let [b, h, t, hs] = [query[0], query[1], query[2], query[3]];
+        Sizes {
+            b,
+            h,
+            t,
+            hs,
+            p: keys[1],
+        }
+    }
+
+    /// The queries of `(batch, head)` against that head's bank, as one [`Head`].
+    fn head<'a>(self, qkv: [&'a [f32]; 3], batch: usize, head: usize) -> Head<'a> {
+        let Sizes { h, t, hs, p, .. } = self;
+        Head {
+            q: mat(&qkv[0][(batch * h + head) * t * hs..], t, hs),
+            k: mat(&qkv[1][head * p * hs..], p, hs),
+            v: mat(&qkv[2][head * p * hs..], p, hs),
+            scale: 1.0,
+        }
+    }
+}
+
+/// The retrieval and its weights `(B, H, T, P)`, for the backward pass.
+fn bank_forward(qkv: &[FlexTensor; 3]) -> (FlexTensor, FlexTensor) {
+    let [(q, qd), (k, kd), (v, _)] = qkv.each_ref().map(contiguous);
+    let n = Sizes::of(&qd, &kd);
+    let Sizes { b, h, t, hs, p } = n;
+    let qkv = [q.storage::<f32>(), k.storage::<f32>(), v.storage::<f32>()];
+    let mut w = vec![0.0f32; b * h * t * p];
+    let mut y = vec![0.0f32; b * h * t * hs];
+    // One (batch, head) pair a task.
+    w.par_chunks_mut(t * p)
+        .zip(y.par_chunks_mut(t * hs))
+        .enumerate()
+        .for_each(|(bh, (w, y))| {
+            n.head(qkv, bh / h, bh % h).forward(Visible::All, w, y);
+        });
+    (tensor(y, qd), tensor(w, vec![b, h, t, p]))
+}
+
+/// The gradients of the query, keys and values from the weights and the output's gradient.
+fn bank_backward(
+    qkv: &[FlexTensor; 3],
+    weights: &FlexTensor,
+    grad: &FlexTensor,
+) -> [FlexTensor; 3] {
+    let [(q, qd), (k, kd), (v, _)] = qkv.each_ref().map(contiguous);
+    let ((w, _), (dy, _)) = (contiguous(weights), contiguous(grad));
+    let n = Sizes::of(&qd, &kd);
+    let Sizes { b, h, t, hs, p } = n;
+    let qkv = [q.storage::<f32>(), k.storage::<f32>(), v.storage::<f32>()];
+    let (w, dy) = (w.storage::<f32>(), dy.storage::<f32>());
+    // One head a task: it sums its bank's gradients over the batch without sharing them.
+    let per_head: Vec<[Vec<f32>; 3]> = (0..h)
+        .into_par_iter()
+        .map(|head| {
+            let mut ds = vec![0.0f32; t * p];
+            let mut dq = vec![0.0f32; b * t * hs];
+            let (mut dk, mut dv) = (vec![0.0f32; p * hs], vec![0.0f32; p * hs]);
+            for batch in 0..b {
+                let at = (batch * h + head) * t;
+                let dyb = mat(&dy[at * hs..], t, hs);
+                let dqb = &mut dq[batch * t * hs..];
+                n.head(qkv, batch, head).backward(
+                    &w[at * p..(at + t) * p],
+                    dyb,
+                    &mut ds,
+                    dqb,
+                    &mut dk,
+                    &mut dv,
+                    batch > 0,
+                );
+            }
+            [dq, dk, dv]
+        })
+        .collect();
+    let mut dq = vec![0.0f32; b * h * t * hs];
+    let (mut dk, mut dv) = (
+        Vec::with_capacity(h * p * hs),
+        Vec::with_capacity(h * p * hs),
+    );
+    for (head, [dqh, dkh, dvh]) in per_head.into_iter().enumerate() {
+        for batch in 0..b {
+            let at = (batch * h + head) * t * hs;
+            dq[at..at + t * hs].copy_from_slice(&dqh[batch * t * hs..(batch + 1) * t * hs]);
+        }
+        dk.extend(dkh);
+        dv.extend(dvh);
+    }
+    [
+        tensor(dq, qd),
+        tensor(dk, vec![h, p, hs]),
+        tensor(dv, vec![h, p, hs]),
+    ]
+}
+
+impl<C: CheckpointStrategy> BankBackend for Autodiff<Flex, C> {
     fn bank_retrieval(
         query: FloatTensor<Self>,
         keys: FloatTensor<Self>,
@@ -161,9 +166,9 @@ impl<B: BankBackend, C: CheckpointStrategy> BankBackend for Autodiff<B, C> {
         #[derive(Debug)]
         struct BankRetrieval;
 
-        impl<B: BankBackend> Backward<B, 3> for BankRetrieval {
+        impl Backward<Flex, 3> for BankRetrieval {
             /// The inputs and the weights.
-            type State = [FloatTensor<B>; 4];
+            type State = ([FlexTensor; 3], FlexTensor);
 
             fn backward(
                 self,
@@ -171,10 +176,10 @@ impl<B: BankBackend, C: CheckpointStrategy> BankBackend for Autodiff<B, C> {
                 grads: &mut Gradients,
                 _: &mut Checkpointer,
             ) {
-                let [q, k, v, w] = ops.state;
-                let grad = grads.consume::<B>(&ops.node);
-                let (dq, dk, dv) = B::bank_backward(q, k, v, w, grad);
-                register!(B, ops.parents, [dq, dk, dv], grads);
+                let (qkv, w) = ops.state;
+                let grad = grads.consume::<Flex>(&ops.node);
+                let [dq, dk, dv] = bank_backward(&qkv, &w, &grad);
+                register!(Flex, ops.parents, [dq, dk, dv], grads);
             }
         }
 
@@ -187,28 +192,11 @@ impl<B: BankBackend, C: CheckpointStrategy> BankBackend for Autodiff<B, C> {
             .stateful()
         {
             OpsKind::Tracked(prep) => {
-                let (y, w) = B::bank_forward(q.clone(), k.clone(), v.clone());
-                prep.finish([q, k, v, w], y)
+                let qkv = [q, k, v];
+                let (y, w) = bank_forward(&qkv);
+                prep.finish((qkv, w), y)
             }
-            OpsKind::UnTracked(prep) => prep.finish(B::bank_retrieval(q, k, v)),
+            OpsKind::UnTracked(prep) => prep.finish(Flex::bank_retrieval(q, k, v)),
         }
-    }
-
-    fn bank_forward(
-        _: FloatTensor<Self>,
-        _: FloatTensor<Self>,
-        _: FloatTensor<Self>,
-    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
-        unreachable!("called by bank_retrieval on the inner backend only")
-    }
-
-    fn bank_backward(
-        _: FloatTensor<Self>,
-        _: FloatTensor<Self>,
-        _: FloatTensor<Self>,
-        _: FloatTensor<Self>,
-        _: FloatTensor<Self>,
-    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
-        unreachable!("called by the backward pass of bank_retrieval only, on the inner backend")
     }
 }

@@ -5,13 +5,8 @@
 //! v2 short- and long-term bands; GPT's attention is `scale` `1/sqrt(hs)`, [`Band::CAUSAL`].
 //!
 //! This is the training path, where Burn would record the scores, the masked softmax and the
-//! product as separate `(B, H, T, T)` tensors each way. Each (batch, head) computes its scores
-//! into one buffer, turns them into weights in place (the masked entries are never
-//! exponentiated) and keeps them for the backward pass:
-//!
-//! ```text
-//! dW = dy v^T;  dS = W * (dW - rowsum(dW * W));  dq = scale dS k;  dk = scale dS^T q;  dv = W^T dy
-//! ```
+//! product as separate `(B, H, T, T)` tensors each way. Each (batch, head) runs one
+//! [`Head`]: its weights in one buffer, kept for the backward pass.
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
@@ -25,8 +20,9 @@ use rayon::prelude::*;
 
 use crate::backward::register;
 use crate::band::Band;
-use crate::matrix::{contiguous, mat, matmul, tensor};
-use crate::row_kernels::{Visible, softmax_backward_in_place, softmax_in_place};
+use crate::head_retrieval::Head;
+use crate::matrix::{contiguous, mat, tensor};
+use crate::row_kernels::Visible;
 
 /// `softmax(scale q k^T)` over the keys `band` gives each query ([`Band::softmax_range`]),
 /// times `values`; all `(B, H, T, hs)`. Only where [`crate::dispatch::cpu_kernels`] says so.
@@ -56,25 +52,6 @@ pub trait CausalBackend: Backend {
         scale: f64,
         band: Band,
     ) -> FloatTensor<Self>;
-
-    /// The retrieval and its weights `(B, H, T, T)`, for the backward pass.
-    fn causal_forward(
-        query: FloatTensor<Self>,
-        keys: FloatTensor<Self>,
-        values: FloatTensor<Self>,
-        scale: f64,
-        band: Band,
-    ) -> (FloatTensor<Self>, FloatTensor<Self>);
-
-    /// The gradients of the query, keys and values from the weights and the output's gradient.
-    fn causal_backward(
-        query: FloatTensor<Self>,
-        keys: FloatTensor<Self>,
-        values: FloatTensor<Self>,
-        weights: FloatTensor<Self>,
-        grad: FloatTensor<Self>,
-        scale: f64,
-    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
 }
 
 impl CausalBackend for Flex {
@@ -85,73 +62,66 @@ impl CausalBackend for Flex {
         scale: f64,
         band: Band,
     ) -> FlexTensor {
-        Self::causal_forward(query, keys, values, scale, band).0
-    }
-
-    fn causal_forward(
-        query: FlexTensor,
-        keys: FlexTensor,
-        values: FlexTensor,
-        scale: f64,
-        band: Band,
-    ) -> (FlexTensor, FlexTensor) {
-        let ((q, d), (k, _), (v, _)) = (contiguous(&query), contiguous(&keys), contiguous(&values));
-        let [b, h, t, hs] = [d[0], d[1], d[2], d[3]];
-        let (q, k, v) = (q.storage::<f32>(), k.storage::<f32>(), v.storage::<f32>());
-        let mut w = vec![0.0f32; b * h * t * t];
-        let mut y = vec![0.0f32; b * h * t * hs];
-        w.par_chunks_mut(t * t)
-            .zip(y.par_chunks_mut(t * hs))
-            .enumerate()
-            .for_each(|(bh, (w, y))| {
-                let at = bh * t * hs;
-                let kb = mat(&k[at..], t, hs);
-                matmul(w, mat(&q[at..], t, hs), kb.t(), scale as f32, false);
-                let visible = Visible::Band { queries: t, band };
-                softmax_in_place(w, t, 0, visible);
-                matmul(y, mat(w, t, t), mat(&v[at..], t, hs), 1.0, false);
-            });
-        (tensor(y, d.clone()), tensor(w, vec![b, h, t, t]))
-    }
-
-    fn causal_backward(
-        query: FlexTensor,
-        keys: FlexTensor,
-        values: FlexTensor,
-        weights: FlexTensor,
-        grad: FlexTensor,
-        scale: f64,
-    ) -> (FlexTensor, FlexTensor, FlexTensor) {
-        let ((q, d), (k, _), (v, _)) = (contiguous(&query), contiguous(&keys), contiguous(&values));
-        let ((w, _), (dy, _)) = (contiguous(&weights), contiguous(&grad));
-        let t = d[2];
-        let hs = d[3];
-        let (q, k, v) = (q.storage::<f32>(), k.storage::<f32>(), v.storage::<f32>());
-        let (w, dy) = (w.storage::<f32>(), dy.storage::<f32>());
-        let n = q.len();
-        let (mut dq, mut dk, mut dv) = (vec![0.0f32; n], vec![0.0f32; n], vec![0.0f32; n]);
-        dq.par_chunks_mut(t * hs)
-            .zip(dk.par_chunks_mut(t * hs))
-            .zip(dv.par_chunks_mut(t * hs))
-            .enumerate()
-            .for_each(|(bh, ((dq, dk), dv))| {
-                let at = bh * t * hs;
-                let wb = &w[bh * t * t..(bh + 1) * t * t];
-                let dyb = mat(&dy[at..], t, hs);
-                let mut ds = vec![0.0f32; t * t];
-                matmul(&mut ds, dyb, mat(&v[at..], t, hs).t(), 1.0, false);
-                softmax_backward_in_place(wb, &mut ds, t);
-                let dsb = mat(&ds, t, t);
-                let scale = scale as f32;
-                matmul(dq, dsb, mat(&k[at..], t, hs), scale, false);
-                matmul(dk, dsb.t(), mat(&q[at..], t, hs), scale, false);
-                matmul(dv, mat(wb, t, t).t(), dyb, 1.0, false);
-            });
-        (tensor(dq, d.clone()), tensor(dk, d.clone()), tensor(dv, d))
+        causal_forward(&[query, keys, values], scale, band).0
     }
 }
 
-impl<B: CausalBackend, C: CheckpointStrategy> CausalBackend for Autodiff<B, C> {
+/// The slices of (batch, head) `bh` of `q, k, v` `(B, H, T, hs)`, as one [`Head`].
+fn head<'a>(qkv: [&'a [f32]; 3], bh: usize, t: usize, hs: usize, scale: f64) -> Head<'a> {
+    let [q, k, v] = qkv.map(|x| mat(&x[bh * t * hs..], t, hs));
+    Head {
+        q,
+        k,
+        v,
+        scale: scale as f32,
+    }
+}
+
+/// The retrieval and its weights `(B, H, T, T)`, for the backward pass.
+fn causal_forward(qkv: &[FlexTensor; 3], scale: f64, band: Band) -> (FlexTensor, FlexTensor) {
+    let [(q, d), (k, _), (v, _)] = qkv.each_ref().map(contiguous);
+    let [b, h, t, hs] = [d[0], d[1], d[2], d[3]];
+    let qkv = [q.storage::<f32>(), k.storage::<f32>(), v.storage::<f32>()];
+    let mut w = vec![0.0f32; b * h * t * t];
+    let mut y = vec![0.0f32; b * h * t * hs];
+    w.par_chunks_mut(t * t)
+        .zip(y.par_chunks_mut(t * hs))
+        .enumerate()
+        .for_each(|(bh, (w, y))| {
+            let visible = Visible::Band { queries: t, band };
+            head(qkv, bh, t, hs, scale).forward(visible, w, y);
+        });
+    (tensor(y, d.clone()), tensor(w, vec![b, h, t, t]))
+}
+
+/// The gradients of the query, keys and values from the weights and the output's gradient.
+fn causal_backward(
+    qkv: &[FlexTensor; 3],
+    weights: &FlexTensor,
+    grad: &FlexTensor,
+    scale: f64,
+) -> [FlexTensor; 3] {
+    let [(q, d), (k, _), (v, _)] = qkv.each_ref().map(contiguous);
+    let ((w, _), (dy, _)) = (contiguous(weights), contiguous(grad));
+    let [t, hs] = [d[2], d[3]];
+    let qkv = [q.storage::<f32>(), k.storage::<f32>(), v.storage::<f32>()];
+    let (w, dy) = (w.storage::<f32>(), dy.storage::<f32>());
+    let n = qkv[0].len();
+    let (mut dq, mut dk, mut dv) = (vec![0.0f32; n], vec![0.0f32; n], vec![0.0f32; n]);
+    dq.par_chunks_mut(t * hs)
+        .zip(dk.par_chunks_mut(t * hs))
+        .zip(dv.par_chunks_mut(t * hs))
+        .enumerate()
+        .for_each(|(bh, ((dq, dk), dv))| {
+            let wb = &w[bh * t * t..(bh + 1) * t * t];
+            let dyb = mat(&dy[bh * t * hs..], t, hs);
+            let mut ds = vec![0.0f32; t * t];
+            head(qkv, bh, t, hs, scale).backward(wb, dyb, &mut ds, dq, dk, dv, false);
+        });
+    [dq, dk, dv].map(|g| tensor(g, d.clone()))
+}
+
+impl<C: CheckpointStrategy> CausalBackend for Autodiff<Flex, C> {
     fn causal_retrieval(
         query: FloatTensor<Self>,
         keys: FloatTensor<Self>,
@@ -162,9 +132,9 @@ impl<B: CausalBackend, C: CheckpointStrategy> CausalBackend for Autodiff<B, C> {
         #[derive(Debug)]
         struct CausalRetrieval;
 
-        impl<B: CausalBackend> Backward<B, 3> for CausalRetrieval {
+        impl Backward<Flex, 3> for CausalRetrieval {
             /// The inputs, the weights and the scores' scale.
-            type State = ([FloatTensor<B>; 4], f64);
+            type State = ([FlexTensor; 3], FlexTensor, f64);
 
             fn backward(
                 self,
@@ -172,10 +142,10 @@ impl<B: CausalBackend, C: CheckpointStrategy> CausalBackend for Autodiff<B, C> {
                 grads: &mut Gradients,
                 _: &mut Checkpointer,
             ) {
-                let ([q, k, v, w], scale) = ops.state;
-                let grad = grads.consume::<B>(&ops.node);
-                let (dq, dk, dv) = B::causal_backward(q, k, v, w, grad, scale);
-                register!(B, ops.parents, [dq, dk, dv], grads);
+                let (qkv, w, scale) = ops.state;
+                let grad = grads.consume::<Flex>(&ops.node);
+                let [dq, dk, dv] = causal_backward(&qkv, &w, &grad, scale);
+                register!(Flex, ops.parents, [dq, dk, dv], grads);
             }
         }
 
@@ -188,31 +158,11 @@ impl<B: CausalBackend, C: CheckpointStrategy> CausalBackend for Autodiff<B, C> {
             .stateful()
         {
             OpsKind::Tracked(prep) => {
-                let (y, w) = B::causal_forward(q.clone(), k.clone(), v.clone(), scale, band);
-                prep.finish(([q, k, v, w], scale), y)
+                let qkv = [q, k, v];
+                let (y, w) = causal_forward(&qkv, scale, band);
+                prep.finish((qkv, w, scale), y)
             }
-            OpsKind::UnTracked(prep) => prep.finish(B::causal_retrieval(q, k, v, scale, band)),
+            OpsKind::UnTracked(prep) => prep.finish(Flex::causal_retrieval(q, k, v, scale, band)),
         }
-    }
-
-    fn causal_forward(
-        _: FloatTensor<Self>,
-        _: FloatTensor<Self>,
-        _: FloatTensor<Self>,
-        _: f64,
-        _: Band,
-    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
-        unreachable!("called by causal_retrieval on the inner backend only")
-    }
-
-    fn causal_backward(
-        _: FloatTensor<Self>,
-        _: FloatTensor<Self>,
-        _: FloatTensor<Self>,
-        _: FloatTensor<Self>,
-        _: FloatTensor<Self>,
-        _: f64,
-    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
-        unreachable!("called by the backward pass of causal_retrieval only, on the inner backend")
     }
 }

@@ -1,13 +1,15 @@
-//! The gated key recurrence of Memory Mosaics v2 (eq. 8), `kbar_t = u_t + a_t kbar_{t-1}` with
-//! `u_t = g_t ktilde_t` and a decay `a_t = exp(log_decay_t)` that changes with every step: the
-//! v1 leaky average is the case of constant `a` and `u_t = (1 - a) ktilde_t`.
+//! The one scan of the memories' keys, `kbar_t = u_t + a_t kbar_{t-1}` with a decay
+//! `a_t = exp(log_decay_t)` per step: Memory Mosaics v2's gated keys (eq. 8, `u_t = g_t ktilde_t`
+//! and `a_t` from the input) and, with a constant decay `a = lambda` and `u_t = (1 - lambda)
+//! ktilde_t`, the v1 [`crate::LeakyAverage`].
 //!
 //! Three forms compute it. [`gated_scan_sequential`] is the recurrence as written, one step at
-//! a time (the test oracle). [`gated_scan_chunked`] runs on any backend in O(T): within a chunk
-//! of [`CHUNK`] steps the coefficients `prod_{j < s <= t} a_s = exp(L_t - L_j)` come from the
-//! cumulative log-decays `L` (never a ratio of small products), and the state at each chunk's
-//! end carries into the next. On the `flex` CPU backend, one fused operation: a sequential scan
-//! per (batch, head), whose backward pass runs the adjoint recurrence backwards,
+//! a time (the test oracle). [`gated_scan_chunked`] runs on any backend in O(T) with a fixed
+//! number of tensor operations: within chunks of [`CHUNK`] steps the coefficients
+//! `prod_{j < s <= t} a_s = exp(L_t - L_j)` come from the cumulative log-decays `L` (never a
+//! ratio of small products), and the states at the chunk ends, themselves a gated scan over the
+//! chunks, carry into the next chunk. On the `flex` CPU backend, one fused operation: a
+//! sequential scan per (batch, head), whose backward pass runs the adjoint recurrence backwards,
 //! `r_t = dy_t + a_{t+1} r_{t+1}`; then `du_t = r_t` and `dlog_decay_t = a_t r_t . kbar_{t-1}`.
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
@@ -22,8 +24,10 @@ use rayon::prelude::*;
 
 use crate::backward::register;
 use crate::dispatch::cpu_kernels;
-use crate::leaky_average::CHUNK;
 use crate::matrix::{contiguous, tensor};
+
+/// Chunk length of [`gated_scan_chunked`]: the work is `O(T * CHUNK + (T / CHUNK)^2)`.
+pub const CHUNK: usize = 64;
 
 /// `kbar_t = u_t + exp(log_decay_t) kbar_{t-1}`, `kbar_{-1} = 0`. `u`: `(B, H, T, hs)`,
 /// `log_decay`: `(B, H, T, 1)`, at most 0. The fused scan on the CPU backend,
@@ -39,7 +43,8 @@ pub fn gated_scan(u: Tensor<4>, log_decay: Tensor<4>) -> Tensor<4> {
 }
 
 /// One step of the recurrence, for generation: the new step's `u` and `log_decay`
-/// (`(B, H, 1, hs)`, `(B, H, 1, 1)`) and the state before it (`None` at the first step).
+/// (`(B, H, 1, hs)`, `(B, H, 1, 1)`, or anything that broadcasts to them) and the state before
+/// it (`None` at the first step).
 pub fn gated_step(previous: Option<Tensor<4>>, u: Tensor<4>, log_decay: Tensor<4>) -> Tensor<4> {
     match previous {
         Some(p) => u + p * log_decay.exp(),
@@ -64,52 +69,69 @@ pub fn gated_scan_sequential(u: Tensor<4>, log_decay: Tensor<4>) -> Tensor<4> {
     Tensor::cat(steps, 2)
 }
 
-/// The recurrence in O(T) with tensor operations, for any backend: within each chunk the
-/// matrix of coefficients `exp(L_t - L_j)` (`j <= t`, `L` the inclusive cumulative sum of the
-/// log-decays), across chunks the state at the chunk's end, kept with `exp(L_t)`.
+/// The recurrence in O(T) with tensor operations, for any backend. The sequence is cut into
+/// chunks of [`CHUNK`] steps (the last padded with `u = 0`, which changes no earlier step);
+/// every chunk is scanned as if the past before it were empty, all in one matmul; the state at
+/// each chunk's end is then a gated scan over the chunks (decay: the chunk's summed
+/// log-decays), and position `r` of chunk `c` adds `exp(L_r)` of the state before it.
 pub fn gated_scan_chunked(u: Tensor<4>, log_decay: Tensor<4>) -> Tensor<4> {
-    let [b, h, t, _] = u.dims();
-    let device = u.device();
-    let mut state: Option<Tensor<4>> = None;
-    let mut chunks = Vec::with_capacity(t.div_ceil(CHUNK));
-    for start in (0..t).step_by(CHUNK) {
-        let n = CHUNK.min(t - start);
-        let u = u.clone().narrow(2, start, n);
-        let lower = Tensor::<2, Bool>::tril_mask([n, n], 0, &device);
-        // tril_mask is true above the diagonal: the entries to drop.
-        let ones = Tensor::<2>::ones([n, n], (&device, u.dtype())).mask_fill(lower.clone(), 0.0);
-        let cumulative = ones
-            .unsqueeze::<4>()
-            .expand([b, h, n, n])
-            .matmul(log_decay.clone().narrow(2, start, n));
-        // The future entries are filled before `exp`: their differences are positive and could
-        // overflow, and an inf there would make NaN gradients even once masked.
-        let coef = (cumulative.clone() - cumulative.clone().swap_dims(2, 3))
-            .mask_fill(
-                lower.unsqueeze::<4>().expand([b, h, n, n]),
-                f32::NEG_INFINITY,
-            )
-            .exp();
-        let mut out = coef.matmul(u);
-        if let Some(s) = state {
-            out = out + cumulative.exp() * s;
-        }
-        state = Some(out.clone().narrow(2, n - 1, 1));
-        chunks.push(out);
+    let [b, h, t, hs] = u.dims();
+    if t <= CHUNK {
+        return gated_scan_quadratic(u, log_decay);
     }
-    Tensor::cat(chunks, 2)
+    let n = t.div_ceil(CHUNK);
+    let pad = |x: Tensor<4>, width: usize| match n * CHUNK - t {
+        0 => x,
+        extra => {
+            let zeros = Tensor::zeros([b, h, extra, width], (&x.device(), x.dtype()));
+            Tensor::cat(vec![x, zeros], 2)
+        }
+    };
+    let u = pad(u, hs).reshape([b * h, n, CHUNK, hs]);
+    let cumulative = pad(log_decay, 1).reshape([b * h, n, CHUNK, 1]).cumsum(2);
+    let local = decay_coefficients(cumulative.clone()).matmul(u);
+    let ends = local.clone().narrow(2, CHUNK - 1, 1).reshape([b, h, n, hs]);
+    let totals = cumulative
+        .clone()
+        .narrow(2, CHUNK - 1, 1)
+        .reshape([b, h, n, 1]);
+    let ends = gated_scan_quadratic(ends, totals).reshape([b * h, n, 1, hs]);
+    let before = Tensor::cat(
+        vec![
+            Tensor::zeros([b * h, 1, 1, hs], (&ends.device(), ends.dtype())),
+            ends.narrow(1, 0, n - 1),
+        ],
+        1,
+    );
+    let out = local + cumulative.exp() * before;
+    out.reshape([b, h, n * CHUNK, hs]).narrow(2, 0, t)
+}
+
+/// The scan as one `(T x T)` matrix of coefficients, O(T^2): for short sequences, and for the
+/// chunk ends of [`gated_scan_chunked`].
+fn gated_scan_quadratic(u: Tensor<4>, log_decay: Tensor<4>) -> Tensor<4> {
+    decay_coefficients(log_decay.cumsum(2)).matmul(u)
+}
+
+/// `C[.., i, j] = exp(L_i - L_j)` for `j <= i`, else 0, from the cumulative log-decays `L`
+/// `(.., T, 1)`.
+fn decay_coefficients(cumulative: Tensor<4>) -> Tensor<4> {
+    let [b, h, t, _] = cumulative.dims();
+    // tril_mask is true above the diagonal: the entries to drop. They are filled before `exp`:
+    // their differences are positive and could overflow, and an inf there would make NaN
+    // gradients even once masked.
+    let future = Tensor::<2, Bool>::tril_mask([t, t], 0, &cumulative.device());
+    (cumulative.clone() - cumulative.swap_dims(2, 3))
+        .mask_fill(
+            future.unsqueeze::<4>().expand([b, h, t, t]),
+            f32::NEG_INFINITY,
+        )
+        .exp()
 }
 
 #[backend_extension(Flex, Autodiff)]
 pub trait GatedScanBackend: Backend {
     fn gated_scan(u: FloatTensor<Self>, log_decay: FloatTensor<Self>) -> FloatTensor<Self>;
-
-    /// The gradients of `u` and of `log_decay` from the output `kbar` and its gradient.
-    fn gated_scan_backward(
-        log_decay: FloatTensor<Self>,
-        kbar: FloatTensor<Self>,
-        grad: FloatTensor<Self>,
-    ) -> (FloatTensor<Self>, FloatTensor<Self>);
 }
 
 impl GatedScanBackend for Flex {
@@ -134,58 +156,59 @@ impl GatedScanBackend for Flex {
             });
         tensor(out, shape)
     }
-
-    fn gated_scan_backward(
-        log_decay: FlexTensor,
-        kbar: FlexTensor,
-        grad: FlexTensor,
-    ) -> (FlexTensor, FlexTensor) {
-        let (kbar, shape) = contiguous(&kbar);
-        let ((grad, _), (log_decay, decay_shape)) = (contiguous(&grad), contiguous(&log_decay));
-        let [t, hs] = [shape[2], shape[3]];
-        let (ks, gs, ls) = (
-            kbar.storage::<f32>(),
-            grad.storage::<f32>(),
-            log_decay.storage::<f32>(),
-        );
-        let mut du = vec![0.0f32; ks.len()];
-        let mut dlog = vec![0.0f32; ls.len()];
-        du.par_chunks_mut(t * hs)
-            .zip(dlog.par_chunks_mut(t))
-            .enumerate()
-            .for_each(|(bh, (du, dlog))| {
-                let (k, g) = (&ks[bh * t * hs..][..t * hs], &gs[bh * t * hs..][..t * hs]);
-                let l = &ls[bh * t..][..t];
-                // r_t = dy_t + a_{t+1} r_{t+1}, with r and a_{t+1} of the step after.
-                let mut r = vec![0.0f32; hs];
-                let mut next_decay = 0.0f32;
-                for step in (0..t).rev() {
-                    let at = step * hs;
-                    let mut dot = 0.0f32;
-                    for (i, r) in r.iter_mut().enumerate() {
-                        *r = g[at + i] + next_decay * *r;
-                        du[at + i] = *r;
-                        if step > 0 {
-                            dot += *r * k[at - hs + i];
-                        }
-                    }
-                    let decay = l[step].exp();
-                    dlog[step] = decay * dot;
-                    next_decay = decay;
-                }
-            });
-        (tensor(du, shape), tensor(dlog, decay_shape))
-    }
 }
 
-impl<B: GatedScanBackend, C: CheckpointStrategy> GatedScanBackend for Autodiff<B, C> {
+/// The gradients of `u` and of `log_decay` from the output `kbar` and its gradient.
+fn gated_scan_backward(
+    log_decay: FlexTensor,
+    kbar: FlexTensor,
+    grad: FlexTensor,
+) -> (FlexTensor, FlexTensor) {
+    let (kbar, shape) = contiguous(&kbar);
+    let ((grad, _), (log_decay, decay_shape)) = (contiguous(&grad), contiguous(&log_decay));
+    let [t, hs] = [shape[2], shape[3]];
+    let (ks, gs, ls) = (
+        kbar.storage::<f32>(),
+        grad.storage::<f32>(),
+        log_decay.storage::<f32>(),
+    );
+    let mut du = vec![0.0f32; ks.len()];
+    let mut dlog = vec![0.0f32; ls.len()];
+    du.par_chunks_mut(t * hs)
+        .zip(dlog.par_chunks_mut(t))
+        .enumerate()
+        .for_each(|(bh, (du, dlog))| {
+            let (k, g) = (&ks[bh * t * hs..][..t * hs], &gs[bh * t * hs..][..t * hs]);
+            let l = &ls[bh * t..][..t];
+            // r_t = dy_t + a_{t+1} r_{t+1}, with r and a_{t+1} of the step after.
+            let mut r = vec![0.0f32; hs];
+            let mut next_decay = 0.0f32;
+            for step in (0..t).rev() {
+                let at = step * hs;
+                let mut dot = 0.0f32;
+                for (i, r) in r.iter_mut().enumerate() {
+                    *r = g[at + i] + next_decay * *r;
+                    du[at + i] = *r;
+                    if step > 0 {
+                        dot += *r * k[at - hs + i];
+                    }
+                }
+                let decay = l[step].exp();
+                dlog[step] = decay * dot;
+                next_decay = decay;
+            }
+        });
+    (tensor(du, shape), tensor(dlog, decay_shape))
+}
+
+impl<C: CheckpointStrategy> GatedScanBackend for Autodiff<Flex, C> {
     fn gated_scan(u: FloatTensor<Self>, log_decay: FloatTensor<Self>) -> FloatTensor<Self> {
         #[derive(Debug)]
         struct GatedScan;
 
-        impl<B: GatedScanBackend> Backward<B, 2> for GatedScan {
+        impl Backward<Flex, 2> for GatedScan {
             /// The log-decays and the output.
-            type State = [FloatTensor<B>; 2];
+            type State = [FlexTensor; 2];
 
             fn backward(
                 self,
@@ -194,9 +217,9 @@ impl<B: GatedScanBackend, C: CheckpointStrategy> GatedScanBackend for Autodiff<B
                 _: &mut Checkpointer,
             ) {
                 let [log_decay, kbar] = ops.state;
-                let grad = grads.consume::<B>(&ops.node);
-                let (du, dlog) = B::gated_scan_backward(log_decay, kbar, grad);
-                register!(B, ops.parents, [du, dlog], grads);
+                let grad = grads.consume::<Flex>(&ops.node);
+                let (du, dlog) = gated_scan_backward(log_decay, kbar, grad);
+                register!(Flex, ops.parents, [du, dlog], grads);
             }
         }
 
@@ -208,18 +231,10 @@ impl<B: GatedScanBackend, C: CheckpointStrategy> GatedScanBackend for Autodiff<B
             .stateful()
         {
             OpsKind::Tracked(prep) => {
-                let kbar = B::gated_scan(u, log_decay.clone());
+                let kbar = Flex::gated_scan(u, log_decay.clone());
                 prep.finish([log_decay, kbar.clone()], kbar)
             }
-            OpsKind::UnTracked(prep) => prep.finish(B::gated_scan(u, log_decay)),
+            OpsKind::UnTracked(prep) => prep.finish(Flex::gated_scan(u, log_decay)),
         }
-    }
-
-    fn gated_scan_backward(
-        _: FloatTensor<Self>,
-        _: FloatTensor<Self>,
-        _: FloatTensor<Self>,
-    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
-        unreachable!("called by the backward pass of gated_scan only, on the inner backend")
     }
 }

@@ -30,9 +30,6 @@ pub fn gelu_tanh<const D: usize>(x: Tensor<D>) -> Tensor<D> {
 #[backend_extension(Flex, Autodiff)]
 pub trait GeluBackend: Backend {
     fn gelu_tanh(x: FloatTensor<Self>) -> FloatTensor<Self>;
-
-    /// `grad * gelu'(x)`.
-    fn gelu_tanh_backward(x: FloatTensor<Self>, grad: FloatTensor<Self>) -> FloatTensor<Self>;
 }
 
 /// GELU of `x`, or with `grad` its backward, over chunks of the elements in parallel.
@@ -55,20 +52,16 @@ impl GeluBackend for Flex {
     fn gelu_tanh(x: FlexTensor) -> FlexTensor {
         map(&x, None)
     }
-
-    fn gelu_tanh_backward(x: FlexTensor, grad: FlexTensor) -> FlexTensor {
-        map(&x, Some(&grad))
-    }
 }
 
-impl<B: GeluBackend, C: CheckpointStrategy> GeluBackend for Autodiff<B, C> {
+impl<C: CheckpointStrategy> GeluBackend for Autodiff<Flex, C> {
     fn gelu_tanh(x: FloatTensor<Self>) -> FloatTensor<Self> {
         #[derive(Debug)]
         struct GeluTanh;
 
-        impl<B: GeluBackend> Backward<B, 1> for GeluTanh {
+        impl Backward<Flex, 1> for GeluTanh {
             /// The input.
-            type State = FloatTensor<B>;
+            type State = FlexTensor;
 
             fn backward(
                 self,
@@ -77,23 +70,18 @@ impl<B: GeluBackend, C: CheckpointStrategy> GeluBackend for Autodiff<B, C> {
                 _: &mut Checkpointer,
             ) {
                 let x = ops.state;
-                unary::<B, _>(ops.parents, ops.node, grads, |grad| {
-                    B::gelu_tanh_backward(x, grad)
-                });
+                // grad * gelu'(x).
+                unary::<Flex, _>(ops.parents, ops.node, grads, |grad| map(&x, Some(&grad)));
             }
         }
 
         let (x, node) = x.into_parts();
         match GeluTanh.prepare::<C>([node]).compute_bound().stateful() {
             OpsKind::Tracked(prep) => {
-                let y = B::gelu_tanh(x.clone());
+                let y = Flex::gelu_tanh(x.clone());
                 prep.finish(x, y)
             }
-            OpsKind::UnTracked(prep) => prep.finish(B::gelu_tanh(x)),
+            OpsKind::UnTracked(prep) => prep.finish(Flex::gelu_tanh(x)),
         }
-    }
-
-    fn gelu_tanh_backward(_: FloatTensor<Self>, _: FloatTensor<Self>) -> FloatTensor<Self> {
-        unreachable!("called by the backward pass of gelu_tanh only, on the inner backend")
     }
 }

@@ -45,6 +45,12 @@ pub enum KeyScale {
     Squared,
 }
 
+/// A key extractor's averaging over time: v1's leaky average or v2's gates.
+enum Averaging<'a> {
+    Leaky(&'a LeakyAverage),
+    Gated(&'a KeyGates),
+}
+
 /// The gates of a v2 key extractor, both `(d, H)`: `g_t = exp(W_g x_t)` weighs the new step,
 /// `lambda_t = exp(-|W_lambda x_t|)` keeps the past.
 #[derive(Module, Debug)]
@@ -145,13 +151,12 @@ impl KeyFeatures {
     /// returns the key `(B, H, 1, hs)` and the new average.
     pub fn step(&self, state: Option<Tensor<4>>, x: Tensor<3>) -> (Tensor<4>, Tensor<4>) {
         let ktilde = self.project(x.clone());
-        let kbar = match (&self.leaky, &self.gates) {
-            (Some(leaky), _) => leaky.step(state, ktilde),
-            (None, Some(gates)) => {
+        let kbar = match self.averaging() {
+            Averaging::Leaky(leaky) => leaky.step(state, ktilde),
+            Averaging::Gated(gates) => {
                 let (log_g, log_decay) = gates.forward(x);
                 gated_step(state, ktilde * log_g.exp(), log_decay)
             }
-            (None, None) => unreachable!("a key extractor averages with a leak or with gates"),
         };
         (self.finish(kbar.clone()), kbar)
     }
@@ -159,13 +164,23 @@ impl KeyFeatures {
     /// `kbar` of every step, `(B, H, T, hs)`.
     fn average(&self, x: Tensor<3>) -> Tensor<4> {
         let ktilde = self.project(x.clone());
-        match (&self.leaky, &self.gates) {
-            (Some(leaky), _) => leaky.forward(ktilde),
-            (None, Some(gates)) => {
+        match self.averaging() {
+            Averaging::Leaky(leaky) => leaky.forward(ktilde),
+            Averaging::Gated(gates) => {
                 let (log_g, log_decay) = gates.forward(x);
                 gated_scan(ktilde * log_g.exp(), log_decay)
             }
-            (None, None) => unreachable!("a key extractor averages with a leak or with gates"),
+        }
+    }
+
+    /// How the keys average over time. Two optional fields rather than an enum module, because
+    /// an enum would rename the parameters in checkpoints (Burn names a variant in the path);
+    /// [`KeyFeatures::new`] sets exactly one.
+    fn averaging(&self) -> Averaging<'_> {
+        match (&self.leaky, &self.gates) {
+            (Some(leaky), _) => Averaging::Leaky(leaky),
+            (None, Some(gates)) => Averaging::Gated(gates),
+            (None, None) => unreachable!("KeyFeatures::new sets leaky or gates"),
         }
     }
 

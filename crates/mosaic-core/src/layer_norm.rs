@@ -43,14 +43,6 @@ pub trait LayerNormBackend: Backend {
         gain: FloatTensor<Self>,
         eps: f64,
     ) -> FloatTensor<Self>;
-
-    /// The gradients of `x` and `gain`.
-    fn fused_layer_norm_backward(
-        x: FloatTensor<Self>,
-        gain: FloatTensor<Self>,
-        grad: FloatTensor<Self>,
-        eps: f64,
-    ) -> (FloatTensor<Self>, FloatTensor<Self>);
 }
 
 /// Rows per parallel task.
@@ -83,61 +75,62 @@ impl LayerNormBackend for Flex {
             });
         tensor(out, shape)
     }
-
-    fn fused_layer_norm_backward(
-        x: FlexTensor,
-        gain: FlexTensor,
-        grad: FlexTensor,
-        eps: f64,
-    ) -> (FlexTensor, FlexTensor) {
-        let (x, shape) = contiguous(&x);
-        let ((gain, _), (grad, _)) = (contiguous(&gain), contiguous(&grad));
-        let (xs, gs, dys) = (
-            x.storage::<f32>(),
-            gain.storage::<f32>(),
-            grad.storage::<f32>(),
-        );
-        let d = gs.len();
-        let mut dx = vec![0.0f32; xs.len()];
-        // Each task's share of dgain, summed below.
-        let partial: Vec<Vec<f32>> = dx
-            .par_chunks_mut(d * ROWS)
-            .zip(xs.par_chunks(d * ROWS).zip(dys.par_chunks(d * ROWS)))
-            .map(|(dx, (x, dy))| {
-                let mut dgain = vec![0.0f32; d];
-                let mut xhat = vec![0.0f32; d];
-                for ((dx, x), dy) in dx
-                    .chunks_exact_mut(d)
-                    .zip(x.chunks_exact(d))
-                    .zip(dy.chunks_exact(d))
-                {
-                    let (mean, rstd) = stats(x, eps);
-                    let (mut mean_g, mut mean_gx) = (0.0f32, 0.0f32);
-                    for ((((h, x), dy), g), dg) in
-                        xhat.iter_mut().zip(x).zip(dy).zip(gs).zip(dgain.iter_mut())
-                    {
-                        *h = (x - mean) * rstd;
-                        *dg += dy * *h;
-                        mean_g += dy * g;
-                        mean_gx += dy * g * *h;
-                    }
-                    let (mean_g, mean_gx) = (mean_g / d as f32, mean_gx / d as f32);
-                    for (((dx, h), dy), g) in dx.iter_mut().zip(&xhat).zip(dy).zip(gs) {
-                        *dx = (dy * g - mean_g - h * mean_gx) * rstd;
-                    }
-                }
-                dgain
-            })
-            .collect();
-        let mut dgain = vec![0.0f32; d];
-        for p in partial {
-            dgain.iter_mut().zip(p).for_each(|(s, v)| *s += v);
-        }
-        (tensor(dx, shape), tensor(dgain, vec![d]))
-    }
 }
 
-impl<B: LayerNormBackend, C: CheckpointStrategy> LayerNormBackend for Autodiff<B, C> {
+/// The gradients of `x` and `gain`.
+fn fused_layer_norm_backward(
+    x: FlexTensor,
+    gain: FlexTensor,
+    grad: FlexTensor,
+    eps: f64,
+) -> (FlexTensor, FlexTensor) {
+    let (x, shape) = contiguous(&x);
+    let ((gain, _), (grad, _)) = (contiguous(&gain), contiguous(&grad));
+    let (xs, gs, dys) = (
+        x.storage::<f32>(),
+        gain.storage::<f32>(),
+        grad.storage::<f32>(),
+    );
+    let d = gs.len();
+    let mut dx = vec![0.0f32; xs.len()];
+    // Each task's share of dgain, summed below.
+    let partial: Vec<Vec<f32>> = dx
+        .par_chunks_mut(d * ROWS)
+        .zip(xs.par_chunks(d * ROWS).zip(dys.par_chunks(d * ROWS)))
+        .map(|(dx, (x, dy))| {
+            let mut dgain = vec![0.0f32; d];
+            let mut xhat = vec![0.0f32; d];
+            for ((dx, x), dy) in dx
+                .chunks_exact_mut(d)
+                .zip(x.chunks_exact(d))
+                .zip(dy.chunks_exact(d))
+            {
+                let (mean, rstd) = stats(x, eps);
+                let (mut mean_g, mut mean_gx) = (0.0f32, 0.0f32);
+                for ((((h, x), dy), g), dg) in
+                    xhat.iter_mut().zip(x).zip(dy).zip(gs).zip(dgain.iter_mut())
+                {
+                    *h = (x - mean) * rstd;
+                    *dg += dy * *h;
+                    mean_g += dy * g;
+                    mean_gx += dy * g * *h;
+                }
+                let (mean_g, mean_gx) = (mean_g / d as f32, mean_gx / d as f32);
+                for (((dx, h), dy), g) in dx.iter_mut().zip(&xhat).zip(dy).zip(gs) {
+                    *dx = (dy * g - mean_g - h * mean_gx) * rstd;
+                }
+            }
+            dgain
+        })
+        .collect();
+    let mut dgain = vec![0.0f32; d];
+    for p in partial {
+        dgain.iter_mut().zip(p).for_each(|(s, v)| *s += v);
+    }
+    (tensor(dx, shape), tensor(dgain, vec![d]))
+}
+
+impl<C: CheckpointStrategy> LayerNormBackend for Autodiff<Flex, C> {
     fn fused_layer_norm(
         x: FloatTensor<Self>,
         gain: FloatTensor<Self>,
@@ -146,9 +139,9 @@ impl<B: LayerNormBackend, C: CheckpointStrategy> LayerNormBackend for Autodiff<B
         #[derive(Debug)]
         struct LayerNorm;
 
-        impl<B: LayerNormBackend> Backward<B, 2> for LayerNorm {
+        impl Backward<Flex, 2> for LayerNorm {
             /// The input, the gain and `eps`.
-            type State = (FloatTensor<B>, FloatTensor<B>, f64);
+            type State = (FlexTensor, FlexTensor, f64);
 
             fn backward(
                 self,
@@ -157,9 +150,9 @@ impl<B: LayerNormBackend, C: CheckpointStrategy> LayerNormBackend for Autodiff<B
                 _: &mut Checkpointer,
             ) {
                 let (x, gain, eps) = ops.state;
-                let grad = grads.consume::<B>(&ops.node);
-                let (dx, dgain) = B::fused_layer_norm_backward(x, gain, grad, eps);
-                register!(B, ops.parents, [dx, dgain], grads);
+                let grad = grads.consume::<Flex>(&ops.node);
+                let (dx, dgain) = fused_layer_norm_backward(x, gain, grad, eps);
+                register!(Flex, ops.parents, [dx, dgain], grads);
             }
         }
 
@@ -171,19 +164,10 @@ impl<B: LayerNormBackend, C: CheckpointStrategy> LayerNormBackend for Autodiff<B
             .stateful()
         {
             OpsKind::Tracked(prep) => {
-                let y = B::fused_layer_norm(x.clone(), gain.clone(), eps);
+                let y = Flex::fused_layer_norm(x.clone(), gain.clone(), eps);
                 prep.finish((x, gain, eps), y)
             }
-            OpsKind::UnTracked(prep) => prep.finish(B::fused_layer_norm(x, gain, eps)),
+            OpsKind::UnTracked(prep) => prep.finish(Flex::fused_layer_norm(x, gain, eps)),
         }
-    }
-
-    fn fused_layer_norm_backward(
-        _: FloatTensor<Self>,
-        _: FloatTensor<Self>,
-        _: FloatTensor<Self>,
-        _: f64,
-    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
-        unreachable!("called by the backward pass of fused_layer_norm only, on the inner backend")
     }
 }

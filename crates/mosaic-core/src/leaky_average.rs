@@ -3,21 +3,16 @@
 //! `kbar_t = (1 - lambda) * sum_{j<=t} lambda^(t-j) u_j`, i.e. the recurrence
 //! `kbar_t = lambda * kbar_{t-1} + (1 - lambda) * u_t`, with `lambda_h = exp(-b_h)` per head.
 //! The reference builds the full `T x T` matrix of coefficients; [`leaky_average`] computes the
-//! same numbers in O(T) (a fused scan on the CPU, a chunked scan of tensor operations
-//! elsewhere), and [`leaky_average_quadratic`] keeps the matrix form as the test oracle.
+//! same numbers in O(T) as the [`gated_scan`] of `(1 - lambda) u` with the constant log-decay
+//! `-b`, and [`leaky_average_quadratic`] keeps the matrix form as the test oracle.
 
 use burn::module::{Module, Param};
 use burn::tensor::{Bool, Device, Tensor, TensorData};
 
 use crate::EXP_PARAM_SCALE;
-use crate::dispatch::cpu_kernels;
+use crate::gated_scan::{gated_scan, gated_scan_chunked, gated_step};
 use crate::heads::{linspace, per_head};
-use crate::leaky_scan::leaky_scan;
 use crate::weights::Weights;
-
-/// Chunk length of the scan: within a chunk the matrix form, across chunks the states at the
-/// chunk ends, so the work is `O(T * CHUNK + (T / CHUNK)^2)` in a fixed number of operations.
-pub const CHUNK: usize = 64;
 
 /// Leaky average with a learned per-head decay `b_h = 10 |theta_h|`.
 #[derive(Module, Debug)]
@@ -58,68 +53,31 @@ impl LeakyAverage {
     /// One step of the recurrence, for generation: `u` `(B, H, 1, hs)` and the average up to
     /// the step before (`None` at the first step) -> the average up to this step.
     pub fn step(&self, previous: Option<Tensor<4>>, u: Tensor<4>) -> Tensor<4> {
-        let lambda = per_head(self.decay().neg().exp());
-        let fresh = u * (lambda.clone().neg() + 1.0);
-        match previous {
-            Some(p) => p * lambda + fresh,
-            None => fresh,
-        }
+        let (u, log_decay) = as_gated(u, self.decay());
+        gated_step(previous, u, log_decay)
     }
 }
 
 /// The leaky average of `u` `(B, H, T, hs)` with per-head decay rates `decay` `(H,)`, in O(T):
-/// on the CPU backend the fused scan of [`crate::leaky_scan`], elsewhere
-/// [`leaky_average_chunked`].
+/// the [`gated_scan`] (fused on the CPU backend, chunked elsewhere) with a constant decay.
 pub fn leaky_average(u: Tensor<4>, decay: Tensor<1>) -> Tensor<4> {
-    match cpu_kernels(&u.device(), u.dtype()) {
-        true => leaky_scan(u, decay),
-        false => leaky_average_chunked(u, decay),
-    }
+    let (u, log_decay) = as_gated(u, decay);
+    gated_scan(u, log_decay)
 }
 
-/// The leaky average in O(T) with tensor operations, for any backend: the matrix form within
-/// chunks of [`CHUNK`] steps, the chunk ends' states carried across.
+/// [`leaky_average`] through the chunked tensor form on every backend, for tests and benchmarks.
 pub fn leaky_average_chunked(u: Tensor<4>, decay: Tensor<1>) -> Tensor<4> {
-    let [b, h, t, hs] = u.dims();
-    if t <= CHUNK {
-        return leaky_average_quadratic(u, decay);
-    }
-    let n = t.div_ceil(CHUNK);
-    let padded = if n * CHUNK > t {
-        let zeros = Tensor::zeros([b, h, n * CHUNK - t, hs], (&u.device(), u.dtype()));
-        Tensor::cat(vec![u, zeros], 2)
-    } else {
-        u
-    };
-    // Every chunk averaged as if the past before it were empty, all chunks in one matmul.
-    let coef = decay_matrix(decay.clone(), CHUNK).reshape([1, h, 1, CHUNK, CHUNK]);
-    let local = coef.matmul(padded.reshape([b, h, n, CHUNK, hs]));
+    let (u, log_decay) = as_gated(u, decay);
+    gated_scan_chunked(u, log_decay)
+}
 
-    // The full average at each chunk's end is itself a leaky average over chunks, with decay
-    // lambda^CHUNK: one small (n x n) matrix instead of a loop over the chunks.
-    let ends = local.clone().narrow(3, CHUNK - 1, 1).reshape([b, h, n, hs]);
-    let ends = decay_powers(decay.clone() * CHUNK as f64, n)
-        .unsqueeze::<4>()
-        .matmul(ends);
-    // Chunk c starts from the state at the end of chunk c - 1 (none for the first); position
-    // r of the chunk keeps lambda^(r+1) of it.
-    let before = Tensor::cat(
-        vec![
-            Tensor::zeros([b, h, 1, hs], (&ends.device(), ends.dtype())),
-            ends.narrow(2, 0, n - 1),
-        ],
-        2,
-    );
-    let steps: Vec<f32> = (1..=CHUNK).map(|r| r as f32).collect();
-    let steps = Tensor::<1>::from_data(
-        TensorData::new(steps, [CHUNK]),
-        (&decay.device(), decay.dtype()),
-    );
-    let carry = (steps.reshape([1, CHUNK]) * decay.reshape([h, 1]).neg())
-        .exp()
-        .reshape([1, h, 1, CHUNK, 1]);
-    let out = local + carry * before.reshape([b, h, n, 1, hs]);
-    out.reshape([b, h, n * CHUNK, hs]).narrow(2, 0, t)
+/// The gated scan's inputs for a leaky average: `(1 - lambda) u` and the log-decay `-b` of every
+/// step, `(B, H, T, 1)`.
+fn as_gated(u: Tensor<4>, decay: Tensor<1>) -> (Tensor<4>, Tensor<4>) {
+    let [b, h, t, _] = u.dims();
+    let gain = per_head(decay.clone().neg().exp().neg() + 1.0);
+    let log_decay = per_head(decay.neg()).expand([b, h, t, 1]);
+    (u * gain, log_decay)
 }
 
 /// The reference's matrix form, O(T^2): `kbar = C @ u` with

@@ -35,11 +35,11 @@ mod context_memory;
 mod dispatch;
 mod gated_scan;
 mod gelu;
+mod head_retrieval;
 pub mod heads;
 mod key_features;
 mod layer_norm;
 mod leaky_average;
-mod leaky_scan;
 mod linear;
 mod matrix;
 mod persistent_memory;
@@ -78,10 +78,8 @@ pub mod test_support {
     pub use crate::bank::bank_retrieval;
     pub use crate::causal::causal_retrieval;
     pub use crate::dispatch::cpu_kernels;
-    pub use crate::gated_scan::{gated_scan_chunked, gated_scan_sequential};
-    pub use crate::leaky_average::{
-        CHUNK, leaky_average, leaky_average_chunked, leaky_average_quadratic,
-    };
+    pub use crate::gated_scan::{CHUNK, gated_scan_chunked, gated_scan_sequential};
+    pub use crate::leaky_average::{leaky_average, leaky_average_chunked, leaky_average_quadratic};
 }
 
 /// The reference stores every per-head scalar divided by this factor and uses it multiplied by

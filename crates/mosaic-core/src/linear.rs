@@ -41,34 +41,22 @@ pub fn linear<const D: usize>(x: Tensor<D>, weight: Tensor<2>) -> Tensor<D> {
 pub trait LinearBackend: Backend {
     /// `x W`, `x` `(n, d_in)`, `W` `(d_in, d_out)`.
     fn linear_product(x: FloatTensor<Self>, weight: FloatTensor<Self>) -> FloatTensor<Self>;
-
-    /// `op(a) op(b)`, each operand transposed where asked: the backward pass's products.
-    fn transposed_product(
-        a: FloatTensor<Self>,
-        a_t: bool,
-        b: FloatTensor<Self>,
-        b_t: bool,
-    ) -> FloatTensor<Self>;
 }
 
 impl LinearBackend for Flex {
     fn linear_product(x: FlexTensor, weight: FlexTensor) -> FlexTensor {
         product(&view(&x), false, &view(&weight), false)
     }
-
-    fn transposed_product(a: FlexTensor, a_t: bool, b: FlexTensor, b_t: bool) -> FlexTensor {
-        product(&view(&a), a_t, &view(&b), b_t)
-    }
 }
 
-impl<B: LinearBackend, C: CheckpointStrategy> LinearBackend for Autodiff<B, C> {
+impl<C: CheckpointStrategy> LinearBackend for Autodiff<Flex, C> {
     fn linear_product(x: FloatTensor<Self>, weight: FloatTensor<Self>) -> FloatTensor<Self> {
         #[derive(Debug)]
         struct LinearProduct;
 
-        impl<B: LinearBackend> Backward<B, 2> for LinearProduct {
+        impl Backward<Flex, 2> for LinearProduct {
             /// The input and the weight.
-            type State = (FloatTensor<B>, FloatTensor<B>);
+            type State = (FlexTensor, FlexTensor);
 
             fn backward(
                 self,
@@ -77,12 +65,13 @@ impl<B: LinearBackend, C: CheckpointStrategy> LinearBackend for Autodiff<B, C> {
                 _: &mut Checkpointer,
             ) {
                 let (x, weight) = ops.state;
-                binary::<B, _, _>(
+                // dx = dy W^T, dW = x^T dy.
+                binary::<Flex, _, _>(
                     ops.parents,
                     ops.node,
                     grads,
-                    |grad| B::transposed_product(grad, false, weight, true),
-                    |grad| B::transposed_product(x, true, grad, false),
+                    |grad| product(&view(&grad), false, &view(&weight), true),
+                    |grad| product(&view(&x), true, &view(&grad), false),
                 );
             }
         }
@@ -95,19 +84,10 @@ impl<B: LinearBackend, C: CheckpointStrategy> LinearBackend for Autodiff<B, C> {
             .stateful()
         {
             OpsKind::Tracked(prep) => {
-                let y = B::linear_product(x.clone(), weight.clone());
+                let y = Flex::linear_product(x.clone(), weight.clone());
                 prep.finish((x, weight), y)
             }
-            OpsKind::UnTracked(prep) => prep.finish(B::linear_product(x, weight)),
+            OpsKind::UnTracked(prep) => prep.finish(Flex::linear_product(x, weight)),
         }
-    }
-
-    fn transposed_product(
-        _: FloatTensor<Self>,
-        _: bool,
-        _: FloatTensor<Self>,
-        _: bool,
-    ) -> FloatTensor<Self> {
-        unreachable!("called by the backward pass of linear_product only, on the inner backend")
     }
 }

@@ -34,6 +34,10 @@ impl<'a> Mat<'a> {
         }
     }
 
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
     pub fn t(self) -> Mat<'a> {
         Mat {
             rows: self.cols,

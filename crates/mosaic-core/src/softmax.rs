@@ -84,13 +84,6 @@ pub trait SoftmaxBackend: Backend {
         log: bool,
         causal: Option<[usize; 3]>,
     ) -> FloatTensor<Self>;
-
-    /// The input's gradient from the output `y` and the output's gradient.
-    fn fused_softmax_backward(
-        y: FloatTensor<Self>,
-        grad: FloatTensor<Self>,
-        log: bool,
-    ) -> FloatTensor<Self>;
 }
 
 impl SoftmaxBackend for Flex {
@@ -110,17 +103,14 @@ impl SoftmaxBackend for Flex {
             softmax_rows(rows[0], out, row, log, first, visible)
         })
     }
+}
 
-    fn fused_softmax_backward(
-        y: FloatTensor<Self>,
-        grad: FloatTensor<Self>,
-        log: bool,
-    ) -> FloatTensor<Self> {
-        // Masked entries have y = 0, so the softmax formula gives them no gradient as it is.
-        map_rows(&[y, grad], |rows, out, row, _| {
-            backward_rows(rows[0], rows[1], out, row, log)
-        })
-    }
+/// The input's gradient from the output `y` and the output's gradient.
+fn fused_softmax_backward(y: FlexTensor, grad: FlexTensor, log: bool) -> FlexTensor {
+    // Masked entries have y = 0, so the softmax formula gives them no gradient as it is.
+    map_rows(&[y, grad], |rows, out, row, _| {
+        backward_rows(rows[0], rows[1], out, row, log)
+    })
 }
 
 /// Runs `kernel(inputs' rows, output rows, row length, index of the first row)` over groups of
@@ -147,7 +137,7 @@ fn map_rows(
     FlexTensor::from_data(TensorData::new(out, shape))
 }
 
-impl<B: SoftmaxBackend, C: CheckpointStrategy> SoftmaxBackend for Autodiff<B, C> {
+impl<C: CheckpointStrategy> SoftmaxBackend for Autodiff<Flex, C> {
     fn fused_softmax(
         x: FloatTensor<Self>,
         log: bool,
@@ -156,10 +146,10 @@ impl<B: SoftmaxBackend, C: CheckpointStrategy> SoftmaxBackend for Autodiff<B, C>
         #[derive(Debug)]
         struct FusedSoftmax;
 
-        impl<B: SoftmaxBackend> Backward<B, 1> for FusedSoftmax {
+        impl Backward<Flex, 1> for FusedSoftmax {
             /// The forward pass's output and whether it is a log-softmax: all the backward
             /// pass needs.
-            type State = (FloatTensor<B>, bool);
+            type State = (FlexTensor, bool);
 
             fn backward(
                 self,
@@ -168,8 +158,8 @@ impl<B: SoftmaxBackend, C: CheckpointStrategy> SoftmaxBackend for Autodiff<B, C>
                 _: &mut Checkpointer,
             ) {
                 let (y, log) = ops.state;
-                unary::<B, _>(ops.parents, ops.node, grads, |grad| {
-                    B::fused_softmax_backward(y, grad, log)
+                unary::<Flex, _>(ops.parents, ops.node, grads, |grad| {
+                    fused_softmax_backward(y, grad, log)
                 });
             }
         }
@@ -177,18 +167,10 @@ impl<B: SoftmaxBackend, C: CheckpointStrategy> SoftmaxBackend for Autodiff<B, C>
         let (x, node) = x.into_parts();
         match FusedSoftmax.prepare::<C>([node]).compute_bound().stateful() {
             OpsKind::Tracked(prep) => {
-                let y = B::fused_softmax(x, log, causal);
+                let y = Flex::fused_softmax(x, log, causal);
                 prep.finish((y.clone(), log), y)
             }
-            OpsKind::UnTracked(prep) => prep.finish(B::fused_softmax(x, log, causal)),
+            OpsKind::UnTracked(prep) => prep.finish(Flex::fused_softmax(x, log, causal)),
         }
-    }
-
-    fn fused_softmax_backward(
-        _: FloatTensor<Self>,
-        _: FloatTensor<Self>,
-        _: bool,
-    ) -> FloatTensor<Self> {
-        unreachable!("called by the backward pass of fused_softmax only, on the inner backend")
     }
 }

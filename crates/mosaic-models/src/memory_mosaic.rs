@@ -56,10 +56,20 @@ impl Block {
         };
         let x = x + y;
         let h = self.ln2.forward(x.clone());
+        match self.persistent() {
+            Persistent::Memory(pmem) => x + pmem.forward(h),
+            Persistent::SwiGlu(ffn) => x + ffn.forward(h),
+        }
+    }
+
+    /// The persistent part. Two optional fields rather than an enum module, because an enum
+    /// would rename the parameters in checkpoints (Burn names a variant in the path); the
+    /// constructor sets exactly one.
+    fn persistent(&self) -> Persistent<'_> {
         match (&self.pmem, &self.ffn) {
-            (Some(pmem), _) => x + pmem.forward(h),
-            (None, Some(ffn)) => x + ffn.forward(h),
-            (None, None) => unreachable!("a block has a persistent memory"),
+            (Some(pmem), _) => Persistent::Memory(pmem),
+            (None, Some(ffn)) => Persistent::SwiGlu(ffn),
+            (None, None) => unreachable!("Block::new sets pmem or ffn"),
         }
     }
 
@@ -73,13 +83,12 @@ impl Block {
         });
         let x = x + y;
         let h = self.ln2.forward(x.clone());
-        let (y, persistent) = match (&self.pmem, &self.ffn) {
-            (Some(pmem), _) => {
+        let (y, persistent) = match self.persistent() {
+            Persistent::Memory(pmem) => {
                 let (y, state) = pmem.prefill(h);
                 (y, Some(state))
             }
-            (None, Some(ffn)) => (ffn.forward(h), None),
-            (None, None) => unreachable!("a block has a persistent memory"),
+            Persistent::SwiGlu(ffn) => (ffn.forward(h), None),
         };
         (
             x + y,
@@ -99,12 +108,22 @@ impl Block {
         }
         let x = x + y;
         let h = self.ln2.forward(x.clone());
-        match (&self.pmem, &self.ffn, &mut cache.persistent) {
-            (Some(pmem), _, Some(state)) => x + pmem.step(h, state),
-            (None, Some(ffn), _) => x + ffn.forward(h),
-            _ => unreachable!("a block's cache matches its persistent memory"),
+        match (self.persistent(), &mut cache.persistent) {
+            (Persistent::Memory(pmem), Some(state)) => x + pmem.step(h, state),
+            (Persistent::Memory(pmem), state @ None) => {
+                let (y, s) = pmem.prefill(h);
+                *state = Some(s);
+                x + y
+            }
+            (Persistent::SwiGlu(ffn), _) => x + ffn.forward(h),
         }
     }
+}
+
+/// A block's persistent part: v1's persistent memory or v2's SwiGLU layer.
+enum Persistent<'a> {
+    Memory(&'a PersistentMemory),
+    SwiGlu(&'a SwiGlu),
 }
 
 #[derive(Debug, Clone)]

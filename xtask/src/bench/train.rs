@@ -15,6 +15,8 @@ use mosaic_models::{ModelConfig, cross_entropy, describe};
 use mosaic_train::optim::AdamW;
 use mosaic_train::schedule::Schedule;
 use mosaic_train::{Engine, Precision, Recipe};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
 
 use super::{ModelArgs, RunArgs, median, peak_rss_mib, times};
 
@@ -137,7 +139,7 @@ pub fn run(opts: &Options) -> Result<()> {
     Ok(())
 }
 
-/// Uniform token ids in `0..vocab` from a fixed linear congruential stream.
+/// Uniform token ids in `0..vocab` from the seeded generator the data sampler uses.
 fn random_tokens(
     batch: usize,
     block: usize,
@@ -145,14 +147,9 @@ fn random_tokens(
     seed: u64,
     device: &Device,
 ) -> Tensor<2, Int> {
-    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let ids: Vec<i64> = (0..batch * block)
-        .map(|_| {
-            state = state
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((state >> 33) % vocab as u64) as i64
-        })
+        .map(|_| rng.random_range(0..vocab as i64))
         .collect();
     Tensor::from_data(TensorData::new(ids, [batch, block]), device)
 }
