@@ -101,7 +101,8 @@ fn a_tiny_experiment_writes_its_results_and_reruns_only_what_is_missing() {
     for part in [
         "## Every run",
         "GPT - MM",
-        "**holds**: the two are within 10 nats",
+        "**not tested (one seed)**: the two are within 10 nats",
+        "no difference below has an error bar",
         "ROMEO:",
         "## Length extrapolation",
         "*cannot read it*: GPT's learned position embedding",
@@ -146,6 +147,76 @@ fn a_tiny_experiment_writes_its_results_and_reruns_only_what_is_missing() {
         serde_json::from_str(&std::fs::read_to_string(results.join("runs/gpt.json")).unwrap())
             .unwrap();
     assert_eq!(result["steps"], 6);
+}
+
+/// With `seeds`, every run trains at each seed into its own result; the report gives each
+/// run's mean ± sd and every seed's value, tests the claim on the paired gaps, and says whether
+/// each chosen learning rate is bracketed.
+#[test]
+fn seeds_train_each_run_at_each_seed_and_claims_are_tested_across_them() {
+    let dir = scratch("experiment-seeds");
+    let spec = tiny_experiment(&dir);
+    let original = std::fs::read_to_string(&spec).unwrap();
+    let slow = format!(
+        "[[runs]]\nname = \"mosaic-slow\"\ngroup = \"tiny\"\nconfig = {:?}\n\
+         set = [\"train.learning_rate=1e-4\"]\nseeds = [1]\n\n",
+        dir.join("mosaic.toml")
+    );
+    let seeded = original
+        .replace("kind = \"runs\"\n", "kind = \"runs\"\nseeds = [1, 2]\n")
+        .replace("[[claims]]", &format!("{slow}[[claims]]"));
+    std::fs::write(&spec, seeded).unwrap();
+    let (out, runs) = (dir.join("results"), dir.join("runs"));
+    let args = [
+        "experiment",
+        spec.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--runs-dir",
+        runs.to_str().unwrap(),
+    ];
+    let first = xtask(&args);
+    assert!(first.status.success(), "{}", text(&first.stderr));
+    let (one, two) = (
+        result_of(&dir, "mosaic.seed1"),
+        result_of(&dir, "mosaic.seed2"),
+    );
+    assert_eq!(
+        (one["seed"].as_u64(), two["seed"].as_u64()),
+        (Some(1), Some(2))
+    );
+    assert_eq!(one["name"], "mosaic");
+    assert_ne!(one["val_loss"], two["val_loss"], "two seeds, one result");
+    assert!(
+        !dir.join("results/tiny/runs/mosaic-slow.seed2.json")
+            .exists()
+    );
+    assert!(runs.join("tiny/gpt.seed2/checkpoint/state.json").is_file());
+
+    let report = std::fs::read_to_string(out.join("tiny.md")).unwrap();
+    let (a, b) = (
+        one["val_loss"].as_f64().unwrap(),
+        two["val_loss"].as_f64().unwrap(),
+    );
+    let sd = (a - b).abs() / 2f64.sqrt();
+    for part in [
+        format!("{:.4} ± {sd:.4}", (a + b) / 2.0),
+        format!("1: {a:.4}, 2: {b:.4}"),
+        "seeds [1, 2]".to_string(),
+        "over 2 seeds".to_string(),
+        "**holds**: the two are within 10 nats".to_string(),
+        "## Learning rates: is each chosen rate bracketed?".to_string(),
+        "the highest rate tried is the best".to_string(),
+    ] {
+        assert!(report.contains(&part), "`{part}` missing from:\n{report}");
+    }
+
+    // Seeds given twice are refused before anything trains.
+    let twice = std::fs::read_to_string(&spec)
+        .unwrap()
+        .replace("seeds = [1, 2]", "seeds = [1, 1]");
+    std::fs::write(&spec, twice).unwrap();
+    common::assert_refused(&xtask(&args), "give one or more different seeds");
 }
 
 #[test]

@@ -8,6 +8,7 @@ mod regbench;
 mod report;
 mod results;
 mod runs;
+mod seeds;
 pub mod spec;
 mod three_moons;
 

@@ -12,7 +12,8 @@ use plotters::style::RGBColor;
 
 use super::plot::{Line, lines_chart};
 use super::results::{Layout, RunResult};
-use super::spec::{Claim, Metric, Spec};
+use super::seeds::{self, Stats};
+use super::spec::{Claim, Metric, Spec, Test};
 
 /// The model kinds as results spell them.
 const MM: &str = ModelKind::MemoryMosaic.as_str();
@@ -28,7 +29,8 @@ pub fn write(
     layout: &Layout,
     seconds: f64,
 ) -> Result<()> {
-    let groups = groups(results);
+    let runs = seeds::average(results);
+    let groups = groups(&runs);
     let mut md = String::new();
     writeln!(md, "# {name}\n\n{}\n", spec.about)?;
     writeln!(
@@ -36,11 +38,13 @@ pub fn write(
         "Written by `cargo xtask experiment {name}` from `experiments/{name}.toml` (this invocation \
          {seconds:.0} s; each run's own training time is in the table; runs already finished were \
          not run again). Losses are nats per token; the validation loss is over the whole \
-         validation split, every position of every window.\n"
+         validation split, every position of every window.{}\n",
+        seeds_note(results)
     )?;
-    runs_table(&mut md, results)?;
-    best_table(&mut md, &groups)?;
-    claims(&mut md, &spec.claims, &groups)?;
+    runs_table(&mut md, &runs, results)?;
+    best_table(&mut md, &groups, results)?;
+    bracketing(&mut md, &runs, &groups)?;
+    claims(&mut md, &spec.claims, &groups, results)?;
     extrapolation(&mut md, name, &groups, layout)?;
     figures(&mut md, name, &groups, layout)?;
     samples(&mut md, spec, &groups)?;
@@ -104,28 +108,53 @@ fn display(r: &RunResult) -> &str {
     }
 }
 
-fn runs_table(md: &mut String, results: &[RunResult]) -> Result<()> {
+/// What the report's numbers are over: one training per run, or each run at several seeds.
+fn seeds_note(results: &[RunResult]) -> String {
+    let mut seeds: Vec<u64> = results.iter().filter_map(|r| r.seed).collect();
+    seeds.sort_unstable();
+    seeds.dedup();
+    match seeds.len() {
+        0 => " One training per run (one seed): no difference below has an error bar.".into(),
+        _ => format!(
+            " Each run trained at seeds {seeds:?}: a loss is the mean over them ± their sample \
+             standard deviation, and tables and plots show the means."
+        ),
+    }
+}
+
+fn runs_table(md: &mut String, runs: &[RunResult], results: &[RunResult]) -> Result<()> {
     writeln!(md, "## Every run\n")?;
     writeln!(
         md,
-        "| run | model | layers | parameters | lr | steps | val loss | out-of-distribution loss | training time | tokens/s |"
+        "| run | model | layers | parameters | lr | steps | val loss | each seed | out-of-distribution loss | training time | tokens/s |"
     )?;
-    writeln!(md, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")?;
-    for r in results {
-        let ood = r.ood_loss.map_or("-".into(), |l| format!("{l:.4}"));
+    writeln!(md, "|---|---|---:|---:|---:|---:|---:|---|---:|---:|---:|")?;
+    for r in runs {
+        let each = seeds::of_run(results, &r.name);
+        let val = Stats::of(&each.iter().map(|s| s.val_loss).collect::<Vec<_>>());
+        let per_seed = match each.len() {
+            1 => "-".to_string(),
+            _ => each
+                .iter()
+                .map(|s| format!("{}: {:.4}", s.seed.unwrap_or_default(), s.val_loss))
+                .collect::<Vec<_>>()
+                .join(", "),
+        };
+        let ood: Option<Vec<f64>> = each.iter().map(|s| s.ood_loss).collect();
+        let ood = ood.map_or("-".into(), |o| Stats::of(&o).show(4));
         let steps = match r.diverged_at {
             Some(at) => format!("{} (diverged at {at})", r.steps),
             None => r.steps.to_string(),
         };
         writeln!(
             md,
-            "| {} | {} | {} | {} | {:e} | {steps} | {:.4} | {ood} | {:.0} s | {:.0} |",
+            "| {} | {} | {} | {} | {:e} | {steps} | {} | {per_seed} | {ood} | {:.0} s | {:.0} |",
             r.name,
             display(r),
             r.n_layer,
             r.params,
             r.learning_rate,
-            r.val_loss,
+            val.show(4),
             r.train_seconds,
             r.tokens_per_second
         )?;
@@ -133,7 +162,7 @@ fn runs_table(md: &mut String, results: &[RunResult]) -> Result<()> {
     Ok(())
 }
 
-fn best_table(md: &mut String, groups: &[Group]) -> Result<()> {
+fn best_table(md: &mut String, groups: &[Group], results: &[RunResult]) -> Result<()> {
     let both = |g: &Group| g.model(MM).is_some() && g.model(GPT).is_some();
     if !groups.iter().any(both) {
         return Ok(());
@@ -148,14 +177,18 @@ fn best_table(md: &mut String, groups: &[Group]) -> Result<()> {
         let (Some(mm), Some(gpt)) = (g.model(MM), g.model(GPT)) else {
             continue;
         };
+        let val = |r: &RunResult| {
+            let each = seeds::of_run(results, &r.name);
+            Stats::of(&each.iter().map(|s| s.val_loss).collect::<Vec<_>>()).show(4)
+        };
         let ood = |r: &RunResult| r.ood_loss.map_or("-".into(), |l| format!("{l:.4}"));
         writeln!(
             md,
-            "| {} | {:.4} (lr {:e}) | {:.4} (lr {:e}) | {:+.4} | {} | {} |",
+            "| {} | {} (lr {:e}) | {} (lr {:e}) | {:+.4} | {} | {} |",
             g.name,
-            mm.val_loss,
+            val(mm),
             mm.learning_rate,
-            gpt.val_loss,
+            val(gpt),
             gpt.learning_rate,
             gpt.val_loss - mm.val_loss,
             ood(mm),
@@ -163,6 +196,62 @@ fn best_table(md: &mut String, groups: &[Group]) -> Result<()> {
         )?;
     }
     Ok(())
+}
+
+/// Whether each model's chosen learning rate has a worse rate on each side (by mean
+/// validation loss): a best rate at the edge of those tried may not be the model's best.
+fn bracketing(md: &mut String, runs: &[RunResult], groups: &[Group]) -> Result<()> {
+    let mut rows = Vec::new();
+    for g in groups {
+        for best in &g.best {
+            let mut tried: Vec<&RunResult> = runs
+                .iter()
+                .filter(|r| r.group == g.name && r.key() == best.key())
+                .collect();
+            if tried.len() < 2 {
+                continue;
+            }
+            tried.sort_by(|a, b| a.learning_rate.total_cmp(&b.learning_rate));
+            let rates: Vec<String> = tried
+                .iter()
+                .map(|r| format!("{:e} ({:.4})", r.learning_rate, r.val_loss))
+                .collect();
+            let verdict = bracket(&tried, best.learning_rate);
+            rows.push(format!(
+                "| {} | {} | {} | {:e} | {verdict} |",
+                g.name,
+                display(best),
+                rates.join(", "),
+                best.learning_rate
+            ));
+        }
+    }
+    if rows.is_empty() {
+        return Ok(());
+    }
+    writeln!(md, "\n## Learning rates: is each chosen rate bracketed?\n")?;
+    writeln!(
+        md,
+        "| group | model | rates tried (mean val loss) | chosen | bracketed |\n|---|---|---|---:|---|"
+    )?;
+    for row in rows {
+        writeln!(md, "{row}")?;
+    }
+    Ok(())
+}
+
+/// `yes` when the rates just below and just above `chosen` (in `tried`, sorted by rate) both
+/// did worse; otherwise which edge it is at.
+fn bracket(tried: &[&RunResult], chosen: f64) -> &'static str {
+    let at = tried.iter().position(|r| r.learning_rate == chosen);
+    let Some(at) = at else {
+        return "-";
+    };
+    match (at.checked_sub(1).map(|i| tried[i]), tried.get(at + 1)) {
+        (Some(_), Some(_)) => "yes",
+        (None, _) => "**no**: the lowest rate tried is the best",
+        (_, None) => "**no**: the highest rate tried is the best",
+    }
 }
 
 fn late(per_position: &[f64]) -> f64 {
@@ -195,11 +284,25 @@ fn gap(m: Metric, model: &RunResult, against: &RunResult) -> Option<f64> {
     Some(metric(m, against)? - metric(m, model)?)
 }
 
-fn claims(md: &mut String, claims: &[Claim], groups: &[Group]) -> Result<()> {
+fn claims(
+    md: &mut String,
+    claims: &[Claim],
+    groups: &[Group],
+    results: &[RunResult],
+) -> Result<()> {
     if claims.is_empty() {
         return Ok(());
     }
     writeln!(md, "\n## The paper's claims at this scale\n")?;
+    writeln!(
+        md,
+        "Each claim compares the best run of two models in a group on one metric. The gap is \
+         the second model's value minus the first's, per seed (the runs paired by seed); a \
+         claim of a lead holds when the mean gap is at least its margin and more than twice the \
+         standard error of the paired gaps (`sd / sqrt(n)`); a claim of parity holds when the \
+         mean gap ± twice its standard error lies within the margin. With one seed there is no \
+         standard error, and no claim is taken as holding.\n"
+    )?;
     for c in claims {
         let pair = groups
             .iter()
@@ -213,10 +316,12 @@ fn claims(md: &mut String, claims: &[Claim], groups: &[Group]) -> Result<()> {
             )?;
             continue;
         };
-        let Some(gap) = gap(c.metric, model, against) else {
+        let each = |r: &RunResult| seeds::of_run(results, &r.name);
+        let gaps = seeds::paired(&each(model), &each(against), |m, a| gap(c.metric, m, a));
+        let Some(gaps) = gaps.filter(|g| !g.is_empty()) else {
             writeln!(
                 md,
-                "- **not measured**: {} ({} not measured for {} or {})",
+                "- **not measured**: {} ({} not measured for {} or {} at a common seed)",
                 c.text,
                 c.metric.describe(),
                 display(model),
@@ -224,14 +329,12 @@ fn claims(md: &mut String, claims: &[Claim], groups: &[Group]) -> Result<()> {
             )?;
             continue;
         };
-        let verdict = match c.test.holds(gap) {
-            true => "holds",
-            false => "does not hold",
-        };
+        let gap = Stats::of(&gaps);
         let value = |r: &RunResult| metric(c.metric, r).unwrap_or(f64::NAN);
         writeln!(
             md,
-            "- **{verdict}**: {} ({}: {} {:.4}, {} {:.4}; {} ahead by {gap:+.4})",
+            "- **{}**: {} ({}: {} {:.4}, {} {:.4}; {} ahead by {} over {} seed{}; {})",
+            verdict(c.test, gap),
             c.text,
             c.metric.describe(),
             display(model),
@@ -239,9 +342,40 @@ fn claims(md: &mut String, claims: &[Claim], groups: &[Group]) -> Result<()> {
             display(against),
             value(against),
             display(model),
+            gap.show(4),
+            gap.n,
+            if gap.n == 1 { "" } else { "s" },
+            test_text(c.test, gap),
         )?;
     }
     Ok(())
+}
+
+/// A claim's verdict from the paired gaps across seeds.
+fn verdict(test: Test, gap: Stats) -> &'static str {
+    let passes_margin = test.holds(gap.mean);
+    let margin = 2.0 * gap.se();
+    let beyond_noise = match test {
+        Test::Ahead(_) => gap.mean > margin,
+        Test::Within(w) => gap.mean.abs() + margin <= w,
+    };
+    match (gap.n, passes_margin, beyond_noise) {
+        (_, false, _) => "does not hold",
+        (0 | 1, true, _) => "not tested (one seed)",
+        (_, true, true) => "holds",
+        (_, true, false) => "does not hold (within seed noise)",
+    }
+}
+
+fn test_text(test: Test, gap: Stats) -> String {
+    let se2 = 2.0 * gap.se();
+    match test {
+        Test::Ahead(m) => format!("needs at least {m} and more than 2 se = {se2:.4}"),
+        Test::Within(w) => format!(
+            "needs |gap| + 2 se = {:.4} within {w}",
+            gap.mean.abs() + se2
+        ),
+    }
 }
 
 const BLUE: RGBColor = RGBColor(31, 119, 180);

@@ -10,10 +10,15 @@ use serde::{Deserialize, Serialize};
 use super::Options;
 use super::provenance::Inputs;
 
-/// What a finished run measured: `<out>/<name>/runs/<run>.json`.
+/// What a finished run measured: `<out>/<name>/runs/<run>.json` (`<run>.seed<seed>.json` at
+/// each of the experiment's seeds).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunResult {
+    /// The run's name in the experiment file.
     pub name: String,
+    /// The seed this result trained at, where the experiment gives seeds.
+    #[serde(default)]
+    pub seed: Option<u64>,
     pub group: String,
     /// The run's label in comparisons (empty: its model kind).
     #[serde(default)]

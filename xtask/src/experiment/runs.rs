@@ -20,11 +20,12 @@ use super::Options;
 use super::provenance::{self, Inputs};
 use super::report;
 use super::results::{Layout, RunResult, load_result};
-use super::spec::{RunSpec, Spec};
+use super::spec::{Instance, Spec};
 
-/// One run as it stands: its resolved configuration and what its result must record.
+/// One training as it stands: its run and seed, its resolved configuration and what its
+/// result must record.
 struct Plan<'a> {
-    run: &'a RunSpec,
+    instance: Instance<'a>,
     config: RunConfig,
     inputs: Inputs,
 }
@@ -37,7 +38,8 @@ pub fn run(name: &str, spec: &Spec, opts: &Options) -> Result<()> {
     std::fs::create_dir_all(layout.results.join("runs"))
         .with_context(|| format!("{}: cannot create", layout.results.display()))?;
     for plan in &plans {
-        let old = load_result(&layout.result(&plan.run.name))?;
+        let id = plan.instance.id();
+        let old = load_result(&layout.result(&id))?;
         let why = match (&old, opts.fresh) {
             (_, true) => "--fresh".to_string(),
             (None, false) => "no result yet".to_string(),
@@ -45,32 +47,26 @@ pub fn run(name: &str, spec: &Spec, opts: &Options) -> Result<()> {
                 Some(why) => why,
                 None => {
                     eprintln!(
-                        "{}: done before, validation loss {:.4} (same config, data and \
+                        "{id}: done before, validation loss {:.4} (same config, data and \
                          evaluation)",
-                        plan.run.name, old.val_loss
+                        old.val_loss
                     );
                     continue;
                 }
             },
         };
-        eprintln!("{}: training ({why})", plan.run.name);
+        eprintln!("{id}: training ({why})");
         let result = train_and_measure(spec, plan, &layout, &device, opts)?;
         let json = serde_json::to_vec_pretty(&result)?;
-        mosaic_data::atomic::write_atomically(&layout.result(&plan.run.name), &json)?;
+        mosaic_data::atomic::write_atomically(&layout.result(&id), &json)?;
         println!(
-            "{}: validation loss {:.4} ({} parameters, {} steps, {:.0} s)\n{}\n",
-            plan.run.name,
-            result.val_loss,
-            result.params,
-            result.steps,
-            result.train_seconds,
-            result.sample
+            "{id}: validation loss {:.4} ({} parameters, {} steps, {:.0} s)\n{}\n",
+            result.val_loss, result.params, result.steps, result.train_seconds, result.sample
         );
     }
-    let results = spec
-        .runs
+    let results = plans
         .iter()
-        .map(|r| load_result(&layout.result(&r.name)))
+        .map(|p| load_result(&layout.result(&p.instance.id())))
         .collect::<Result<Option<Vec<_>>>>()?
         .context("a run's result is missing")?;
     report::write(
@@ -91,21 +87,21 @@ fn plan<'a>(spec: &'a Spec, layout: &Layout, opts: &Options) -> Result<Vec<Plan<
     let data_sha256 = mosaic_data::data_sha256(&data.dir)?;
     let eval_sha256 = provenance::eval_sha256(&spec.eval)?;
     let commit = provenance::commit(Path::new("."));
-    spec.runs
-        .iter()
-        .map(|run| {
-            let out_dir = layout.checkpoints.join(&run.name);
-            let mut config = spec.run_config(run, &out_dir)?;
+    spec.instances()
+        .into_iter()
+        .map(|instance| {
+            let out_dir = layout.checkpoints.join(instance.id());
+            let mut config = spec.instance_config(instance, &out_dir)?;
             if let Some(steps) = opts.steps {
                 config.train.max_iters = steps;
                 config.train.lr_decay_iters = Some(steps);
                 config
                     .validate()
-                    .with_context(|| format!("run `{}` with --steps {steps}", run.name))?;
+                    .with_context(|| format!("run `{}` with --steps {steps}", instance.id()))?;
             }
             let inputs = Inputs::new(&config, &data_sha256, &eval_sha256, &commit);
             Ok(Plan {
-                run,
+                instance,
                 config,
                 inputs,
             })
@@ -144,14 +140,14 @@ fn train_and_measure(
     device: &Device,
     opts: &Options,
 ) -> Result<RunResult> {
-    let (run, config) = (plan.run, &plan.config);
+    let config = &plan.config;
     let out_dir = &config.train.out_dir;
     let start = match resumable(out_dir, &plan.inputs, opts.fresh)? {
         true => Start::Resume,
         false => Start::Fresh,
     };
     let mut trainer = Trainer::open(config.clone(), device, start)?;
-    let name = run.name.clone();
+    let name = plan.instance.id();
     let started = Instant::now();
     let outcome = trainer.run(
         &mut |s| {
@@ -183,7 +179,7 @@ fn train_and_measure(
     let kept = layout
         .results
         .join("runs")
-        .join(format!("{}.metrics.jsonl", run.name));
+        .join(format!("{name}.metrics.jsonl"));
     std::fs::copy(&metrics, &kept)
         .with_context(|| format!("{}: cannot copy", metrics.display()))?;
     let model = trainer.model().valid();
@@ -218,10 +214,11 @@ impl RunResult {
         evaluation: Evaluation,
         opts: &Options,
     ) -> Self {
-        let (run, config) = (plan.run, &plan.config);
+        let (run, config) = (plan.instance.run, &plan.config);
         let summary = training.summary.as_ref();
         Self {
             name: run.name.clone(),
+            seed: plan.instance.seed,
             group: run.group.clone(),
             label: run.label.clone().unwrap_or_default(),
             model: model.kind().to_string(),

@@ -18,12 +18,17 @@
 //! extrapolate = [2, 4]   # also evaluate windows of 2 and 4 training blocks (where the
 //!                        # model can read them: GPT's learned positions stop at one)
 //!
+//! seeds = [1337, 1, 2]   # optional: every run at each seed (`train.seed`); the report gives
+//!                        # mean, standard deviation and each seed's value, and tests claims
+//!                        # on the paired differences across seeds
+//!
 //! [[runs]]               # each a `mosaic train` config with overrides
 //! name = "mosaic-depth1-lr1e-3"
 //! group = "depth 1"      # the report compares the models within a group
 //! label = "v1"           # optional: compare runs of one model kind as variants by label
 //! config = "experiments/configs/stories-mosaic.toml"
 //! set = ["model.n_layer=1", "train.learning_rate=1e-3"]
+//! seeds = [1337]         # optional: this run's seeds, in place of the experiment's
 //!
 //! [[claims]]             # the paper's claims, checked on the best run of each model
 //! text = "at depth 1 the Memory Mosaic is ahead"
@@ -52,6 +57,9 @@ pub struct Spec {
     pub data: Option<DataSpec>,
     #[serde(default)]
     pub eval: EvalSpec,
+    /// Every run at each of these seeds; absent: once, at its config's seed.
+    #[serde(default)]
+    pub seeds: Option<Vec<u64>>,
     #[serde(default)]
     pub runs: Vec<RunSpec>,
     #[serde(default)]
@@ -131,6 +139,27 @@ pub struct RunSpec {
     pub config: PathBuf,
     #[serde(default)]
     pub set: Vec<String>,
+    /// This run's seeds, in place of the experiment's.
+    #[serde(default)]
+    pub seeds: Option<Vec<u64>>,
+}
+
+/// One training of a run: the run at one seed (`None`: its config's own seed, the run's name
+/// unchanged).
+#[derive(Debug, Clone, Copy)]
+pub struct Instance<'a> {
+    pub run: &'a RunSpec,
+    pub seed: Option<u64>,
+}
+
+impl Instance<'_> {
+    /// Its name in file names and progress lines: `<run>` or `<run>.seed<seed>`.
+    pub fn id(&self) -> String {
+        match self.seed {
+            Some(seed) => format!("{}.seed{seed}", self.run.name),
+            None => self.run.name.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
@@ -257,7 +286,32 @@ impl Spec {
         if let Some(w) = names.windows(2).find(|w| w[0] == w[1]) {
             bail!("{}: two runs are named `{}`", path.display(), w[0]);
         }
+        let lists = std::iter::once(&spec.seeds).chain(spec.runs.iter().map(|r| &r.seeds));
+        for seeds in lists.flatten() {
+            let mut sorted = seeds.clone();
+            sorted.sort_unstable();
+            sorted.dedup();
+            if seeds.is_empty() || sorted.len() < seeds.len() {
+                bail!(
+                    "{}: `seeds = {seeds:?}`: give one or more different seeds, or leave it out \
+                     to train once at the config's seed",
+                    path.display()
+                );
+            }
+        }
         Ok(spec)
+    }
+
+    /// Every training the experiment asks for: each run at each of its seeds, in file order.
+    pub fn instances(&self) -> Vec<Instance<'_>> {
+        let mut out = Vec::new();
+        for run in &self.runs {
+            match run.seeds.as_ref().or(self.seeds.as_ref()) {
+                Some(seeds) => out.extend(seeds.iter().map(|&s| Instance { run, seed: Some(s) })),
+                None => out.push(Instance { run, seed: None }),
+            }
+        }
+        out
     }
 
     /// Every file the experiment names is there to read: found now, not after hours of runs.
@@ -282,6 +336,15 @@ impl Spec {
     /// directory and `out_dir`; the vocabulary is the prepared data's.
     pub fn run_config(&self, run: &RunSpec, out_dir: &Path) -> Result<RunConfig> {
         self.run_config_with(run, out_dir, |dir| Meta::read(dir).map(|m| m.vocab_size))
+    }
+
+    /// An instance's configuration: its run's, at its seed.
+    pub fn instance_config(&self, instance: Instance, out_dir: &Path) -> Result<RunConfig> {
+        let mut config = self.run_config(instance.run, out_dir)?;
+        if let Some(seed) = instance.seed {
+            config.train.seed = seed;
+        }
+        Ok(config)
     }
 
     /// [`Spec::run_config`] with the vocabulary from `vocab` (given the data directory).
