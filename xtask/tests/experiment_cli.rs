@@ -151,7 +151,8 @@ fn a_tiny_experiment_writes_its_results_and_reruns_only_what_is_missing() {
 
 /// With `seeds`, every run trains at each seed into its own result; the report gives each
 /// run's mean ± sd and every seed's value, tests the claim on the paired gaps, and says whether
-/// each chosen learning rate is bracketed.
+/// each chosen learning rate is bracketed. With held-out stories, rates are chosen on the
+/// selection part and the losses reported are the test part's.
 #[test]
 fn seeds_train_each_run_at_each_seed_and_claims_are_tested_across_them() {
     let dir = scratch("experiment-seeds");
@@ -164,6 +165,11 @@ fn seeds_train_each_run_at_each_seed_and_claims_are_tested_across_them() {
     );
     let seeded = original
         .replace("kind = \"runs\"\n", "kind = \"runs\"\nseeds = [1, 2]\n")
+        .replace(
+            "input = \"datasets/text/tinyshakespeare.txt\"\n\n[eval]",
+            "input = \"datasets/text/tinystories-train.txt\"\nholdout = 200\n\n[eval]",
+        )
+        .replace("ood = \"datasets/text/tinyshakespeare.txt\"\n", "")
         .replace("[[claims]]", &format!("{slow}[[claims]]"));
     std::fs::write(&spec, seeded).unwrap();
     let (out, runs) = (dir.join("results"), dir.join("runs"));
@@ -187,6 +193,12 @@ fn seeds_train_each_run_at_each_seed_and_claims_are_tested_across_them() {
     );
     assert_eq!(one["name"], "mosaic");
     assert_ne!(one["val_loss"], two["val_loss"], "two seeds, one result");
+    let selection = one["selection_loss"].as_f64().expect("a selection loss");
+    assert_ne!(
+        Some(selection),
+        one["val_loss"].as_f64(),
+        "selection and test differ"
+    );
     assert!(
         !dir.join("results/tiny/runs/mosaic-slow.seed2.json")
             .exists()
@@ -207,6 +219,8 @@ fn seeds_train_each_run_at_each_seed_and_claims_are_tested_across_them() {
         "**holds**: the two are within 10 nats".to_string(),
         "## Learning rates: is each chosen rate bracketed?".to_string(),
         "the highest rate tried is the best".to_string(),
+        "selection loss | test loss".to_string(),
+        "learning rates are chosen on one part (selection)".to_string(),
     ] {
         assert!(report.contains(&part), "`{part}` missing from:\n{report}");
     }

@@ -141,6 +141,43 @@ impl Corpus {
     }
 }
 
+/// Stories of a corpus set aside before training: a part to choose settings on and a part
+/// to report on, disjoint from the training stories and from each other.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HeldOut {
+    pub train: Corpus,
+    pub selection: Corpus,
+    pub test: Corpus,
+}
+
+impl Corpus {
+    /// Of every `period` consecutive stories (numbered from 0 in file order), story
+    /// `i = 0 (mod period)` goes to the selection part and `i = 1 (mod period)` to the test
+    /// part; the others train. Deterministic, and the same for every run prepared from the file.
+    pub fn hold_out(self, period: usize) -> Result<HeldOut, DataError> {
+        if period < 3 || self.stories.len() < period {
+            return Err(DataError::Invalid(format!(
+                "holding out 2 of every {period} stories needs a period of 3 or more and at \
+                 least that many stories (the corpus has {})",
+                self.stories.len()
+            )));
+        }
+        let mut parts = HeldOut {
+            train: Corpus { stories: vec![] },
+            selection: Corpus { stories: vec![] },
+            test: Corpus { stories: vec![] },
+        };
+        for (i, story) in self.stories.into_iter().enumerate() {
+            match i % period {
+                0 => parts.selection.stories.push(story),
+                1 => parts.test.stories.push(story),
+                _ => parts.train.stories.push(story),
+            }
+        }
+        Ok(parts)
+    }
+}
+
 fn push_story(stories: &mut Vec<String>, story: String) {
     let story = story.trim_end_matches(['\n', '\r']);
     if !story.trim().is_empty() {

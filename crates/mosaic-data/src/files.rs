@@ -1,5 +1,6 @@
 //! The prepared-data format: a directory holding `train.bin` and `val.bin` (token ids,
-//! little-endian, u16 when the vocabulary fits, else u32) and `meta.json`.
+//! little-endian, u16 when the vocabulary fits, else u32), `test.bin` when stories were held
+//! out for a test part, and `meta.json`.
 
 use std::path::Path;
 
@@ -11,6 +12,7 @@ use crate::tokenizer::TokenizerKind;
 pub const META_FILE: &str = "meta.json";
 pub const TRAIN_FILE: &str = "train.bin";
 pub const VAL_FILE: &str = "val.bin";
+pub const TEST_FILE: &str = "test.bin";
 
 /// Width of the ids in a token file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -72,6 +74,12 @@ pub struct Meta {
     /// File name of the separate validation corpus, if one was given.
     #[serde(default)]
     pub valid_source: Option<String>,
+    /// With stories held out of the corpus ([`crate::Corpus::hold_out`]): their period, and
+    /// the tokens of the test part (`test.bin`); `val.bin` is then the selection part.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub holdout: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test_tokens: Option<u64>,
 }
 
 impl Meta {

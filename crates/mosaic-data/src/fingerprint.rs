@@ -8,7 +8,7 @@ use std::path::Path;
 use sha2::{Digest, Sha256};
 
 use crate::error::DataError;
-use crate::files::{Meta, TRAIN_FILE, VAL_FILE};
+use crate::files::{Meta, TEST_FILE, TRAIN_FILE, VAL_FILE};
 use crate::tokenizer::{TokenizerKind, tokenizer_file};
 
 /// SHA-256 of `bytes`, in hex: how every hash of this crate and of the experiments' results is
@@ -27,7 +27,7 @@ pub fn tokenizer_sha256(dir: &Path, kind: TokenizerKind) -> Result<String, DataE
     Ok(format!("{:x}", hash.finalize()))
 }
 
-/// SHA-256 of the tokenizer's hash and both token files: equal for two directories exactly
+/// SHA-256 of the tokenizer's hash and every token file: equal for two directories exactly
 /// when a model would see the same ids, with the same meaning, from either.
 pub fn data_sha256(dir: &Path) -> Result<String, DataError> {
     let meta = Meta::read(dir)?;
@@ -35,6 +35,9 @@ pub fn data_sha256(dir: &Path) -> Result<String, DataError> {
     hash.update(tokenizer_sha256(dir, meta.tokenizer)?);
     for name in [TRAIN_FILE, VAL_FILE] {
         hash_file(&mut hash, &dir.join(name))?;
+    }
+    if meta.test_tokens.is_some() {
+        hash_file(&mut hash, &dir.join(TEST_FILE))?;
     }
     Ok(format!("{:x}", hash.finalize()))
 }

@@ -41,7 +41,7 @@ pub mod three_moons;
 pub mod token_file;
 pub mod tokenizer;
 
-pub use corpus::Corpus;
+pub use corpus::{Corpus, HeldOut};
 pub use error::DataError;
 pub use files::Meta;
 pub use fingerprint::{data_sha256, sha256_hex, tokenizer_sha256};

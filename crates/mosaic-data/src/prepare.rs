@@ -1,5 +1,7 @@
 //! `mosaic prepare`: a text corpus -> `train.bin`, `val.bin` (token ids, little-endian u16 when
-//! the vocabulary fits, else u32) and `meta.json`, in one directory, as nanoGPT's `prepare.py`.
+//! the vocabulary fits, else u32) and `meta.json`, in one directory, as nanoGPT's `prepare.py`;
+//! with a holdout, stories of the corpus set aside as a selection part (`val.bin`) and a test
+//! part (`test.bin`).
 //! Every file is written under a temporary name and renamed when complete, `meta.json` last
 //! ([`crate::files`]): a failed run leaves what was there before. An existing prepared
 //! directory is replaced only when asked (`force`), and then whole: the new one is written
@@ -9,9 +11,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::atomic::{Staged, replace_dir};
-use crate::corpus::Corpus;
+use crate::corpus::{Corpus, HeldOut};
 use crate::error::DataError;
-use crate::files::{META_FILE, Meta, TRAIN_FILE, TokenWidth, VAL_FILE, token_bytes};
+use crate::files::{META_FILE, Meta, TEST_FILE, TRAIN_FILE, TokenWidth, VAL_FILE, token_bytes};
 use crate::fingerprint::sha256_hex;
 use crate::tokenizer::{
     BPE_FILE, BpeTokenizer, CHAR_FILE, CharTokenizer, Gpt2Tokenizer, Tokenizer, TokenizerKind,
@@ -31,10 +33,15 @@ pub struct PrepareOptions {
     pub out: PathBuf,
     /// Replace `out` when it holds prepared data already; without it that is an error.
     pub force: bool,
+    /// Set aside 2 of every `holdout` stories of `input` before training
+    /// ([`Corpus::hold_out`]): a selection part (the validation split) and a test part.
+    pub holdout: Option<usize>,
 }
 
 /// The files a prepared directory may hold; replacing one with other files in it is refused.
-const PREPARED_FILES: [&str; 5] = [TRAIN_FILE, VAL_FILE, META_FILE, BPE_FILE, CHAR_FILE];
+const PREPARED_FILES: [&str; 6] = [
+    TRAIN_FILE, VAL_FILE, TEST_FILE, META_FILE, BPE_FILE, CHAR_FILE,
+];
 
 /// Whether `opts.out` is to be replaced, or refused: it holds prepared data and `force` is not
 /// set, or it holds files that are not prepared data (replacing it would delete them).
@@ -73,6 +80,12 @@ pub fn prepare(
     progress: &(dyn Fn(usize, usize) + Sync),
 ) -> Result<Meta, DataError> {
     let replace = replaces_existing(opts)?;
+    if opts.vocab_size.is_some() && opts.tokenizer != TokenizerKind::Bpe {
+        return Err(DataError::Invalid(
+            "a vocabulary size applies to the bpe tokenizer only (its vocabulary is trained)"
+                .into(),
+        ));
+    }
     let bytes = std::fs::read(&opts.input).map_err(|error| DataError::Read {
         path: opts.input.clone(),
         error,
@@ -80,44 +93,24 @@ pub fn prepare(
     let source_sha256 = sha256_hex(&bytes);
     let corpus = Corpus::from_bytes(&bytes, &opts.input)?;
     drop(bytes);
-    let (train, val) = match &opts.valid {
-        Some(path) => (corpus, Corpus::read(path)?),
-        None => corpus.split_validation(),
-    };
-    // Stories end with the end-of-text id when there are several; one long text has none.
-    let several = match &opts.valid {
-        Some(_) => train.stories.len() > 1 || val.stories.len() > 1,
-        None => train.stories.len() + val.stories.len() > 2,
-    };
-    if opts.vocab_size.is_some() && opts.tokenizer != TokenizerKind::Bpe {
-        return Err(DataError::Invalid(
-            "a vocabulary size applies to the bpe tokenizer only (its vocabulary is trained)"
-                .into(),
-        ));
-    }
-
-    let tokenizer: Box<dyn Tokenizer> = match opts.tokenizer {
-        TokenizerKind::Char => {
-            // The vocabulary covers both splits, as nanoGPT's: validation text must encode.
-            let mut all = train.clone();
-            all.stories.extend(val.stories.iter().cloned());
-            Box::new(CharTokenizer::from_corpus(&all, several))
-        }
-        TokenizerKind::Bpe => Box::new(BpeTokenizer::train(
-            &train,
-            opts.vocab_size.unwrap_or(DEFAULT_BPE_VOCAB),
-        )?),
-        TokenizerKind::Gpt2 => Box::new(Gpt2Tokenizer::new()?),
-    };
+    let (parts, several) = split(corpus, opts)?;
+    let tokenizer = train_tokenizer(opts, &parts, several)?;
     let width = TokenWidth::for_vocab(tokenizer.vocab_size())?;
     let separator = several.then(|| tokenizer.end_of_text()).flatten();
 
-    let total = train.num_bytes() + val.num_bytes();
+    let all = [&parts.train, &parts.selection, &parts.test];
+    let total = all.iter().map(|c| c.num_bytes()).sum();
     let done = AtomicUsize::new(0);
     let report = |n: usize| progress(done.fetch_add(n, Ordering::Relaxed) + n, total);
-    let train_ids = encode_corpus(tokenizer.as_ref(), &train, separator, &report)?;
-    let val_ids = encode_corpus(tokenizer.as_ref(), &val, separator, &report)?;
-
+    let mut ids = Vec::new();
+    for corpus in all {
+        ids.push(encode_corpus(
+            tokenizer.as_ref(),
+            corpus,
+            separator,
+            &report,
+        )?);
+    }
     let file_name = |p: &Path| {
         p.file_name()
             .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
@@ -126,17 +119,20 @@ pub fn prepare(
         tokenizer: opts.tokenizer,
         vocab_size: tokenizer.vocab_size(),
         dtype: width,
-        train_tokens: train_ids.len() as u64,
-        val_tokens: val_ids.len() as u64,
+        train_tokens: ids[0].len() as u64,
+        val_tokens: ids[1].len() as u64,
         end_of_text: separator,
         source: file_name(&opts.input),
         source_sha256,
         valid_source: opts.valid.as_deref().map(file_name),
+        holdout: opts.holdout,
+        test_tokens: opts.holdout.map(|_| ids[2].len() as u64),
     };
     let files = Prepared {
         meta: &meta,
-        train: &token_bytes(&train_ids, width),
-        val: &token_bytes(&val_ids, width),
+        train: &token_bytes(&ids[0], width),
+        val: &token_bytes(&ids[1], width),
+        test: opts.holdout.map(|_| token_bytes(&ids[2], width)),
         tokenizer: tokenizer.as_ref(),
     };
     match replace {
@@ -146,11 +142,70 @@ pub fn prepare(
     Ok(meta)
 }
 
+/// The corpus split into training, validation (or selection) and test stories (none without
+/// a holdout), and whether stories are to be separated: they end with the end-of-text id when
+/// there are several, and one long text has none.
+fn split(corpus: Corpus, opts: &PrepareOptions) -> Result<(HeldOut, bool), DataError> {
+    let none = || Corpus { stories: vec![] };
+    let parts = match (&opts.valid, opts.holdout) {
+        (Some(_), Some(_)) => {
+            return Err(DataError::Invalid(
+                "a holdout takes its selection and test parts from the corpus: give no separate \
+                 validation corpus with it"
+                    .into(),
+            ));
+        }
+        (None, Some(period)) => corpus.hold_out(period)?,
+        (Some(path), None) => HeldOut {
+            train: corpus,
+            selection: Corpus::read(path)?,
+            test: none(),
+        },
+        (None, None) => {
+            let (train, selection) = corpus.split_validation();
+            HeldOut {
+                train,
+                selection,
+                test: none(),
+            }
+        }
+    };
+    let several = match (&opts.valid, opts.holdout) {
+        (None, None) => parts.train.stories.len() + parts.selection.stories.len() > 2,
+        (Some(_), _) => parts.train.stories.len() > 1 || parts.selection.stories.len() > 1,
+        (None, Some(_)) => true,
+    };
+    Ok((parts, several))
+}
+
+fn train_tokenizer(
+    opts: &PrepareOptions,
+    parts: &HeldOut,
+    several: bool,
+) -> Result<Box<dyn Tokenizer>, DataError> {
+    Ok(match opts.tokenizer {
+        TokenizerKind::Char => {
+            // The vocabulary covers every part, as nanoGPT's: held-out text must encode.
+            let mut all = parts.train.clone();
+            for held in [&parts.selection, &parts.test] {
+                all.stories.extend(held.stories.iter().cloned());
+            }
+            Box::new(CharTokenizer::from_corpus(&all, several))
+        }
+        TokenizerKind::Bpe => Box::new(BpeTokenizer::train(
+            &parts.train,
+            opts.vocab_size.unwrap_or(DEFAULT_BPE_VOCAB),
+        )?),
+        TokenizerKind::Gpt2 => Box::new(Gpt2Tokenizer::new()?),
+    })
+}
+
 /// What a prepared directory holds.
 struct Prepared<'a> {
     meta: &'a Meta,
     train: &'a [u8],
     val: &'a [u8],
+    test: Option<Vec<u8>>,
     tokenizer: &'a dyn Tokenizer,
 }
 
@@ -164,6 +219,9 @@ impl Prepared<'_> {
         let mut staged = Staged::default();
         staged.write(&dir.join(TRAIN_FILE), self.train)?;
         staged.write(&dir.join(VAL_FILE), self.val)?;
+        if let Some(test) = &self.test {
+            staged.write(&dir.join(TEST_FILE), test)?;
+        }
         let json =
             serde_json::to_vec_pretty(self.meta).map_err(|e| DataError::Invalid(e.to_string()))?;
         staged.write(&dir.join(META_FILE), &json)?;
@@ -222,6 +280,12 @@ fn differences(opts: &PrepareOptions, meta: &Meta) -> Result<Option<String>, Dat
     }
     if meta.valid_source != opts.valid.as_deref().and_then(name) {
         differs.push("another validation corpus".into());
+    }
+    if meta.holdout != opts.holdout {
+        differs.push(match meta.holdout {
+            Some(p) => format!("2 of every {p} stories held out there"),
+            None => "no stories held out there".into(),
+        });
     }
     Ok((!differs.is_empty()).then(|| differs.join(", ")))
 }

@@ -7,12 +7,15 @@ use std::sync::Arc;
 use memmap2::Mmap;
 
 use crate::error::DataError;
-use crate::files::{META_FILE, Meta, TRAIN_FILE, TokenWidth, VAL_FILE};
+use crate::files::{META_FILE, Meta, TEST_FILE, TRAIN_FILE, TokenWidth, VAL_FILE};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Split {
     Train,
+    /// The validation split; with stories held out, the selection part.
     Val,
+    /// The test part of held-out stories, where the data has one.
+    Test,
 }
 
 /// The token ids of one split; cheap to clone (the mapping is shared).
@@ -40,6 +43,17 @@ impl TokenFile {
         let (name, tokens) = match split {
             Split::Train => (TRAIN_FILE, meta.train_tokens),
             Split::Val => (VAL_FILE, meta.val_tokens),
+            Split::Test => match meta.test_tokens {
+                Some(tokens) => (TEST_FILE, tokens),
+                None => {
+                    return Err(DataError::Meta {
+                        path: dir.join(META_FILE),
+                        reason: "no test part: the data was prepared without held-out stories \
+                                 (prepare it with a holdout)"
+                            .into(),
+                    });
+                }
+            },
         };
         let path = dir.join(name);
         let file = std::fs::File::open(&path).map_err(|error| DataError::Read {

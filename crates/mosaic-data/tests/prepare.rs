@@ -20,6 +20,7 @@ fn options(tokenizer: TokenizerKind, input: PathBuf, out: &Path) -> PrepareOptio
         vocab_size: None,
         out: out.to_path_buf(),
         force: false,
+        holdout: None,
     }
 }
 
@@ -435,4 +436,82 @@ fn prepare_once_takes_only_data_of_the_same_inputs() {
     let err = mosaic_data::prepare_once(&bpe, &|_, _| {}).unwrap_err();
     assert!(err.to_string().contains("tokenizer char there"), "{err}");
     assert_eq!(Meta::read(&out).unwrap(), first, "refused, untouched");
+}
+
+/// Stories held out by position: of every 4, the first to selection and the second to test;
+/// the test part decodes to exactly its stories, each ended by the separator; the fingerprint
+/// covers it; a holdout is not combined with a validation file, and data held out otherwise
+/// is refused by `prepare_once`.
+#[test]
+fn held_out_stories_form_the_selection_and_test_parts() {
+    let dir = scratch("holdout");
+    let stories: Vec<String> = (0..10).map(|i| format!("story {i} of ten")).collect();
+    let input = dir.join("stories.txt");
+    std::fs::write(&input, stories.join("\n<|endoftext|>\n")).unwrap();
+    let parts = Corpus::read(&input).unwrap().hold_out(4).unwrap();
+    let pick = |idx: &[usize]| idx.iter().map(|&i| stories[i].clone()).collect::<Vec<_>>();
+    assert_eq!(parts.selection.stories, pick(&[0, 4, 8]));
+    assert_eq!(parts.test.stories, pick(&[1, 5, 9]));
+    assert_eq!(parts.train.stories, pick(&[2, 3, 6, 7]));
+
+    let out = dir.join("data");
+    let opts = PrepareOptions {
+        holdout: Some(4),
+        ..options(TokenizerKind::Char, input.clone(), &out)
+    };
+    let meta = prepare(&opts, &|_, _| {}).unwrap();
+    assert_eq!(meta.holdout, Some(4));
+    let eot = meta.end_of_text.expect("several stories are separated");
+    let tokenizer = load_tokenizer(&out, meta.tokenizer).unwrap();
+    let test = tokens(&TokenFile::open(&out, Split::Test).unwrap());
+    assert_eq!(Some(test.len() as u64), meta.test_tokens);
+    let decoded: Vec<String> = test
+        .split(|&t| t == eot)
+        .filter(|s| !s.is_empty())
+        .map(|s| tokenizer.decode(s).unwrap())
+        .collect();
+    assert_eq!(decoded, pick(&[1, 5, 9]));
+    let selection = tokens(&TokenFile::open(&out, Split::Val).unwrap());
+    assert_eq!(selection.len() as u64, meta.val_tokens);
+    assert_eq!(selection.iter().filter(|&&t| t == eot).count(), 3);
+
+    // The test file is part of what the data's hash names.
+    let before = mosaic_data::data_sha256(&out).unwrap();
+    let mut bytes = std::fs::read(out.join("test.bin")).unwrap();
+    bytes[0] ^= 1;
+    std::fs::write(out.join("test.bin"), bytes).unwrap();
+    assert_ne!(mosaic_data::data_sha256(&out).unwrap(), before);
+
+    // No test part without a holdout; a holdout with a validation file; another period.
+    let plain = dir.join("plain");
+    prepare(
+        &options(TokenizerKind::Char, input.clone(), &plain),
+        &|_, _| {},
+    )
+    .unwrap();
+    let err = TokenFile::open(&plain, Split::Test)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("no test part"), "{err}");
+    let both = PrepareOptions {
+        valid: Some(input.clone()),
+        holdout: Some(4),
+        ..options(TokenizerKind::Char, input.clone(), &dir.join("both"))
+    };
+    let err = prepare(&both, &|_, _| {}).unwrap_err().to_string();
+    assert!(err.contains("no separate validation corpus"), "{err}");
+    let other = PrepareOptions {
+        holdout: Some(5),
+        ..opts.clone()
+    };
+    let err = mosaic_data::prepare_once(&other, &|_, _| {})
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("2 of every 4 stories held out there"), "{err}");
+    let err = Corpus::read(&input).unwrap().hold_out(11).unwrap_err();
+    assert!(
+        err.to_string().contains("at least that many stories"),
+        "{err}"
+    );
 }

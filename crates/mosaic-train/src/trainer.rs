@@ -206,6 +206,12 @@ impl Trainer {
         let tokens = match split {
             Split::Train => &self.train_tokens,
             Split::Val => &self.val_tokens,
+            Split::Test => {
+                return Err(TrainError::Invalid(
+                    "training never reads the test part: it is kept for the reported numbers"
+                        .into(),
+                ));
+            }
         };
         let model = self.engine.model().valid();
         let seed = t.seed

@@ -25,6 +25,7 @@ pub fn prepare_throughput(input: PathBuf, repeats: usize) -> Result<()> {
             vocab_size: None,
             out: out.clone(),
             force: true,
+            holdout: None,
         };
         let whole = best_of(repeats, || prepare(&opts, &|_, _| {}).map(drop))?;
         let tokenizer: Box<dyn Tokenizer> = match kind {

@@ -82,7 +82,7 @@ fn groups(results: &[RunResult]) -> Vec<Group<'_>> {
             }
         };
         // A run that diverged counts only when the model has no other.
-        let rank = |x: &RunResult| (x.diverged_at.is_some(), x.val_loss);
+        let rank = |x: &RunResult| (x.diverged_at.is_some(), x.choice_loss());
         match group.best.iter_mut().find(|b| b.key() == r.key()) {
             Some(b) if rank(r) < rank(b) => *b = r,
             Some(_) => {}
@@ -108,8 +108,21 @@ fn display(r: &RunResult) -> &str {
     }
 }
 
-/// What the report's numbers are over: one training per run, or each run at several seeds.
+/// What the report's numbers are over: which text, one training per run or several seeds.
 fn seeds_note(results: &[RunResult]) -> String {
+    let split = match results.iter().all(|r| r.selection_loss.is_some()) {
+        true => {
+            " Stories of the training file were set aside before training: learning rates are \
+             chosen on one part (selection), and every loss reported is on another (test)."
+        }
+        false => {
+            " Learning rates are chosen on the validation split that the losses are reported on."
+        }
+    };
+    format!("{split}{}", seeds_part(results))
+}
+
+fn seeds_part(results: &[RunResult]) -> String {
     let mut seeds: Vec<u64> = results.iter().filter_map(|r| r.seed).collect();
     seeds.sort_unstable();
     seeds.dedup();
@@ -124,11 +137,21 @@ fn seeds_note(results: &[RunResult]) -> String {
 
 fn runs_table(md: &mut String, runs: &[RunResult], results: &[RunResult]) -> Result<()> {
     writeln!(md, "## Every run\n")?;
+    let held = runs.iter().all(|r| r.selection_loss.is_some());
+    let what = if held {
+        "selection loss | test loss"
+    } else {
+        "val loss"
+    };
     writeln!(
         md,
-        "| run | model | layers | parameters | lr | steps | val loss | each seed | out-of-distribution loss | training time | tokens/s |"
+        "| run | model | layers | parameters | lr | steps | {what} | each seed | out-of-distribution loss | training time | tokens/s |"
     )?;
-    writeln!(md, "|---|---|---:|---:|---:|---:|---:|---|---:|---:|---:|")?;
+    let rule = if held { "---:|---:" } else { "---:" };
+    writeln!(
+        md,
+        "|---|---|---:|---:|---:|---:|{rule}|---|---:|---:|---:|"
+    )?;
     for r in runs {
         let each = seeds::of_run(results, &r.name);
         let val = Stats::of(&each.iter().map(|s| s.val_loss).collect::<Vec<_>>());
@@ -146,15 +169,19 @@ fn runs_table(md: &mut String, runs: &[RunResult], results: &[RunResult]) -> Res
             Some(at) => format!("{} (diverged at {at})", r.steps),
             None => r.steps.to_string(),
         };
+        let selection: Option<Vec<f64>> = each.iter().map(|s| s.selection_loss).collect();
+        let losses = match (held, selection) {
+            (true, Some(sel)) => format!("{} | {}", Stats::of(&sel).show(4), val.show(4)),
+            _ => val.show(4),
+        };
         writeln!(
             md,
-            "| {} | {} | {} | {} | {:e} | {steps} | {} | {per_seed} | {ood} | {:.0} s | {:.0} |",
+            "| {} | {} | {} | {} | {:e} | {steps} | {losses} | {per_seed} | {ood} | {:.0} s | {:.0} |",
             r.name,
             display(r),
             r.n_layer,
             r.params,
             r.learning_rate,
-            val.show(4),
             r.train_seconds,
             r.tokens_per_second
         )?;
@@ -170,7 +197,7 @@ fn best_table(md: &mut String, groups: &[Group], results: &[RunResult]) -> Resul
     writeln!(md, "\n## Each model at its best learning rate\n")?;
     writeln!(
         md,
-        "| group | Memory Mosaic val | GPT val | GPT - MM | Memory Mosaic OOD | GPT OOD |"
+        "| group | Memory Mosaic loss | GPT loss | GPT - MM | Memory Mosaic OOD | GPT OOD |"
     )?;
     writeln!(md, "|---|---:|---:|---:|---:|---:|")?;
     for g in groups {
@@ -214,7 +241,7 @@ fn bracketing(md: &mut String, runs: &[RunResult], groups: &[Group]) -> Result<(
             tried.sort_by(|a, b| a.learning_rate.total_cmp(&b.learning_rate));
             let rates: Vec<String> = tried
                 .iter()
-                .map(|r| format!("{:e} ({:.4})", r.learning_rate, r.val_loss))
+                .map(|r| format!("{:e} ({:.4})", r.learning_rate, r.choice_loss()))
                 .collect();
             let verdict = bracket(&tried, best.learning_rate);
             rows.push(format!(
@@ -232,7 +259,7 @@ fn bracketing(md: &mut String, runs: &[RunResult], groups: &[Group]) -> Result<(
     writeln!(md, "\n## Learning rates: is each chosen rate bracketed?\n")?;
     writeln!(
         md,
-        "| group | model | rates tried (mean val loss) | chosen | bracketed |\n|---|---|---|---:|---|"
+        "| group | model | rates tried (mean selection loss) | chosen | bracketed |\n|---|---|---|---:|---|"
     )?;
     for row in rows {
         writeln!(md, "{row}")?;

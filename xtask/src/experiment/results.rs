@@ -29,8 +29,13 @@ pub struct RunResult {
     pub learning_rate: f64,
     pub steps: usize,
     pub tokens: usize,
-    /// Mean loss over the whole validation split.
+    /// Mean loss over the whole validation split, or over the test part where the data holds
+    /// stories out (as every loss below).
     pub val_loss: f64,
+    /// With held-out stories, the mean loss over the whole selection part: what chooses a
+    /// model's learning rate.
+    #[serde(default)]
+    pub selection_loss: Option<f64>,
     pub val_per_position: Vec<f64>,
     pub ood_loss: Option<f64>,
     pub ood_per_position: Vec<f64>,
@@ -53,6 +58,11 @@ pub struct RunResult {
 }
 
 impl RunResult {
+    /// The loss a learning rate is chosen by: the selection part's where there is one.
+    pub fn choice_loss(&self) -> f64 {
+        self.selection_loss.unwrap_or(self.val_loss)
+    }
+
     /// The name comparisons use: the label, or the model kind.
     pub fn key(&self) -> &str {
         match self.label.is_empty() {

@@ -120,6 +120,7 @@ fn prepare_data(spec: &Spec) -> Result<()> {
         vocab_size: data.vocab_size,
         out: data.dir.clone(),
         force: false,
+        holdout: data.holdout,
     };
     let (meta, now) = prepare_once(&opts, &|_, _| {}).context("the experiment's [data] table")?;
     if now {
@@ -191,8 +192,8 @@ fn train_and_measure(
         diverged_at,
         curve: mosaic_train::metrics::curve(&metrics)?,
     };
-    let evaluation = measure(spec, config, &model)?;
-    Ok(RunResult::new(plan, &model, training, evaluation, opts))
+    let measured = measure(spec, config, &model)?;
+    Ok(RunResult::new(plan, &model, training, measured, opts))
 }
 
 /// How a run trained, as its result records it.
@@ -211,9 +212,10 @@ impl RunResult {
         plan: &Plan,
         model: &LanguageModel,
         training: Training,
-        evaluation: Evaluation,
+        measured: Measured,
         opts: &Options,
     ) -> Self {
+        let evaluation = measured.evaluation;
         let (run, config) = (plan.instance.run, &plan.config);
         let summary = training.summary.as_ref();
         Self {
@@ -228,6 +230,7 @@ impl RunResult {
             steps: training.steps,
             tokens: training.tokens,
             val_loss: evaluation.val.loss,
+            selection_loss: measured.selection_loss,
             val_per_position: evaluation.val.per_position,
             ood_loss: evaluation.ood.as_ref().map(|o| o.loss),
             ood_per_position: evaluation.ood.map(|o| o.per_position).unwrap_or_default(),
@@ -274,9 +277,17 @@ fn resumable(out_dir: &Path, inputs: &Inputs, fresh: bool) -> Result<bool> {
 /// Beside a run's checkpoint: the inputs it trains with.
 const INPUTS_FILE: &str = "inputs.json";
 
-/// The finished model's losses (validation, out of distribution, longer windows) and a
+/// What a finished model measured: the experiment's evaluation (on the test part where the
+/// data holds one, else the validation split) and, with a test part, the loss over the whole
+/// selection part, where learning rates are chosen.
+struct Measured {
+    evaluation: Evaluation,
+    selection_loss: Option<f64>,
+}
+
+/// The finished model's losses (validation or test, out of distribution, longer windows) and a
 /// continuation, as the experiment's `[eval]` table asks.
-fn measure(spec: &Spec, config: &RunConfig, model: &LanguageModel) -> Result<Evaluation> {
+fn measure(spec: &Spec, config: &RunConfig, model: &LanguageModel) -> Result<Measured> {
     let dir = &config.data.dir;
     let meta = Meta::read(dir)?;
     let tokenizer = load_tokenizer(dir, meta.tokenizer)?;
@@ -296,14 +307,37 @@ fn measure(spec: &Spec, config: &RunConfig, model: &LanguageModel) -> Result<Eva
             },
         }),
     };
-    let val = TokenFile::open(dir, Split::Val)?;
     let separate = meta.end_of_text.is_some();
-    Ok(evaluate(
-        model,
-        &val,
-        tokenizer.as_ref(),
-        separate,
-        &opts,
-        &mut |line| eprintln!("{line}"),
-    )?)
+    let mut log = |line: &str| eprintln!("{line}");
+    let selection_loss = match meta.test_tokens {
+        Some(_) => {
+            let selection = TokenFile::open(dir, Split::Val)?;
+            let only = EvalOptions {
+                batch_size: eval.batch_size,
+                ood: None,
+                extrapolate: Vec::new(),
+                continuation: None,
+            };
+            let e = evaluate(
+                model,
+                &selection,
+                tokenizer.as_ref(),
+                separate,
+                &only,
+                &mut log,
+            )?;
+            Some(e.val.loss)
+        }
+        None => None,
+    };
+    let split = match meta.test_tokens {
+        Some(_) => Split::Test,
+        None => Split::Val,
+    };
+    let data = TokenFile::open(dir, split)?;
+    let evaluation = evaluate(model, &data, tokenizer.as_ref(), separate, &opts, &mut log)?;
+    Ok(Measured {
+        evaluation,
+        selection_loss,
+    })
 }

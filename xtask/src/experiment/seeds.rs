@@ -80,6 +80,7 @@ fn mean_result(seeds: &[&RunResult]) -> RunResult {
     RunResult {
         seed: None,
         val_loss: mean(&|r| r.val_loss),
+        selection_loss: all(&|r| r.selection_loss),
         val_per_position: mean_vectors(seeds, |r| &r.val_per_position),
         ood_loss: all(&|r| r.ood_loss),
         ood_per_position: mean_vectors(seeds, |r| &r.ood_per_position),

@@ -11,6 +11,9 @@
 //! input = "datasets/text/tinystories-train.txt"
 //! valid = "datasets/text/tinystories-valid.txt"
 //! vocab_size = 4096
+//! holdout = 10           # optional, in place of `valid`: 2 of every 10 training stories set
+//!                        # aside, one for choosing learning rates (selection), one for the
+//!                        # reported numbers (test)
 //!
 //! [eval]                 # measured on each finished run
 //! ood = "datasets/text/wikitext2-test.raw.txt"
@@ -82,6 +85,8 @@ pub struct DataSpec {
     pub input: PathBuf,
     pub valid: Option<PathBuf>,
     pub vocab_size: Option<usize>,
+    /// Stories held out of `input`: selection and test parts ([`mosaic_data::Corpus::hold_out`]).
+    pub holdout: Option<usize>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -94,6 +94,7 @@ pub fn shakespeare(dir: &Path) -> PathBuf {
             vocab_size: None,
             out: data.clone(),
             force: false,
+            holdout: None,
         },
         &|_, _| {},
     )

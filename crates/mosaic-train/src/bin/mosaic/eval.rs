@@ -1,4 +1,5 @@
-//! `mosaic eval`: a checkpoint on the whole validation split, and what else is asked.
+//! `mosaic eval`: a checkpoint on the whole validation split (or test part), and what else is
+//! asked.
 
 use std::path::{Path, PathBuf};
 
@@ -18,6 +19,10 @@ pub struct EvalArgs {
     /// trained on; it must hold the checkpoint's tokenizer.
     #[arg(long, value_parser = path)]
     data: Option<PathBuf>,
+    /// Evaluate on the test part (data prepared with `--holdout`) instead of the validation
+    /// (selection) split.
+    #[arg(long)]
+    test: bool,
     /// Also report the mean loss at each position of the window.
     #[arg(long)]
     per_position: bool,
@@ -47,7 +52,8 @@ pub fn eval(args: &EvalArgs) -> Result<()> {
         check_writable(csv)?;
     }
     let data = checkpoint.eval_data(args.data.as_deref())?;
-    let val = TokenFile::open(&data, Split::Val)?;
+    let split = if args.test { Split::Test } else { Split::Val };
+    let val = TokenFile::open(&data, split)?;
     let (meta, tokenizer) = checkpoint.tokenizer()?;
     let opts = EvalOptions {
         batch_size: args.batch_size,

@@ -67,6 +67,11 @@ enum Command {
         /// trained on the old data keep their own tokenizer; their token files are gone.
         #[arg(long)]
         force: bool,
+        /// Set aside 2 of every N stories of INPUT before training: story i = 0 (mod N) goes
+        /// to the selection part (the validation split, where settings are chosen), i = 1
+        /// (mod N) to the test part (test.bin, where results are reported). Not with --valid.
+        #[arg(long, value_name = "N")]
+        holdout: Option<usize>,
     },
     /// Train a model as a TOML config describes (see experiments/configs/).
     Train {
@@ -110,6 +115,7 @@ fn run(cli: Cli) -> Result<()> {
             vocab_size,
             out,
             force,
+            holdout,
         } => prepare_data(
             &PrepareOptions {
                 tokenizer,
@@ -118,6 +124,7 @@ fn run(cli: Cli) -> Result<()> {
                 vocab_size,
                 out,
                 force,
+                holdout,
             },
             cli.quiet,
         ),
@@ -149,13 +156,16 @@ fn prepare_data(opts: &PrepareOptions, quiet: bool) -> Result<()> {
         e => e.into(),
     })?;
     bar.finish_and_clear();
+    let held = match meta.test_tokens {
+        Some(test) => format!("{} selection and {test} test", meta.val_tokens),
+        None => format!("{} validation", meta.val_tokens),
+    };
     println!(
-        "{}: {} tokenizer, vocabulary {}, {} train and {} validation tokens ({}), {:.1} s",
+        "{}: {} tokenizer, vocabulary {}, {} train and {held} tokens ({}), {:.1} s",
         opts.out.display(),
         meta.tokenizer,
         meta.vocab_size,
         meta.train_tokens,
-        meta.val_tokens,
         meta.dtype,
         start.elapsed().as_secs_f64()
     );
