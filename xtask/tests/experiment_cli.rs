@@ -93,6 +93,7 @@ fn a_tiny_experiment_writes_its_results_and_reruns_only_what_is_missing() {
         "per-position-val-0.svg",
         "per-position-ood-0.svg",
         "extrapolation-0.svg",
+        "gap-0.svg",
     ] {
         assert!(results.join(file).is_file(), "{file} missing");
     }
@@ -106,6 +107,9 @@ fn a_tiny_experiment_writes_its_results_and_reruns_only_what_is_missing() {
         "ROMEO:",
         "## Length extrapolation",
         "*cannot read it*: GPT's learned position embedding",
+        "## The gap along the window",
+        "| tiny | Memory Mosaic | out of distribution | GPT (lr 3e-3) |",
+        "same tokens, sliding |",
     ] {
         assert!(report.contains(part), "`{part}` missing from:\n{report}");
     }

@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 
 use mosaic_data::prepare::encode_corpus;
-use mosaic_data::{Corpus, SequentialWindows, TokenFile, Tokenizer};
+use mosaic_data::{Batch, Corpus, SequentialWindows, TokenFile, Tokenizer};
 use mosaic_models::{LanguageModel, cross_entropy_per_token};
 use serde::{Deserialize, Serialize};
 
@@ -47,7 +47,8 @@ pub struct Evaluation {
     pub continuation: Option<String>,
 }
 
-/// The validation split in windows of `factor` training blocks.
+/// The validation split in windows of `factor` training blocks, read whole, and the same
+/// tokens from position `block` on read through a sliding window of one block.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Extrapolation {
     pub factor: usize,
@@ -57,6 +58,14 @@ pub struct Extrapolation {
     pub per_position: Vec<f64>,
     #[serde(default)]
     pub note: Option<String>,
+    /// The mean loss at positions `block..length` of the same windows, each token read with
+    /// at most one block of context ([`sliding_losses`]); every model can be read so.
+    #[serde(default)]
+    pub sliding_per_position: Vec<f64>,
+    /// The sliding reads' step: a scored token sees between `block - stride` and `block - 1`
+    /// tokens before it.
+    #[serde(default)]
+    pub sliding_stride: usize,
 }
 
 /// Measures `model` (in eval mode) on the validation split `val` and as `opts` asks; every
@@ -116,7 +125,8 @@ pub fn evaluate(
     })
 }
 
-/// The validation split in windows of `factor` blocks, where the model can read them.
+/// The validation split in windows of `factor` blocks, where the model can read them, and
+/// the same windows through a one-block sliding window.
 fn extrapolate(
     model: &LanguageModel,
     val: &TokenFile,
@@ -124,27 +134,98 @@ fn extrapolate(
     batch: usize,
     log: &mut dyn FnMut(&str),
 ) -> Result<Extrapolation> {
-    let length = factor * model.block_size();
-    Ok(match model.clone().with_context(length) {
+    let block = model.block_size();
+    let length = factor * block;
+    let stride = sliding_stride(block);
+    log(&format!(
+        "evaluating windows of {length} tokens through a sliding window of {block}"
+    ));
+    let sliding_per_position = sliding_losses(model, val, length, stride, batch)?;
+    let mut e = Extrapolation {
+        factor,
+        length,
+        loss: None,
+        per_position: Vec::new(),
+        note: None,
+        sliding_per_position,
+        sliding_stride: stride,
+    };
+    match model.clone().with_context(length) {
         Ok(long) => {
             log(&format!("evaluating windows of {length} tokens"));
             let l = losses(&long, val, length, (batch / factor).max(1))?;
-            Extrapolation {
-                factor,
-                length,
-                loss: Some(l.loss),
-                per_position: l.per_position,
-                note: None,
+            e.loss = Some(l.loss);
+            e.per_position = l.per_position;
+        }
+        Err(err) => e.note = Some(err.to_string()),
+    }
+    Ok(e)
+}
+
+/// The step of the sliding reads: the largest divisor of `block` up to a quarter of it, so
+/// that every scored token has at least three quarters of a block before it.
+fn sliding_stride(block: usize) -> usize {
+    (1..=(block / 4).max(1))
+        .rev()
+        .find(|s| block.is_multiple_of(*s))
+        .unwrap_or(1)
+}
+
+/// The windows of `length` tokens that [`losses`] reads (consecutive, from the start), with
+/// each target from position `block` on predicted from one training block of context at most:
+/// reads of `block` tokens start every `stride` positions from `stride`, and each scores its
+/// last `stride` targets. Returns the mean loss at positions `block..length` of the windows
+/// (index 0 is position `block`). `stride` must divide `block`.
+pub fn sliding_losses(
+    model: &LanguageModel,
+    tokens: &TokenFile,
+    length: usize,
+    stride: usize,
+    batch_size: usize,
+) -> Result<Vec<f64>> {
+    check_batch(batch_size)?;
+    let block = model.block_size();
+    if stride == 0 || !block.is_multiple_of(stride) || length <= block {
+        return Err(TrainError::Invalid(format!(
+            "a sliding read of windows of {length} tokens by {block} every {stride}: the \
+             stride must divide the block, and the windows be longer than it"
+        )));
+    }
+    let windows = SequentialWindows::new(tokens.clone(), length, 1)?.num_windows();
+    let starts: Vec<usize> = (0..windows)
+        .flat_map(|w| {
+            (stride..=length - block)
+                .step_by(stride)
+                .map(move |s| w * length + s)
+        })
+        .collect();
+    let mut sums = vec![0.0f64; length - block];
+    let mut scratch = Vec::with_capacity(block + 1);
+    for chunk in starts.chunks(batch_size) {
+        let mut batch = Batch {
+            inputs: Vec::with_capacity(chunk.len() * block),
+            targets: Vec::with_capacity(chunk.len() * block),
+            batch_size: chunk.len(),
+            block_size: block,
+        };
+        for &start in chunk {
+            scratch.clear();
+            tokens.read(start, block + 1, &mut scratch);
+            batch.inputs.extend_from_slice(&scratch[..block]);
+            batch.targets.extend_from_slice(&scratch[1..]);
+        }
+        let (ids, targets) = tensors(&batch, model)
+            .map_err(|e| TrainError::Invalid(format!("{}: {e}", tokens.path().display())))?;
+        let per_token = cross_entropy_per_token(model.forward(ids)?.logits, targets);
+        let values = per_token.into_data().try_to_vec_as::<f64>()?;
+        for (row, &start) in values.chunks(block).zip(chunk) {
+            let at = start % length - stride;
+            for (s, v) in sums[at..at + stride].iter_mut().zip(&row[block - stride..]) {
+                *s += v;
             }
         }
-        Err(e) => Extrapolation {
-            factor,
-            length,
-            loss: None,
-            per_position: Vec::new(),
-            note: Some(e.to_string()),
-        },
-    })
+    }
+    Ok(sums.iter().map(|s| s / windows as f64).collect())
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -2,6 +2,9 @@
 //! [`spec`]), one command per paper table or figure, each writing its report under
 //! `docs/results/`.
 
+mod claims;
+mod compare;
+mod extrapolation;
 mod plot;
 mod provenance;
 mod regbench;
@@ -11,6 +14,7 @@ mod runs;
 mod seeds;
 pub mod spec;
 mod three_moons;
+mod window;
 
 use std::path::{Path, PathBuf};
 

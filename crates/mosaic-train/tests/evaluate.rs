@@ -1,0 +1,54 @@
+//! The one-block sliding read of long windows against the obvious computation: every read on
+//! its own, through `losses`.
+
+use burn::tensor::Device;
+use mosaic_data::TokenFile;
+use mosaic_models::{GptConfig, LanguageModel, MemoryMosaicConfig};
+use mosaic_train::evaluate::{losses, sliding_losses};
+
+#[test]
+fn sliding_losses_equal_each_read_scored_on_its_own() {
+    let device = Device::flex();
+    device.seed(5);
+    let block = 8;
+    let gpt = GptConfig {
+        vocab_size: 30,
+        n_layer: 1,
+        n_head: 2,
+        n_embd: 16,
+        block_size: block,
+        dropout: 0.0,
+    };
+    let models = [
+        LanguageModel::Gpt(gpt.init(&device)),
+        LanguageModel::MemoryMosaic(MemoryMosaicConfig::new(30, 1, 2, 16, block).init(&device)),
+    ];
+    let ids: Vec<u32> = (0..101u32).map(|i| (i * 7 + i * i) % 30).collect();
+    let tokens = TokenFile::from_ids(ids.clone(), "test".as_ref());
+    let (length, stride) = (3 * block, 2);
+    for model in &models {
+        let got = sliding_losses(model, &tokens, length, stride, 5).unwrap();
+        assert_eq!(got.len(), length - block);
+        // Four windows of 24 tokens fit in 101; each position p >= 8 is scored by the read
+        // starting at s = stride * floor((p - 8) / stride) + stride, at its index p - s.
+        let windows = (ids.len() - 1) / length;
+        assert_eq!(windows, 4);
+        let mut expected = vec![0.0f64; length - block];
+        for w in 0..windows {
+            for p in block..length {
+                let s = stride * ((p - block) / stride) + stride;
+                assert!(p - s >= block - stride && p - s < block);
+                let at = w * length + s;
+                let read = TokenFile::from_ids(ids[at..at + block + 1].to_vec(), "r".as_ref());
+                let l = losses(model, &read, block, 1).unwrap();
+                expected[p - block] += l.per_position[p - s] / windows as f64;
+            }
+        }
+        for (g, e) in got.iter().zip(&expected) {
+            assert!((g - e).abs() < 1e-5, "{got:?}\n{expected:?}");
+        }
+    }
+    // A stride that does not divide the block is refused.
+    let err = sliding_losses(&models[0], &tokens, length, 3, 5).unwrap_err();
+    assert!(err.to_string().contains("must divide the block"), "{err}");
+}
