@@ -218,7 +218,7 @@ fn seeds_train_each_run_at_each_seed_and_claims_are_tested_across_them() {
     for part in [
         format!("{:.4} ± {sd:.4}", (a + b) / 2.0),
         format!("1: {a:.4}, 2: {b:.4}"),
-        "seeds [1, 2]".to_string(),
+        "seeds among [1, 2]".to_string(),
         "over 2 seeds".to_string(),
         "**holds**: the two are within 10 nats".to_string(),
         "## Learning rates: is each chosen rate bracketed?".to_string(),
@@ -228,6 +228,32 @@ fn seeds_train_each_run_at_each_seed_and_claims_are_tested_across_them() {
     ] {
         assert!(report.contains(&part), "`{part}` missing from:\n{report}");
     }
+
+    // Seeds added to a run that trained at its config's own seed (1337) keep that result and
+    // train only the new one.
+    let slow_before = result_of(&dir, "mosaic-slow.seed1");
+    let more = std::fs::read_to_string(&spec)
+        .unwrap()
+        .replace("seeds = [1]\n", "seeds = [1, 1337]\n");
+    std::fs::write(&spec, more).unwrap();
+    let again = xtask(&args);
+    let err = text(&again.stderr);
+    assert!(again.status.success(), "{err}");
+    assert!(err.contains("mosaic-slow.seed1: done before"), "{err}");
+    assert!(
+        err.contains("mosaic-slow: training (no result yet)"),
+        "{err}"
+    );
+    assert_eq!(result_of(&dir, "mosaic-slow")["seed"], 1337);
+    assert_eq!(result_of(&dir, "mosaic-slow.seed1"), slow_before);
+    let without = std::fs::read_to_string(&spec)
+        .unwrap()
+        .replace("seeds = [1, 1337]\n", "");
+    std::fs::write(&spec, without).unwrap();
+    let rerun = xtask(&args);
+    let err = text(&rerun.stderr);
+    assert!(rerun.status.success(), "{err}");
+    assert!(err.contains("mosaic-slow.seed1: done before"), "{err}");
 
     // Seeds given twice are refused before anything trains.
     let twice = std::fs::read_to_string(&spec)

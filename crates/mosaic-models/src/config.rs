@@ -35,6 +35,11 @@ pub struct MemoryMosaicConfig {
     /// layer as the persistent memory.
     #[serde(default, skip_serializing_if = "is_false")]
     pub three_level: bool,
+    /// v2's persistent part alone: a SwiGLU layer in place of the persistent memory, the
+    /// contextual memory left as v1's (the three-level memory implies it). For an ablation
+    /// that separates the memory hierarchy from the feed-forward change.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub swiglu: bool,
     /// The short-term memory's window `h`: position `t` reads pairs `t - h + 1 ... t - 1`.
     #[serde(default = "short_window")]
     pub short_window: usize,
@@ -139,6 +144,7 @@ impl MemoryMosaicConfig {
             adaptive_bandwidth: false,
             gated_keys: false,
             three_level: false,
+            swiglu: false,
             short_window: short_window(),
             long_offset: long_offset(),
             swiglu_hidden: None,
@@ -175,6 +181,11 @@ impl MemoryMosaicConfig {
             long_offset: [(self.block_size / 16).max(1), h],
             ..self
         }
+    }
+
+    /// Whether the persistent part is a SwiGLU layer (`swiglu`, or the three-level memory).
+    pub fn has_swiglu(&self) -> bool {
+        self.swiglu || self.three_level
     }
 
     /// The SwiGLU layer's hidden width.
@@ -220,9 +231,9 @@ impl MemoryMosaicConfig {
                      1 <= low <= high"
                 )));
             }
-            if self.swiglu_hidden == Some(0) {
-                return Err(ConfigError("`swiglu_hidden` must be at least 1".into()));
-            }
+        }
+        if self.has_swiglu() && self.swiglu_hidden == Some(0) {
+            return Err(ConfigError("`swiglu_hidden` must be at least 1".into()));
         }
         Ok(())
     }
@@ -247,7 +258,7 @@ impl MemoryMosaicConfig {
         };
         // Maps, key average, bandwidth, value mix and value scale.
         let context = 3 * d * d + key_average + bandwidth + 2 * h;
-        let persistent = match self.three_level {
+        let persistent = match self.has_swiglu() {
             true => 3 * d * self.swiglu_width(),
             // Key map and output, banks, key average, key scale, value scale.
             false => 2 * d * d + 2 * self.pmem_count * self.pmem_size * d + key_average + 2 * h,

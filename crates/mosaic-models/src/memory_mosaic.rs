@@ -230,7 +230,7 @@ impl MemoryMosaicConfig {
                     .three_level
                     .then(|| memory(self.n_head / 2, Band::long_term(low))),
                 ln2: LayerNorm::new(d, device),
-                pmem: (!self.three_level).then(|| {
+                pmem: (!self.has_swiglu()).then(|| {
                     PersistentMemoryConfig {
                         n_embd: d,
                         n_head: self.n_head,
@@ -243,7 +243,7 @@ impl MemoryMosaicConfig {
                     }
                     .init(device)
                 }),
-                ffn: self.three_level.then(|| {
+                ffn: self.has_swiglu().then(|| {
                     SwiGlu::new(
                         d,
                         self.swiglu_width(),

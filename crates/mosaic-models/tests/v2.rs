@@ -33,13 +33,18 @@ fn variants(block_size: usize) -> Vec<MemoryMosaicConfig> {
             ..MemoryMosaicConfig::new(30, 2, 4, 16, block_size)
         });
     }
+    // The feed-forward change alone: v1's contextual memory, a SwiGLU persistent part.
+    out.push(MemoryMosaicConfig {
+        swiglu: true,
+        ..MemoryMosaicConfig::new(30, 2, 4, 16, block_size)
+    });
     out
 }
 
 fn name(c: &MemoryMosaicConfig) -> String {
     format!(
-        "adaptive {} gated {} three-level {}",
-        c.adaptive_bandwidth, c.gated_keys, c.three_level
+        "adaptive {} gated {} three-level {} swiglu {}",
+        c.adaptive_bandwidth, c.gated_keys, c.three_level, c.swiglu
     )
 }
 
@@ -66,6 +71,12 @@ fn parameter_counts_are_exact() {
         ..v1.clone()
     };
     assert_eq!(v1.num_params(), three.num_params() + 2 * 3 * 8);
+    // The SwiGLU alone changes the same part the same way.
+    let swiglu = MemoryMosaicConfig {
+        swiglu: true,
+        ..v1.clone()
+    };
+    assert_eq!(swiglu.num_params(), three.num_params());
 }
 
 #[test]

@@ -26,7 +26,7 @@ pub fn write(
         "Each claim compares the best run of two models in a group (by the selection loss, \
          unless it says otherwise) on one measure. The gap is the second model's value minus \
          the first's, per seed (the runs paired by seed); a claim of a lead holds when the mean \
-         gap is at least its margin and more than twice the standard error of the paired gaps \
+         gap exceeds its margin by more than twice the standard error of the paired gaps \
          (`sd / sqrt(n)`); a claim of parity holds when the mean gap ± twice its standard error \
          lies within the margin. With one seed there is no standard error, and no claim is \
          taken as holding.\n"
@@ -94,15 +94,16 @@ fn line(c: &Claim, groups: &[Group], runs: &[RunResult], results: &[RunResult]) 
     )
 }
 
-/// A claim's verdict from the paired gaps across seeds.
+/// A claim's verdict from the paired gaps across seeds: a lead of at least `m` holds when
+/// the mean gap exceeds `m` by more than twice its standard error; parity within `w` when the
+/// mean gap ± twice its standard error lies inside `[-w, w]`.
 fn verdict(test: Test, gap: Stats) -> &'static str {
-    let passes_margin = test.holds(gap.mean);
-    let margin = 2.0 * gap.se();
+    let se2 = 2.0 * gap.se();
     let beyond_noise = match test {
-        Test::Ahead(_) => gap.mean > margin,
-        Test::Within(w) => gap.mean.abs() + margin <= w,
+        Test::Ahead(m) => gap.mean - m > se2,
+        Test::Within(w) => gap.mean.abs() + se2 <= w,
     };
-    match (gap.n, passes_margin, beyond_noise) {
+    match (gap.n, test.holds(gap.mean), beyond_noise) {
         (_, false, _) => "does not hold",
         (0 | 1, true, _) => "not tested (one seed)",
         (_, true, true) => "holds",
@@ -113,9 +114,9 @@ fn verdict(test: Test, gap: Stats) -> &'static str {
 fn test_text(test: Test, gap: Stats) -> String {
     let se2 = 2.0 * gap.se();
     match test {
-        Test::Ahead(m) => format!("needs at least {m} and more than 2 se = {se2:.4}"),
+        Test::Ahead(m) => format!("needs mean gap - {m} > 2 se = {se2:.4}"),
         Test::Within(w) => format!(
-            "needs |gap| + 2 se = {:.4} within {w}",
+            "needs |mean gap| + 2 se = {:.4} within {w}",
             gap.mean.abs() + se2
         ),
     }

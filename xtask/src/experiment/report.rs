@@ -40,6 +40,7 @@ pub fn write(
     best_table(&mut md, &groups, results)?;
     bracketing(&mut md, &runs, &groups)?;
     claims::write(&mut md, &spec.claims, &groups, &runs, results)?;
+    window::by_depth(&mut md, name, &groups, results, layout)?;
     window::write(&mut md, name, &groups, &runs, results, layout)?;
     extrapolation::write(&mut md, name, &groups, layout)?;
     figures(&mut md, name, &groups, layout)?;
@@ -65,16 +66,20 @@ fn seeds_note(results: &[RunResult]) -> String {
 }
 
 fn seeds_part(results: &[RunResult]) -> String {
+    let several = results
+        .iter()
+        .any(|r| seeds::of_run(results, &r.name).len() > 1);
+    if !several {
+        return " One training per run (one seed): no difference below has an error bar.".into();
+    }
     let mut seeds: Vec<u64> = results.iter().filter_map(|r| r.seed).collect();
     seeds.sort_unstable();
     seeds.dedup();
-    match seeds.len() {
-        0 => " One training per run (one seed): no difference below has an error bar.".into(),
-        _ => format!(
-            " Each run trained at seeds {seeds:?}: a loss is the mean over them ± their sample \
-             standard deviation, and tables and plots show the means."
-        ),
-    }
+    format!(
+        " Runs trained at seeds among {seeds:?} (each run's are in the table): a loss is the \
+         mean over a run's seeds ± their sample standard deviation, and tables and plots show \
+         the means."
+    )
 }
 
 fn runs_table(md: &mut String, runs: &[RunResult], results: &[RunResult]) -> Result<()> {

@@ -26,6 +26,8 @@ use super::spec::{Instance, Spec};
 /// result must record.
 struct Plan<'a> {
     instance: Instance<'a>,
+    /// Its name in file names and progress lines ([`Instance::id`]).
+    id: String,
     config: RunConfig,
     inputs: Inputs,
 }
@@ -38,8 +40,8 @@ pub fn run(name: &str, spec: &Spec, opts: &Options) -> Result<()> {
     std::fs::create_dir_all(layout.results.join("runs"))
         .with_context(|| format!("{}: cannot create", layout.results.display()))?;
     for plan in &plans {
-        let id = plan.instance.id();
-        let old = load_result(&layout.result(&id))?;
+        let id = &plan.id;
+        let old = load_result(&layout.result(id))?;
         let why = match (&old, opts.fresh) {
             (_, true) => "--fresh".to_string(),
             (None, false) => "no result yet".to_string(),
@@ -58,7 +60,7 @@ pub fn run(name: &str, spec: &Spec, opts: &Options) -> Result<()> {
         eprintln!("{id}: training ({why})");
         let result = train_and_measure(spec, plan, &layout, &device, opts)?;
         let json = serde_json::to_vec_pretty(&result)?;
-        mosaic_data::atomic::write_atomically(&layout.result(&id), &json)?;
+        mosaic_data::atomic::write_atomically(&layout.result(id), &json)?;
         println!(
             "{id}: validation loss {:.4} ({} parameters, {} steps, {:.0} s)\n{}\n",
             result.val_loss, result.params, result.steps, result.train_seconds, result.sample
@@ -66,7 +68,7 @@ pub fn run(name: &str, spec: &Spec, opts: &Options) -> Result<()> {
     }
     let results = plans
         .iter()
-        .map(|p| load_result(&layout.result(&p.instance.id())))
+        .map(|p| load_result(&layout.result(&p.id)))
         .collect::<Result<Option<Vec<_>>>>()?
         .context("a run's result is missing")?;
     report::write(
@@ -90,18 +92,18 @@ fn plan<'a>(spec: &'a Spec, layout: &Layout, opts: &Options) -> Result<Vec<Plan<
     spec.instances()
         .into_iter()
         .map(|instance| {
-            let out_dir = layout.checkpoints.join(instance.id());
-            let mut config = spec.instance_config(instance, &out_dir)?;
+            let (id, mut config) = spec.instance_config(instance, &layout.checkpoints)?;
             if let Some(steps) = opts.steps {
                 config.train.max_iters = steps;
                 config.train.lr_decay_iters = Some(steps);
                 config
                     .validate()
-                    .with_context(|| format!("run `{}` with --steps {steps}", instance.id()))?;
+                    .with_context(|| format!("run `{id}` with --steps {steps}"))?;
             }
             let inputs = Inputs::new(&config, &data_sha256, &eval_sha256, &commit);
             Ok(Plan {
                 instance,
+                id,
                 config,
                 inputs,
             })
@@ -148,7 +150,7 @@ fn train_and_measure(
         false => Start::Fresh,
     };
     let mut trainer = Trainer::open(config.clone(), device, start)?;
-    let name = plan.instance.id();
+    let name = plan.id.clone();
     let started = Instant::now();
     let outcome = trainer.run(
         &mut |s| {
@@ -220,7 +222,7 @@ impl RunResult {
         let summary = training.summary.as_ref();
         Self {
             name: run.name.clone(),
-            seed: plan.instance.seed,
+            seed: Some(config.train.seed),
             group: run.group.clone(),
             label: run.label.clone().unwrap_or_default(),
             model: model.kind().to_string(),

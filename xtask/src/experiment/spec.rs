@@ -157,8 +157,7 @@ pub struct RunSpec {
     pub seeds: Option<Vec<u64>>,
 }
 
-/// One training of a run: the run at one seed (`None`: its config's own seed, the run's name
-/// unchanged).
+/// One training of a run: the run at one seed (`None`: its config's own seed).
 #[derive(Debug, Clone, Copy)]
 pub struct Instance<'a> {
     pub run: &'a RunSpec,
@@ -166,11 +165,13 @@ pub struct Instance<'a> {
 }
 
 impl Instance<'_> {
-    /// Its name in file names and progress lines: `<run>` or `<run>.seed<seed>`.
-    pub fn id(&self) -> String {
+    /// Its name in file names and progress lines: `<run>` at the config's own seed
+    /// (`config_seed`), so that a run trained once keeps its result when seeds are added;
+    /// `<run>.seed<seed>` at another.
+    pub fn id(&self, config_seed: u64) -> String {
         match self.seed {
-            Some(seed) => format!("{}.seed{seed}", self.run.name),
-            None => self.run.name.clone(),
+            Some(seed) if seed != config_seed => format!("{}.seed{seed}", self.run.name),
+            _ => self.run.name.clone(),
         }
     }
 }
@@ -346,6 +347,8 @@ impl Spec {
         if let Some(w) = names.windows(2).find(|w| w[0] == w[1]) {
             bail!("{}: two runs are named `{}`", path.display(), w[0]);
         }
+        spec.check_claims()
+            .with_context(|| path.display().to_string())?;
         let lists = std::iter::once(&spec.seeds).chain(spec.runs.iter().map(|r| &r.seeds));
         for seeds in lists.flatten() {
             let mut sorted = seeds.clone();
@@ -360,6 +363,37 @@ impl Spec {
             }
         }
         Ok(spec)
+    }
+
+    /// Each claim names a group that has runs, and runs in it by a label they carry or a
+    /// model kind: a typo is found before hours of training, not in the report.
+    fn check_claims(&self) -> Result<()> {
+        let kinds = [
+            mosaic_models::ModelKind::MemoryMosaic.as_str(),
+            mosaic_models::ModelKind::Gpt.as_str(),
+        ];
+        for c in &self.claims {
+            let runs: Vec<&RunSpec> = self.runs.iter().filter(|r| r.group == c.group).collect();
+            if runs.is_empty() {
+                bail!("claim `{}`: no run is in group `{}`", c.text, c.group);
+            }
+            for who in [&c.model, &c.against] {
+                let known = kinds.contains(&who.as_str())
+                    || runs
+                        .iter()
+                        .any(|r| r.label.as_deref() == Some(who.as_str()));
+                if !known {
+                    bail!(
+                        "claim `{}`: no run of group `{}` is labelled `{who}` (and it is no \
+                         model kind: {})",
+                        c.text,
+                        c.group,
+                        kinds.join(", ")
+                    );
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Every training the experiment asks for: each run at each of its seeds, in file order.
@@ -398,13 +432,20 @@ impl Spec {
         self.run_config_with(run, out_dir, |dir| Meta::read(dir).map(|m| m.vocab_size))
     }
 
-    /// An instance's configuration: its run's, at its seed.
-    pub fn instance_config(&self, instance: Instance, out_dir: &Path) -> Result<RunConfig> {
-        let mut config = self.run_config(instance.run, out_dir)?;
+    /// An instance's name ([`Instance::id`]) and configuration (its run's, at its seed, with
+    /// the `out_dir` of `checkpoints/<name>`).
+    pub fn instance_config(
+        &self,
+        instance: Instance,
+        checkpoints: &Path,
+    ) -> Result<(String, RunConfig)> {
+        let mut config = self.run_config(instance.run, checkpoints)?;
+        let id = instance.id(config.train.seed);
+        config.train.out_dir = checkpoints.join(&id);
         if let Some(seed) = instance.seed {
             config.train.seed = seed;
         }
-        Ok(config)
+        Ok((id, config))
     }
 
     /// [`Spec::run_config`] with the vocabulary from `vocab` (given the data directory).
@@ -475,7 +516,7 @@ mod tests {
     fn stories_depth_compares_models_of_equal_size() {
         at_workspace_root();
         let spec = Spec::read(Path::new("experiments/stories-depth.toml")).unwrap();
-        for depth in ["depth 1", "depth 4"] {
+        for depth in ["depth 1", "depth 4", "depth 8"] {
             let sizes: Vec<(bool, usize)> = spec
                 .runs
                 .iter()

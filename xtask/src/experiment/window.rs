@@ -9,7 +9,9 @@ use std::fmt::Write as _;
 use anyhow::Result;
 use plotters::style::RGBColor;
 
-use super::compare::{EARLY, GPT, Group, LATE, best, binned_gap, color, crossover, display};
+use super::compare::{
+    BLUE, EARLY, GPT, Group, LATE, MM, best, binned_gap, color, crossover, display,
+};
 use super::compare::{early, late};
 use super::plot::{Line, lines_chart};
 use super::results::{Layout, RunResult};
@@ -84,10 +86,11 @@ fn header(md: &mut String) -> Result<()> {
 /// Each non-GPT best run against GPT's best run, on the validation text and out of
 /// distribution, and there also against GPT at its best out-of-distribution rate.
 fn rows<'a>(g: &Group<'a>, runs: &'a [RunResult]) -> Vec<Row<'a>> {
-    let Some(gpt) = g.model(GPT) else {
+    // By model kind: GPT may carry a label.
+    let Some(gpt) = g.best.iter().copied().find(|r| r.model == GPT) else {
         return Vec::new();
     };
-    let gpt_ood = best(runs, &g.name, GPT, Choice::Ood).filter(|r| r.ood_loss.is_some());
+    let gpt_ood = best(runs, &g.name, gpt.key(), Choice::Ood).filter(|r| r.ood_loss.is_some());
     let mut rows = Vec::new();
     for &model in g.best.iter().filter(|r| r.model != GPT) {
         rows.push(Row {
@@ -183,4 +186,68 @@ fn plot(path: &std::path::Path, g: &Group, rows: &[Row]) -> Result<()> {
     let title = format!("{}: GPT's loss minus the model's, by position", g.name);
     let axes = ("position in the window", "gap (nats, mean of 16 positions)");
     lines_chart(path, &title, axes, &lines)
+}
+
+/// The validation gap (GPT's loss minus the Memory Mosaic's, paired by seed) against depth,
+/// where the groups compare the two models at more than one depth: a table, and a plot of the
+/// mean with thin lines at ± twice its standard error.
+pub fn by_depth(
+    md: &mut String,
+    name: &str,
+    groups: &[Group],
+    results: &[RunResult],
+    layout: &Layout,
+) -> Result<()> {
+    let each = |r: &RunResult| seeds::of_run(results, &r.name);
+    let mut points: Vec<(usize, Stats)> = groups
+        .iter()
+        .filter_map(|g| {
+            let (mm, gpt) = (g.model(MM)?, g.model(GPT)?);
+            let gaps = seeds::paired(&each(mm), &each(gpt), |m, a| Some(a.val_loss - m.val_loss))?;
+            (!gaps.is_empty()).then(|| (mm.n_layer, Stats::of(&gaps)))
+        })
+        .collect();
+    points.sort_by_key(|p| p.0);
+    points.dedup_by_key(|p| p.0);
+    if points.len() < 2 {
+        return Ok(());
+    }
+    writeln!(md, "\n## The gap by depth\n")?;
+    writeln!(
+        md,
+        "GPT's validation loss minus the Memory Mosaic's, each at its best rate, mean ± sd over \
+         seeds (paired by seed).\n\n| depth | gap | seeds |\n|---:|---:|---:|"
+    )?;
+    for (depth, s) in &points {
+        writeln!(md, "| {depth} | {} | {} |", s.show(4), s.n)?;
+    }
+    let line = |label: &str, f: &dyn Fn(&Stats) -> f64, thin: bool| Line {
+        label: label.into(),
+        points: points.iter().map(|(d, s)| (*d as f64, f(s))).collect(),
+        color: BLUE,
+        thin,
+    };
+    let lines = [
+        line("mean gap", &|s| s.mean, false),
+        line("mean + 2 se", &|s| s.mean + 2.0 * s.se(), true),
+        line("mean - 2 se", &|s| s.mean - 2.0 * s.se(), true),
+        Line {
+            label: "no gap".into(),
+            points: vec![
+                (points[0].0 as f64, 0.0),
+                (points[points.len() - 1].0 as f64, 0.0),
+            ],
+            color: GREY,
+            thin: true,
+        },
+    ];
+    let file = "gap-by-depth.svg";
+    lines_chart(
+        &layout.results.join(file),
+        "GPT's validation loss minus the Memory Mosaic's, by depth",
+        ("layers", "gap (nats)"),
+        &lines,
+    )?;
+    writeln!(md, "\n![gap by depth]({name}/{file})")?;
+    Ok(())
 }
