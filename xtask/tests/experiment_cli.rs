@@ -263,6 +263,52 @@ fn seeds_train_each_run_at_each_seed_and_claims_are_tested_across_them() {
     common::assert_refused(&xtask(&args), "give one or more different seeds");
 }
 
+/// The recall probe on a finished experiment's models: a report row per model and length, a
+/// JSON of the numbers; before the source has run, a message that says to run it.
+#[test]
+fn the_recall_probe_reads_a_finished_experiments_checkpoints() {
+    let dir = scratch("experiment-recall");
+    let spec = tiny_experiment(&dir);
+    let recall = dir.join("probe.toml");
+    std::fs::write(
+        &recall,
+        format!(
+            "about = \"probe\"\ncpu_time = \"seconds\"\nkind = \"recall\"\n\n[recall]\n\
+             source = {:?}\nfactors = [1, 2]\nspan = 4\nwindows = 6\n",
+            spec.display().to_string()
+        ),
+    )
+    .unwrap();
+    let (out, runs) = (dir.join("results"), dir.join("runs"));
+    let args = |file: &Path| {
+        xtask(&[
+            "experiment",
+            file.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--runs-dir",
+            runs.to_str().unwrap(),
+        ])
+    };
+    common::assert_refused(&args(&recall), "run `cargo xtask experiment tiny` first");
+    assert!(args(&spec).status.success());
+    let probe = args(&recall);
+    assert!(probe.status.success(), "{}", text(&probe.stderr));
+    let report = std::fs::read_to_string(out.join("probe.md")).unwrap();
+    for part in [
+        "| tiny | Memory Mosaic | `mosaic` | 16 |",
+        "| tiny | GPT | `gpt` | 32 | cannot read it |",
+    ] {
+        assert!(report.contains(part), "`{part}` missing from:\n{report}");
+    }
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("probe/recall.json")).unwrap())
+            .unwrap();
+    assert_eq!(json.as_array().unwrap().len(), 2);
+    assert_eq!(json[0]["recall"][1]["windows"], 6);
+    assert!(out.join("probe/recall-0.svg").is_file());
+}
+
 #[test]
 fn an_unknown_experiment_is_refused_by_name() {
     let out = xtask(&["experiment", "no-such-thing"]);

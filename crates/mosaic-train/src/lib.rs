@@ -53,6 +53,7 @@ pub mod evaluate;
 pub mod metrics;
 pub mod optim;
 pub mod precision;
+pub mod recall;
 pub mod regbench;
 pub mod sample;
 pub mod schedule;

@@ -7,6 +7,7 @@ mod compare;
 mod extrapolation;
 mod plot;
 mod provenance;
+mod recall;
 mod regbench;
 mod report;
 mod results;
@@ -71,6 +72,7 @@ pub fn run(name: &str, options: &Options) -> Result<()> {
     let spec = Spec::read(&path)?;
     match spec.kind {
         Kind::Runs => runs::run(&name, &spec, options),
+        Kind::Recall => recall::run(&name, &spec, options),
         Kind::ThreeMoons => three_moons::run(options),
         Kind::Regbench => regbench::run(options),
     }

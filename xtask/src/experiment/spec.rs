@@ -3,7 +3,8 @@
 //! ```toml
 //! about = "one line for --list"
 //! cpu_time = "measured on the project's 2-core machines"
-//! kind = "runs"          # or "three-moons", "regbench" (defined in code)
+//! kind = "runs"          # or "recall" (a probe of another experiment's models, see
+//!                        # [`RecallSpec`]), "three-moons", "regbench" (defined in code)
 //!
 //! [data]                 # prepared once (`mosaic prepare`), skipped when already there
 //! dir = "data/tinystories-bpe4096"
@@ -75,12 +76,32 @@ pub struct Spec {
     pub runs: Vec<RunSpec>,
     #[serde(default)]
     pub claims: Vec<Claim>,
+    pub recall: Option<RecallSpec>,
+}
+
+/// A `recall` experiment: the in-context recall probe ([`mosaic_train::recall`]) on the best
+/// run of each model of each group of another `runs` experiment, from its checkpoints, on its
+/// test part (or validation split).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecallSpec {
+    /// The `runs` experiment whose models are probed.
+    pub source: String,
+    /// Window lengths, in training blocks.
+    pub factors: Vec<usize>,
+    /// Tokens in the repeated span.
+    pub span: usize,
+    /// Windows probed at most per length.
+    pub windows: usize,
+    #[serde(default)]
+    pub seed: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Kind {
     Runs,
+    Recall,
     ThreeMoons,
     Regbench,
 }
@@ -336,6 +357,9 @@ impl Spec {
             .with_context(|| format!("{}: cannot read", path.display()))?;
         let spec: Spec = toml::from_str(&text)
             .with_context(|| format!("{}: not an experiment", path.display()))?;
+        if spec.kind == Kind::Recall && spec.recall.is_none() {
+            bail!("{}: a `recall` experiment needs [recall]", path.display());
+        }
         if spec.kind == Kind::Runs && (spec.data.is_none() || spec.runs.is_empty()) {
             bail!(
                 "{}: a `runs` experiment needs [data] and [[runs]]",
