@@ -121,15 +121,27 @@ fn runs_table(md: &mut String, runs: &[RunResult], results: &[RunResult]) -> Res
             (true, Some(sel)) => format!("{} | {}", Stats::of(&sel).show(4), val.show(4)),
             _ => val.show(4),
         };
+        let resumed: Vec<String> = each
+            .iter()
+            .filter_map(|s| s.resumed_at)
+            .map(|at| format!("resumed at step {at}"))
+            .collect();
+        let time = match resumed.is_empty() {
+            true => format!("{:.0} s", r.train_seconds),
+            false => format!(
+                "{:.0} s ({}: its time is partial)",
+                r.train_seconds,
+                resumed.join(", ")
+            ),
+        };
         writeln!(
             md,
-            "| {} | {} | {} | {} | {:e} | {steps} | {losses} | {per_seed} | {ood} | {:.0} s | {:.0} |",
+            "| {} | {} | {} | {} | {:e} | {steps} | {losses} | {per_seed} | {ood} | {time} | {:.0} |",
             r.name,
             display(r),
             r.n_layer,
             r.params,
             r.learning_rate,
-            r.train_seconds,
             r.tokens_per_second
         )?;
     }

@@ -49,6 +49,10 @@ pub struct RunResult {
     /// the last checkpoint before it.
     #[serde(default)]
     pub diverged_at: Option<usize>,
+    /// The step its training resumed from (an interrupted run): `train_seconds` then covers
+    /// only the steps after it.
+    #[serde(default)]
+    pub resumed_at: Option<usize>,
     /// Validation losses in windows longer than the training block.
     #[serde(default)]
     pub extrapolation: Vec<Extrapolation>,

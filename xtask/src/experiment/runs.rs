@@ -61,8 +61,12 @@ pub fn run(name: &str, spec: &Spec, opts: &Options) -> Result<()> {
         let result = train_and_measure(spec, plan, &layout, &device, opts)?;
         let json = serde_json::to_vec_pretty(&result)?;
         mosaic_data::atomic::write_atomically(&layout.result(id), &json)?;
+        let what = match result.selection_loss {
+            Some(_) => "test",
+            None => "validation",
+        };
         println!(
-            "{id}: validation loss {:.4} ({} parameters, {} steps, {:.0} s)\n{}\n",
+            "{id}: {what} loss {:.4} ({} parameters, {} steps, {:.0} s)\n{}\n",
             result.val_loss, result.params, result.steps, result.train_seconds, result.sample
         );
     }
@@ -150,6 +154,7 @@ fn train_and_measure(
         false => Start::Fresh,
     };
     let mut trainer = Trainer::open(config.clone(), device, start)?;
+    let resumed_at = Some(trainer.step()).filter(|&s| s > 0);
     let name = plan.id.clone();
     let started = Instant::now();
     let outcome = trainer.run(
@@ -192,6 +197,7 @@ fn train_and_measure(
         seconds: started.elapsed().as_secs_f64(),
         summary,
         diverged_at,
+        resumed_at,
         curve: mosaic_train::metrics::curve(&metrics)?,
     };
     let measured = measure(spec, config, &model)?;
@@ -206,6 +212,8 @@ struct Training {
     seconds: f64,
     summary: Option<Summary>,
     diverged_at: Option<usize>,
+    /// The step this invocation started from, when it resumed a checkpoint.
+    resumed_at: Option<usize>,
     curve: Vec<(usize, f64, f64)>,
 }
 
@@ -242,6 +250,7 @@ impl RunResult {
             tokens_per_second: summary.map_or(0.0, |s| s.tokens_per_second),
             device: opts.device.clone(),
             diverged_at: training.diverged_at,
+            resumed_at: training.resumed_at,
             extrapolation: evaluation.extrapolation,
             inputs: Some(plan.inputs.clone()),
         }
