@@ -8,23 +8,13 @@
 //! number of tensor operations: within chunks of [`CHUNK`] steps the coefficients
 //! `prod_{j < s <= t} a_s = exp(L_t - L_j)` come from the cumulative log-decays `L` (never a
 //! ratio of small products), and the states at the chunk ends, themselves a gated scan over the
-//! chunks, carry into the next chunk. On the `flex` CPU backend, one fused operation: a
-//! sequential scan per (batch, head), whose backward pass runs the adjoint recurrence backwards,
-//! `r_t = dy_t + a_{t+1} r_{t+1}`; then `du_t = r_t` and `dlog_decay_t = a_t r_t . kbar_{t-1}`.
+//! chunks, carry into the next chunk. On the `flex` CPU backend, one fused operation
+//! ([`crate::scan_kernel`]), which runs the leaky average too.
 
-use burn::backend::autodiff::checkpoint::base::Checkpointer;
-use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
-use burn::backend::autodiff::grads::Gradients;
-use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
-use burn::backend::flex::FlexTensor;
-use burn::backend::tensor::FloatTensor;
-use burn::backend::{Autodiff, Backend, Dispatch, Flex, backend_extension};
 use burn::tensor::{Bool, Tensor};
-use rayon::prelude::*;
 
-use crate::backward::register;
 use crate::dispatch::cpu_kernels;
-use crate::matrix::{contiguous, tensor};
+use crate::scan_kernel::{Decay, fused_scan};
 
 /// Chunk length of [`gated_scan_chunked`]: the work is `O(T * CHUNK + (T / CHUNK)^2)`.
 pub const CHUNK: usize = 64;
@@ -34,10 +24,7 @@ pub const CHUNK: usize = 64;
 /// [`gated_scan_chunked`] elsewhere.
 pub fn gated_scan(u: Tensor<4>, log_decay: Tensor<4>) -> Tensor<4> {
     match cpu_kernels(&u.device(), u.dtype()) {
-        true => Tensor::from_dispatch(Dispatch::gated_scan(
-            u.into_dispatch(),
-            log_decay.into_dispatch(),
-        )),
+        true => fused_scan(u, log_decay, Decay::PerStep),
         false => gated_scan_chunked(u, log_decay),
     }
 }
@@ -127,114 +114,4 @@ fn decay_coefficients(cumulative: Tensor<4>) -> Tensor<4> {
             f32::NEG_INFINITY,
         )
         .exp()
-}
-
-#[backend_extension(Flex, Autodiff)]
-pub trait GatedScanBackend: Backend {
-    fn gated_scan(u: FloatTensor<Self>, log_decay: FloatTensor<Self>) -> FloatTensor<Self>;
-}
-
-impl GatedScanBackend for Flex {
-    fn gated_scan(u: FlexTensor, log_decay: FlexTensor) -> FlexTensor {
-        let (u, shape) = contiguous(&u);
-        let (log_decay, _) = contiguous(&log_decay);
-        let [t, hs] = [shape[2], shape[3]];
-        let (us, ls) = (u.storage::<f32>(), log_decay.storage::<f32>());
-        let mut out = vec![0.0f32; us.len()];
-        out.par_chunks_mut(t * hs)
-            .zip(us.par_chunks(t * hs))
-            .zip(ls.par_chunks(t))
-            .for_each(|((out, u), l)| {
-                let mut state = vec![0.0f32; hs];
-                for ((o, u), l) in out.chunks_exact_mut(hs).zip(u.chunks_exact(hs)).zip(l) {
-                    let a = l.exp();
-                    for ((s, o), u) in state.iter_mut().zip(o.iter_mut()).zip(u) {
-                        *s = u + a * *s;
-                        *o = *s;
-                    }
-                }
-            });
-        tensor(out, shape)
-    }
-}
-
-/// The gradients of `u` and of `log_decay` from the output `kbar` and its gradient.
-fn gated_scan_backward(
-    log_decay: FlexTensor,
-    kbar: FlexTensor,
-    grad: FlexTensor,
-) -> (FlexTensor, FlexTensor) {
-    let (kbar, shape) = contiguous(&kbar);
-    let ((grad, _), (log_decay, decay_shape)) = (contiguous(&grad), contiguous(&log_decay));
-    let [t, hs] = [shape[2], shape[3]];
-    let (ks, gs, ls) = (
-        kbar.storage::<f32>(),
-        grad.storage::<f32>(),
-        log_decay.storage::<f32>(),
-    );
-    let mut du = vec![0.0f32; ks.len()];
-    let mut dlog = vec![0.0f32; ls.len()];
-    du.par_chunks_mut(t * hs)
-        .zip(dlog.par_chunks_mut(t))
-        .enumerate()
-        .for_each(|(bh, (du, dlog))| {
-            let (k, g) = (&ks[bh * t * hs..][..t * hs], &gs[bh * t * hs..][..t * hs]);
-            let l = &ls[bh * t..][..t];
-            // r_t = dy_t + a_{t+1} r_{t+1}, with r and a_{t+1} of the step after.
-            let mut r = vec![0.0f32; hs];
-            let mut next_decay = 0.0f32;
-            for step in (0..t).rev() {
-                let at = step * hs;
-                let mut dot = 0.0f32;
-                for (i, r) in r.iter_mut().enumerate() {
-                    *r = g[at + i] + next_decay * *r;
-                    du[at + i] = *r;
-                    if step > 0 {
-                        dot += *r * k[at - hs + i];
-                    }
-                }
-                let decay = l[step].exp();
-                dlog[step] = decay * dot;
-                next_decay = decay;
-            }
-        });
-    (tensor(du, shape), tensor(dlog, decay_shape))
-}
-
-impl<C: CheckpointStrategy> GatedScanBackend for Autodiff<Flex, C> {
-    fn gated_scan(u: FloatTensor<Self>, log_decay: FloatTensor<Self>) -> FloatTensor<Self> {
-        #[derive(Debug)]
-        struct GatedScan;
-
-        impl Backward<Flex, 2> for GatedScan {
-            /// The log-decays and the output.
-            type State = [FlexTensor; 2];
-
-            fn backward(
-                self,
-                ops: Ops<Self::State, 2>,
-                grads: &mut Gradients,
-                _: &mut Checkpointer,
-            ) {
-                let [log_decay, kbar] = ops.state;
-                let grad = grads.consume::<Flex>(&ops.node);
-                let (du, dlog) = gated_scan_backward(log_decay, kbar, grad);
-                register!(Flex, ops.parents, [du, dlog], grads);
-            }
-        }
-
-        let (u, u_node) = u.into_parts();
-        let (log_decay, decay_node) = log_decay.into_parts();
-        match GatedScan
-            .prepare::<C>([u_node, decay_node])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(prep) => {
-                let kbar = Flex::gated_scan(u, log_decay.clone());
-                prep.finish([log_decay, kbar.clone()], kbar)
-            }
-            OpsKind::UnTracked(prep) => prep.finish(Flex::gated_scan(u, log_decay)),
-        }
-    }
 }

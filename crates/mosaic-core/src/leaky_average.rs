@@ -3,15 +3,18 @@
 //! `kbar_t = (1 - lambda) * sum_{j<=t} lambda^(t-j) u_j`, i.e. the recurrence
 //! `kbar_t = lambda * kbar_{t-1} + (1 - lambda) * u_t`, with `lambda_h = exp(-b_h)` per head.
 //! The reference builds the full `T x T` matrix of coefficients; [`leaky_average`] computes the
-//! same numbers in O(T) as the [`gated_scan`] of `(1 - lambda) u` with the constant log-decay
-//! `-b`, and [`leaky_average_quadratic`] keeps the matrix form as the test oracle.
+//! same numbers in O(T) as the gated scan ([`crate::gated_scan`]) of `(1 - lambda) u` with the
+//! constant log-decay `-b`, and [`leaky_average_quadratic`] keeps the matrix form as the test
+//! oracle.
 
 use burn::module::{Module, Param};
 use burn::tensor::{Bool, Device, Tensor, TensorData};
 
 use crate::EXP_PARAM_SCALE;
-use crate::gated_scan::{gated_scan, gated_scan_chunked, gated_step};
+use crate::dispatch::cpu_kernels;
+use crate::gated_scan::{gated_scan_chunked, gated_step};
 use crate::heads::{linspace, per_head};
+use crate::scan_kernel::{Decay, fused_scan};
 use crate::weights::Weights;
 
 /// Leaky average with a learned per-head decay `b_h = 10 |theta_h|`.
@@ -59,10 +62,12 @@ impl LeakyAverage {
 }
 
 /// The leaky average of `u` `(B, H, T, hs)` with per-head decay rates `decay` `(H,)`, in O(T):
-/// the [`gated_scan`] (fused on the CPU backend, chunked elsewhere) with a constant decay.
+/// the gated scan with a constant decay (fused on the CPU backend, chunked elsewhere).
 pub fn leaky_average(u: Tensor<4>, decay: Tensor<1>) -> Tensor<4> {
-    let (u, log_decay) = as_gated(u, decay);
-    gated_scan(u, log_decay)
+    match cpu_kernels(&u.device(), u.dtype()) {
+        true => fused_scan(u, decay, Decay::Leaky),
+        false => leaky_average_chunked(u, decay),
+    }
 }
 
 /// [`leaky_average`] through the chunked tensor form on every backend, for tests and benchmarks.

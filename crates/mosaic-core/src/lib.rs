@@ -45,6 +45,7 @@ mod matrix;
 mod persistent_memory;
 pub mod retrieval;
 mod row_kernels;
+mod scan_kernel;
 mod softmax;
 mod swiglu;
 mod value_features;

@@ -1,0 +1,228 @@
+//! The keys' scan, `kbar_t = a_t kbar_{t-1} + g_t u_t`, as one operation with its own backward
+//! pass on the `flex` CPU backend: a sequential scan per (batch, head), O(T) work and one pass
+//! over memory each way. It takes the decay in either of the two forms the memories use:
+//!
+//! - [`Decay::PerStep`]: v2's gated keys, a log-decay for every step (`a_t = exp(l_t)`) and no
+//!   gain (`g_t = 1`, the input gate is already in `u`): `dl_t = a_t r_t . kbar_{t-1}`;
+//! - [`Decay::Leaky`]: v1's leaky average, a rate per head (`a = lambda = exp(-b)`) and the
+//!   tied gain `g = 1 - lambda`: `db = -lambda sum_t r_t . (kbar_{t-1} - u_t)`, summed in f64.
+//!
+//! Both run the adjoint recurrence backwards, `r_t = dy_t + a_{t+1} r_{t+1}`, and
+//! `du_t = g_t r_t`. The leaky form is the gated one with a constant decay; it is kept apart
+//! only in how the decay's gradient is summed, so that a leaky average trains to the same
+//! bits whichever way it is called.
+
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::flex::FlexTensor;
+use burn::backend::tensor::FloatTensor;
+use burn::backend::{Autodiff, Backend, Dispatch, Flex, backend_extension};
+use burn::tensor::Tensor;
+use rayon::prelude::*;
+
+use crate::backward::register;
+use crate::matrix::{contiguous, tensor};
+
+/// How the decay of [`fused_scan`] is given.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Decay {
+    /// `(B, H, T, 1)` log-decays, gain 1.
+    PerStep,
+    /// `(H,)` rates `b`, `lambda = exp(-b)`, gain `1 - lambda`.
+    Leaky,
+}
+
+/// The scan of `u` `(B, H, T, hs)` with `decay` as `form` says; only where
+/// [`crate::dispatch::cpu_kernels`] says so.
+pub fn fused_scan<const D: usize>(u: Tensor<4>, decay: Tensor<D>, form: Decay) -> Tensor<4> {
+    Tensor::from_dispatch(Dispatch::key_scan(
+        u.into_dispatch(),
+        decay.into_dispatch(),
+        form == Decay::Leaky,
+    ))
+}
+
+#[backend_extension(Flex, Autodiff)]
+pub trait ScanBackend: Backend {
+    /// `leaky`: `decay` holds per-head rates ([`Decay::Leaky`]), else per-step log-decays.
+    fn key_scan(u: FloatTensor<Self>, decay: FloatTensor<Self>, leaky: bool) -> FloatTensor<Self>;
+}
+
+/// The decay and gain of each step of one (batch, head).
+#[derive(Clone, Copy)]
+enum Steps<'a> {
+    Logs(&'a [f32]),
+    Constant { decay: f32, gain: f32 },
+}
+
+impl Steps<'_> {
+    fn of(decay: &[f32], leaky: bool, bh: usize, t: usize) -> Steps<'_> {
+        match leaky {
+            true => {
+                let lambda = (-decay[bh % decay.len()]).exp();
+                Steps::Constant {
+                    decay: lambda,
+                    gain: 1.0 - lambda,
+                }
+            }
+            false => Steps::Logs(&decay[bh * t..(bh + 1) * t]),
+        }
+    }
+
+    /// `(a_t, g_t)`.
+    fn at(self, step: usize) -> (f32, f32) {
+        match self {
+            Steps::Logs(l) => (l[step].exp(), 1.0),
+            Steps::Constant { decay, gain } => (decay, gain),
+        }
+    }
+}
+
+impl ScanBackend for Flex {
+    fn key_scan(u: FlexTensor, decay: FlexTensor, leaky: bool) -> FlexTensor {
+        let (u, shape) = contiguous(&u);
+        let (decay, _) = contiguous(&decay);
+        let [t, hs] = [shape[2], shape[3]];
+        let (us, ds) = (u.storage::<f32>(), decay.storage::<f32>());
+        let mut out = vec![0.0f32; us.len()];
+        out.par_chunks_mut(t * hs)
+            .zip(us.par_chunks(t * hs))
+            .enumerate()
+            .for_each(|(bh, (out, u))| {
+                let steps = Steps::of(ds, leaky, bh, t);
+                let mut state = vec![0.0f32; hs];
+                for (step, (o, u)) in out.chunks_exact_mut(hs).zip(u.chunks_exact(hs)).enumerate() {
+                    let (a, g) = steps.at(step);
+                    for ((s, o), u) in state.iter_mut().zip(o.iter_mut()).zip(u) {
+                        *s = a * *s + g * u;
+                        *o = *s;
+                    }
+                }
+            });
+        tensor(out, shape)
+    }
+}
+
+/// One (batch, head) backwards over `t` steps of `hs` features: writes `du`, and each step's
+/// `dl_t` into `dlog` (per-step decays), or returns `sum_t r_t . (kbar_{t-1} - u_t)` in f64
+/// (leaky).
+fn adjoint(
+    steps: Steps,
+    [u, k, dy]: [&[f32]; 3],
+    du: &mut [f32],
+    mut dlog: Option<&mut [f32]>,
+    hs: usize,
+) -> f64 {
+    let t = du.len() / hs;
+    let leaky = dlog.is_none();
+    let mut r = vec![0.0f32; hs];
+    let mut total = 0.0f64;
+    for step in (0..t).rev() {
+        let (a, g) = steps.at(step);
+        let next = if step + 1 < t {
+            steps.at(step + 1).0
+        } else {
+            0.0
+        };
+        let at = step * hs;
+        let mut dot = 0.0f32;
+        for (i, r) in r.iter_mut().enumerate() {
+            *r = dy[at + i] + next * *r;
+            du[at + i] = g * *r;
+            let before = if step > 0 { k[at - hs + i] } else { 0.0 };
+            dot += *r * if leaky { before - u[at + i] } else { before };
+        }
+        match dlog.as_deref_mut() {
+            Some(d) => d[step] = a * dot,
+            None => total += dot as f64,
+        }
+    }
+    total
+}
+
+/// The gradients of `u` and of `decay` from the inputs, the output `kbar` and its gradient.
+fn key_scan_backward(
+    [u, decay, kbar, grad]: [&FlexTensor; 4],
+    leaky: bool,
+) -> (FlexTensor, FlexTensor) {
+    let (kbar, shape) = contiguous(kbar);
+    let ((grad, _), (decay, decay_shape)) = (contiguous(grad), contiguous(decay));
+    let (u, _) = contiguous(u);
+    let [t, hs] = [shape[2], shape[3]];
+    let (us, ks, gs, ds) = (
+        u.storage::<f32>(),
+        kbar.storage::<f32>(),
+        grad.storage::<f32>(),
+        decay.storage::<f32>(),
+    );
+    let mut du = vec![0.0f32; ks.len()];
+    let mut dd = vec![0.0f32; ds.len()];
+    let slices = |bh: usize| {
+        let at = bh * t * hs..(bh + 1) * t * hs;
+        [&us[at.clone()], &ks[at.clone()], &gs[at]]
+    };
+    if leaky {
+        // d lambda of each (batch, head), summed per head below: db = -lambda d lambda.
+        let partial: Vec<f64> = du
+            .par_chunks_mut(t * hs)
+            .enumerate()
+            .map(|(bh, du)| adjoint(Steps::of(ds, true, bh, t), slices(bh), du, None, hs))
+            .collect();
+        let h = ds.len();
+        for (bh, dl) in partial.iter().enumerate() {
+            let lambda = (-ds[bh % h]).exp();
+            dd[bh % h] += (-(lambda as f64) * dl) as f32;
+        }
+    } else {
+        du.par_chunks_mut(t * hs)
+            .zip(dd.par_chunks_mut(t))
+            .enumerate()
+            .for_each(|(bh, (du, dlog))| {
+                adjoint(Steps::of(ds, false, bh, t), slices(bh), du, Some(dlog), hs);
+            });
+    }
+    (tensor(du, shape), tensor(dd, decay_shape))
+}
+
+impl<C: CheckpointStrategy> ScanBackend for Autodiff<Flex, C> {
+    fn key_scan(u: FloatTensor<Self>, decay: FloatTensor<Self>, leaky: bool) -> FloatTensor<Self> {
+        #[derive(Debug)]
+        struct KeyScan;
+
+        impl Backward<Flex, 2> for KeyScan {
+            /// The input (leaky form), the decay, the output and the decay's form.
+            type State = ([FlexTensor; 3], bool);
+
+            fn backward(
+                self,
+                ops: Ops<Self::State, 2>,
+                grads: &mut Gradients,
+                _: &mut Checkpointer,
+            ) {
+                let ([u, decay, kbar], leaky) = ops.state;
+                let grad = grads.consume::<Flex>(&ops.node);
+                let (du, dd) = key_scan_backward([&u, &decay, &kbar, &grad], leaky);
+                register!(Flex, ops.parents, [du, dd], grads);
+            }
+        }
+
+        let (u, u_node) = u.into_parts();
+        let (decay, decay_node) = decay.into_parts();
+        match KeyScan
+            .prepare::<C>([u_node, decay_node])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let kbar = Flex::key_scan(u.clone(), decay.clone(), leaky);
+                // The per-step form needs no `u`: keep the output in its place rather than
+                // holding on to the input.
+                let u = if leaky { u } else { kbar.clone() };
+                prep.finish(([u, decay, kbar.clone()], leaky), kbar)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(Flex::key_scan(u, decay, leaky)),
+        }
+    }
+}
