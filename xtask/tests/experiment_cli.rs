@@ -31,6 +31,19 @@ fn list_names_every_experiment_with_its_time() {
     assert!(stdout.matches("expected time:").count() >= 6, "{stdout}");
 }
 
+/// `experiment SPEC --out OUT --runs-dir RUNS`.
+fn experiment_args(spec: &Path, out: &Path, runs: &Path) -> Vec<String> {
+    let path = |p: &Path| p.to_str().unwrap().to_string();
+    vec![
+        "experiment".into(),
+        path(spec),
+        "--out".into(),
+        path(out),
+        "--runs-dir".into(),
+        path(runs),
+    ]
+}
+
 /// Two tiny models on tiny-shakespeare by character, a few steps each.
 fn tiny_experiment(dir: &Path) -> std::path::PathBuf {
     let model = |kind: &str| match kind {
@@ -74,14 +87,8 @@ fn a_tiny_experiment_writes_its_results_and_reruns_only_what_is_missing() {
     let dir = scratch("experiment");
     let spec = tiny_experiment(&dir);
     let (out, runs) = (dir.join("results"), dir.join("runs"));
-    let args = [
-        "experiment",
-        spec.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--runs-dir",
-        runs.to_str().unwrap(),
-    ];
+    let args = experiment_args(&spec, &out, &runs);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let first = xtask(&args);
     assert!(first.status.success(), "{}", text(&first.stderr));
     let results = out.join("tiny");
@@ -177,14 +184,8 @@ fn seeds_train_each_run_at_each_seed_and_claims_are_tested_across_them() {
         .replace("[[claims]]", &format!("{slow}[[claims]]"));
     std::fs::write(&spec, seeded).unwrap();
     let (out, runs) = (dir.join("results"), dir.join("runs"));
-    let args = [
-        "experiment",
-        spec.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--runs-dir",
-        runs.to_str().unwrap(),
-    ];
+    let args = experiment_args(&spec, &out, &runs);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let first = xtask(&args);
     assert!(first.status.success(), "{}", text(&first.stderr));
     let (one, two) = (

@@ -6,21 +6,25 @@ use mosaic_data::TokenFile;
 use mosaic_models::{GptConfig, LanguageModel, MemoryMosaicConfig};
 use mosaic_train::evaluate::{losses, sliding_losses};
 
+/// One layer, 2 heads, width 16, vocabulary 30.
+fn tiny_gpt(block_size: usize) -> GptConfig {
+    GptConfig {
+        vocab_size: 30,
+        n_layer: 1,
+        n_head: 2,
+        n_embd: 16,
+        block_size,
+        dropout: 0.0,
+    }
+}
+
 #[test]
 fn sliding_losses_equal_each_read_scored_on_its_own() {
     let device = Device::flex();
     device.seed(5);
     let block = 8;
-    let gpt = GptConfig {
-        vocab_size: 30,
-        n_layer: 1,
-        n_head: 2,
-        n_embd: 16,
-        block_size: block,
-        dropout: 0.0,
-    };
     let models = [
-        LanguageModel::Gpt(gpt.init(&device)),
+        LanguageModel::Gpt(tiny_gpt(block).init(&device)),
         LanguageModel::MemoryMosaic(MemoryMosaicConfig::new(30, 1, 2, 16, block).init(&device)),
     ];
     let ids: Vec<u32> = (0..101u32).map(|i| (i * 7 + i * i) % 30).collect();
@@ -94,17 +98,7 @@ fn recall_probe_scores_the_copy_as_the_model_reads_it() {
     );
     assert!(r.whole.is_some() && r.last_block.is_finite());
     // GPT cannot read two blocks: whole is None, the last block still reads.
-    let gpt = LanguageModel::Gpt(
-        GptConfig {
-            vocab_size: 30,
-            n_layer: 1,
-            n_head: 2,
-            n_embd: 16,
-            block_size: block,
-            dropout: 0.0,
-        }
-        .init(&device),
-    );
+    let gpt = LanguageModel::Gpt(tiny_gpt(block).init(&device));
     let g = recall_probe(&gpt, &tokens, &opts).unwrap();
     assert!(g.whole.is_none() && g.last_block.is_finite() && g.unrepeated.is_finite());
 }
