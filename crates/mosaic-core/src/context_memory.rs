@@ -163,18 +163,20 @@ impl ContextMemoryConfig {
 
 impl ContextMemory {
     /// The official parameters under `prefix` (`blocks.{i}.attn.`).
-    pub fn load<W: Weights>(&mut self, weights: &W, prefix: &str) -> Result<(), W::Error> {
+    pub fn visit_official<W: Weights>(
+        &mut self,
+        weights: &W,
+        prefix: &str,
+    ) -> Result<(), W::Error> {
         let p = |name: &str| format!("{prefix}{name}");
-        self.key.load(weights, prefix)?;
-        self.value.load(
+        self.key.visit_official(weights, prefix)?;
+        self.value.visit_official(
             weights,
             &p("v_featurizer.linear.weight"),
             &p("v_featurizer.coef"),
             &p("value_beta"),
         )?;
-        let [d_in, d_out] = self.c_proj.dims();
-        self.c_proj = weights.linear(&p("c_proj.weight"), d_out, d_in)?;
-        Ok(())
+        weights.linear(&p("c_proj.weight"), &mut self.c_proj)
     }
 
     /// The key extractor, which holds the leaky average (or the gates) and, in v1, the kernel

@@ -98,17 +98,23 @@ impl KeyFeatures {
         }
     }
 
-    /// The official parameters of the memory unit under `prefix`: its key map
+    /// The official parameters of the memory unit under `prefix` ([`Weights`]): its key map
     /// `k_featurizer.conv.weight` (a kernel-size-1 convolution), the leaky average's
     /// `leaky_key_beta` and the bandwidth's `kernel_beta`.
-    pub fn load<W: Weights>(&mut self, weights: &W, prefix: &str) -> Result<(), W::Error> {
-        let [d_in, d_out] = self.weight.dims();
-        self.weight = weights.conv1(&format!("{prefix}k_featurizer.conv.weight"), d_out, d_in)?;
+    pub fn visit_official<W: Weights>(
+        &mut self,
+        weights: &W,
+        prefix: &str,
+    ) -> Result<(), W::Error> {
+        weights.conv1(
+            &format!("{prefix}k_featurizer.conv.weight"),
+            &mut self.weight,
+        )?;
         if let Some(leaky) = &mut self.leaky {
-            leaky.load(weights, &format!("{prefix}leaky_key_beta"))?;
+            leaky.visit_official(weights, &format!("{prefix}leaky_key_beta"))?;
         }
         if let Some(kappa) = &mut self.kappa {
-            *kappa = weights.param(&format!("{prefix}kernel_beta"), kappa.dims())?;
+            weights.param(&format!("{prefix}kernel_beta"), kappa)?;
         }
         Ok(())
     }

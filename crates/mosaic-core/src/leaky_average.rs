@@ -37,10 +37,9 @@ impl LeakyAverage {
         }
     }
 
-    /// `theta` from the official parameter `name` (`leaky_key_beta`).
-    pub fn load<W: Weights>(&mut self, weights: &W, name: &str) -> Result<(), W::Error> {
-        self.theta = weights.param(name, self.theta.dims())?;
-        Ok(())
+    /// `theta` as the official parameter `name` (`leaky_key_beta`).
+    pub fn visit_official<W: Weights>(&mut self, weights: &W, name: &str) -> Result<(), W::Error> {
+        weights.param(name, &mut self.theta)
     }
 
     /// The decay rates `b_h = 10 |theta_h|`, shape `(H,)`.

@@ -78,22 +78,17 @@ impl PersistentMemoryConfig {
 impl PersistentMemory {
     /// The official parameters under `prefix` (`blocks.{i}.pmem.`); bank `j` of the keys is
     /// `pmem.M_k{j}`, `(1, H, pmem_size, hs)`, and of the values `pmem.M_v{j}`.
-    pub fn load<W: Weights>(&mut self, weights: &W, prefix: &str) -> Result<(), W::Error> {
+    pub fn visit_official<W: Weights>(
+        &mut self,
+        weights: &W,
+        prefix: &str,
+    ) -> Result<(), W::Error> {
         let p = |name: &str| format!("{prefix}{name}");
-        self.key.load(weights, prefix)?;
-        self.nu = weights.param(&p("value_beta"), self.nu.dims())?;
-        let [count, h, size, hs] = self.bank_keys.dims();
-        let bank = |name: &str| -> Result<Param<Tensor<4>>, W::Error> {
-            let banks = (0..count)
-                .map(|j| weights.tensor(&p(&format!("{name}{j}")), [1, h, size, hs]))
-                .collect::<Result<Vec<_>, _>>()?;
-            Ok(Param::from_tensor(Tensor::cat(banks, 0)))
-        };
-        self.bank_keys = bank("pmem.M_k")?;
-        self.bank_values = bank("pmem.M_v")?;
-        let [d_in, d_out] = self.c_proj.dims();
-        self.c_proj = weights.linear(&p("c_proj.weight"), d_out, d_in)?;
-        Ok(())
+        self.key.visit_official(weights, prefix)?;
+        weights.param(&p("value_beta"), &mut self.nu)?;
+        weights.banks(&|j| p(&format!("pmem.M_k{j}")), &mut self.bank_keys)?;
+        weights.banks(&|j| p(&format!("pmem.M_v{j}")), &mut self.bank_values)?;
+        weights.linear(&p("c_proj.weight"), &mut self.c_proj)
     }
 
     /// The key extractor.

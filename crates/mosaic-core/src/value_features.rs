@@ -50,18 +50,16 @@ impl ValueFeatures {
 
     /// The official parameters: `linear` the value map, `coef` the mix `c_h`, `beta` the
     /// `value_beta`.
-    pub fn load<W: Weights>(
+    pub fn visit_official<W: Weights>(
         &mut self,
         weights: &W,
         linear: &str,
         coef: &str,
         beta: &str,
     ) -> Result<(), W::Error> {
-        let [d_in, d_out] = self.weight.dims();
-        self.weight = weights.linear(linear, d_out, d_in)?;
-        self.mix = weights.param(coef, self.mix.dims())?;
-        self.nu = weights.param(beta, self.nu.dims())?;
-        Ok(())
+        weights.linear(linear, &mut self.weight)?;
+        weights.param(coef, &mut self.mix)?;
+        weights.param(beta, &mut self.nu)
     }
 
     /// The mix `c_h` of the present step against the next, shape `(H,)`.

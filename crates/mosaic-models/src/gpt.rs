@@ -37,19 +37,14 @@ pub(crate) struct GptBlock {
 
 impl GptBlock {
     /// nanoGPT's parameters under `prefix` (`transformer.h.{i}.`).
-    fn load<W: Weights>(&mut self, weights: &W, prefix: &str) -> Result<(), W::Error> {
+    fn visit_official<W: Weights>(&mut self, weights: &W, prefix: &str) -> Result<(), W::Error> {
         let p = |name: &str| format!("{prefix}{name}");
-        let linear = |w: &Param<Tensor<2>>, name: &str| {
-            let [d_in, d_out] = w.dims();
-            weights.linear(&p(name), d_out, d_in)
-        };
-        self.ln_1.load(weights, &p("ln_1.weight"))?;
-        self.c_attn = linear(&self.c_attn, "attn.c_attn.weight")?;
-        self.attn_proj = linear(&self.attn_proj, "attn.c_proj.weight")?;
-        self.ln_2.load(weights, &p("ln_2.weight"))?;
-        self.c_fc = linear(&self.c_fc, "mlp.c_fc.weight")?;
-        self.mlp_proj = linear(&self.mlp_proj, "mlp.c_proj.weight")?;
-        Ok(())
+        self.ln_1.visit_official(weights, &p("ln_1.weight"))?;
+        weights.linear(&p("attn.c_attn.weight"), &mut self.c_attn)?;
+        weights.linear(&p("attn.c_proj.weight"), &mut self.attn_proj)?;
+        self.ln_2.visit_official(weights, &p("ln_2.weight"))?;
+        weights.linear(&p("mlp.c_fc.weight"), &mut self.c_fc)?;
+        weights.linear(&p("mlp.c_proj.weight"), &mut self.mlp_proj)
     }
 
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
@@ -189,17 +184,13 @@ impl Gpt {
     /// nanoGPT's parameters (`transformer.h.{i}.*`, `transformer.wpe.weight`,
     /// `transformer.ln_f.weight`, and the tied embedding as `transformer.wte.weight` or
     /// `lm_head.weight`).
-    pub fn load<W: Weights>(&mut self, weights: &W) -> Result<(), W::Error> {
+    pub fn visit_official<W: Weights>(&mut self, weights: &W) -> Result<(), W::Error> {
         for (i, block) in self.blocks.iter_mut().enumerate() {
-            block.load(weights, &format!("transformer.h.{i}."))?;
+            block.visit_official(weights, &format!("transformer.h.{i}."))?;
         }
-        let name = match weights.contains("transformer.wte.weight") {
-            true => "transformer.wte.weight",
-            false => "lm_head.weight",
-        };
-        self.wte = weights.param(name, self.wte.dims())?;
-        self.wpe = weights.param("transformer.wpe.weight", self.wpe.dims())?;
-        self.ln_f.load(weights, "transformer.ln_f.weight")
+        weights.tied(["transformer.wte.weight", "lm_head.weight"], &mut self.wte)?;
+        weights.param("transformer.wpe.weight", &mut self.wpe)?;
+        self.ln_f.visit_official(weights, "transformer.ln_f.weight")
     }
 
     pub fn block_size(&self) -> usize {

@@ -19,10 +19,9 @@ impl LayerNorm {
         }
     }
 
-    /// The gain from the official parameter `name`.
-    pub fn load<W: Weights>(&mut self, weights: &W, name: &str) -> Result<(), W::Error> {
-        self.gain = weights.param(name, self.gain.dims())?;
-        Ok(())
+    /// The gain as the official parameter `name`.
+    pub fn visit_official<W: Weights>(&mut self, weights: &W, name: &str) -> Result<(), W::Error> {
+        weights.param(name, &mut self.gain)
     }
 
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {

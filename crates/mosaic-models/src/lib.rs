@@ -23,6 +23,7 @@
 
 mod config;
 mod device;
+mod export;
 mod gpt;
 mod layer_norm;
 mod loss;
@@ -34,6 +35,7 @@ mod toy;
 
 pub use config::{ConfigError, GptConfig, MemoryMosaicConfig};
 pub use device::{DEVICE_ENV, DeviceError, describe, device_from_name};
+pub use export::{EXPORT_CONFIG, EXPORT_WEIGHTS, ExportError, export_official};
 pub use gpt::{Gpt, GptCache};
 pub use loss::{cross_entropy, cross_entropy_per_token};
 pub use memory_mosaic::{LayerHeads, MemoryMosaic, MosaicCache};

@@ -323,21 +323,23 @@ fn floats<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<f32>, D::Error> 
 impl MemoryMosaic {
     /// The official parameters (`blocks.{i}.attn.*`, `blocks.{i}.pmem.*`, `ln_out.weight`,
     /// and the tied embedding as `emb.weight` or `head.weight`).
-    pub fn load<W: Weights>(&mut self, weights: &W) -> Result<(), W::Error> {
+    pub fn visit_official<W: Weights>(&mut self, weights: &W) -> Result<(), W::Error> {
         for (i, block) in self.blocks.iter_mut().enumerate() {
-            block.ln1.load(weights, &format!("blocks.{i}.ln1.weight"))?;
-            block.ln2.load(weights, &format!("blocks.{i}.ln2.weight"))?;
-            block.attn.load(weights, &format!("blocks.{i}.attn."))?;
+            block
+                .ln1
+                .visit_official(weights, &format!("blocks.{i}.ln1.weight"))?;
+            block
+                .ln2
+                .visit_official(weights, &format!("blocks.{i}.ln2.weight"))?;
+            block
+                .attn
+                .visit_official(weights, &format!("blocks.{i}.attn."))?;
             if let Some(pmem) = &mut block.pmem {
-                pmem.load(weights, &format!("blocks.{i}.pmem."))?;
+                pmem.visit_official(weights, &format!("blocks.{i}.pmem."))?;
             }
         }
-        let name = match weights.contains("emb.weight") {
-            true => "emb.weight",
-            false => "head.weight",
-        };
-        self.emb = weights.param(name, self.emb.dims())?;
-        self.ln_out.load(weights, "ln_out.weight")
+        weights.tied(["emb.weight", "head.weight"], &mut self.emb)?;
+        self.ln_out.visit_official(weights, "ln_out.weight")
     }
 
     /// Per-head scalars of every layer.

@@ -7,6 +7,7 @@
 
 use std::path::{Path, PathBuf};
 
+use burn::module::Param;
 use burn::tensor::{Device, Tensor};
 use mosaic_core::Weights;
 use serde_json::Value;
@@ -156,7 +157,7 @@ fn load_mosaic(
         )
     };
     let mut model = config.init(device);
-    model.load(&OnDevice { file, device })?;
+    model.visit_official(&OnDevice { file, device })?;
     Ok(model)
 }
 
@@ -174,28 +175,61 @@ fn load_gpt(file: &TensorFile, meta: &Meta, device: &Device) -> Result<Gpt, Offi
         dropout: 0.0,
     };
     let mut model = config.init(device);
-    model.load(&OnDevice { file, device })?;
+    model.visit_official(&OnDevice { file, device })?;
     Ok(model)
 }
 
-/// A file's tensors, read onto `device`.
+/// A file's tensors, read onto `device`: each parameter visited is replaced by the tensor of
+/// its name, of the parameter's shape (in PyTorch's layout).
 struct OnDevice<'a> {
     file: &'a TensorFile,
     device: &'a Device,
 }
 
-impl Weights for OnDevice<'_> {
-    type Error = OfficialError;
-
-    fn contains(&self, name: &str) -> bool {
-        self.file.contains(name)
-    }
-
-    fn tensor<const D: usize>(
+impl OnDevice<'_> {
+    fn read<const D: usize>(
         &self,
         name: &str,
         shape: [usize; D],
     ) -> Result<Tensor<D>, OfficialError> {
         Ok(self.file.float(name, shape, self.device)?)
+    }
+}
+
+impl Weights for OnDevice<'_> {
+    type Error = OfficialError;
+
+    fn param<const D: usize>(
+        &self,
+        name: &str,
+        p: &mut Param<Tensor<D>>,
+    ) -> Result<(), OfficialError> {
+        *p = Param::from_tensor(self.read(name, p.dims())?);
+        Ok(())
+    }
+
+    fn linear(&self, name: &str, p: &mut Param<Tensor<2>>) -> Result<(), OfficialError> {
+        let [d_in, d_out] = p.dims();
+        *p = Param::from_tensor(self.read(name, [d_out, d_in])?.transpose());
+        Ok(())
+    }
+
+    fn conv1(&self, name: &str, p: &mut Param<Tensor<2>>) -> Result<(), OfficialError> {
+        let [d_in, d_out] = p.dims();
+        let w = self.read(name, [d_out, d_in, 1])?;
+        *p = Param::from_tensor(w.reshape([d_out, d_in]).transpose());
+        Ok(())
+    }
+
+    fn tied<const D: usize>(
+        &self,
+        names: [&str; 2],
+        p: &mut Param<Tensor<D>>,
+    ) -> Result<(), OfficialError> {
+        let name = match self.file.contains(names[0]) {
+            true => names[0],
+            false => names[1],
+        };
+        self.param(name, p)
     }
 }

@@ -319,3 +319,73 @@ fn every_option_has_help_text() {
         }
     }
 }
+
+/// `mosaic export` writes what the official loader reads: loaded back, the same logits to the
+/// bit, for both models; a v2 checkpoint is refused with a message.
+#[test]
+fn export_writes_what_the_official_loader_reads() {
+    use burn::tensor::{Device, Int, Tensor, TensorData};
+    use mosaic_models::load_official;
+    use mosaic_train::Checkpoint;
+
+    let dir = scratch("export");
+    let data = shakespeare(&dir);
+    let device = Device::flex();
+    let ids = Tensor::<2, Int>::from_data(
+        TensorData::new(
+            (0..16).map(|i| (i * 5 + 1) % 60).collect::<Vec<i64>>(),
+            [1, 16],
+        ),
+        &device,
+    );
+    let logits = |m: &mosaic_models::LanguageModel| {
+        m.forward(ids.clone())
+            .unwrap()
+            .logits
+            .into_data()
+            .try_to_vec_as::<f32>()
+            .unwrap()
+    };
+    for kind in ["mosaic", "gpt"] {
+        let sub = dir.join(kind);
+        std::fs::create_dir_all(&sub).unwrap();
+        let config = config_file(&sub, &data, kind, "");
+        ok(train(&config, &["train.max_iters=4"], &[]));
+        let (run, out) = (sub.join("run"), sub.join("official"));
+        let o = ok(mosaic(&[
+            "export",
+            "--checkpoint",
+            run.to_str().unwrap(),
+            "--format",
+            "official",
+            "--out",
+            out.to_str().unwrap(),
+        ]));
+        assert!(
+            stdout(&o).contains("model.safetensors and config.json"),
+            "{}",
+            stdout(&o)
+        );
+        let ours = Checkpoint::open(&run, &device).unwrap();
+        let back = load_official(out.join("model.safetensors"), &device).unwrap();
+        assert_eq!(logits(ours.model()), logits(&back), "{kind}");
+    }
+    let v2 = dir.join("v2");
+    std::fs::create_dir_all(&v2).unwrap();
+    let config = config_file(&v2, &data, "mosaic", "");
+    ok(train(
+        &config,
+        &["train.max_iters=2", "model.gated_keys=true"],
+        &[],
+    ));
+    refused(
+        &[
+            "export",
+            "--checkpoint",
+            v2.join("run").to_str().unwrap(),
+            "--out",
+            v2.join("official").to_str().unwrap(),
+        ],
+        "implements v1 only",
+    );
+}

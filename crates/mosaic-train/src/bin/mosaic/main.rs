@@ -2,6 +2,7 @@
 //! what they compute is the `mosaic-train` library's.
 
 mod eval;
+mod export;
 mod progress;
 mod sample;
 mod train;
@@ -93,6 +94,8 @@ enum Command {
     Eval(eval::EvalArgs),
     /// Generate text from a checkpoint, printing tokens as they come.
     Sample(sample::SampleArgs),
+    /// Write a checkpoint in the official PyTorch code's format (v1 Memory Mosaics and GPT).
+    Export(export::ExportArgs),
 }
 
 fn main() -> ExitCode {
@@ -136,6 +139,7 @@ fn run(cli: Cli) -> Result<()> {
         } => train::train(&config, &overrides, &device, resume, cli.quiet),
         Command::Eval(args) => eval::eval(&args),
         Command::Sample(args) => sample::sample(&args),
+        Command::Export(args) => export::export(&args),
     }
 }
 
