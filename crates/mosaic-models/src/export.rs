@@ -148,10 +148,13 @@ fn gpt_config(c: &GptConfig) -> (Value, Value) {
     (metadata, constructor)
 }
 
-/// Records each parameter visited, in PyTorch's layout: `(name, shape, values)`.
+/// A tensor as the file holds it: name, shape, values.
+type Named = (String, Vec<usize>, Vec<f32>);
+
+/// Records each parameter visited, in PyTorch's layout.
 #[derive(Default)]
 struct Recorder {
-    tensors: RefCell<Vec<(String, Vec<usize>, Vec<f32>)>>,
+    tensors: RefCell<Vec<Named>>,
 }
 
 impl Recorder {
