@@ -4,6 +4,7 @@ mod bench;
 mod experiment;
 mod reference;
 mod regbench;
+mod screenshot;
 
 use std::process::ExitCode;
 
@@ -53,6 +54,13 @@ enum Task {
         #[arg(long, default_value_t = 0)]
         seed: u64,
     },
+    /// Regenerate the README's picture of `mosaic explain` from the quickstart model, through
+    /// headless Chromium.
+    Screenshot {
+        /// The picture to write.
+        #[arg(long, default_value = "docs/images/explain.png")]
+        out: std::path::PathBuf,
+    },
     /// Reproduce a paper experiment; `--list` shows them with their expected CPU time.
     Experiment {
         /// Experiment name (see --list), or the path of an experiment file.
@@ -87,6 +95,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Task::Bench(what) => exit_code(bench::run(what)),
+        Task::Screenshot { out } => exit_code(screenshot::run(&out)),
     }
 }
 

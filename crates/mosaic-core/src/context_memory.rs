@@ -308,3 +308,48 @@ impl ContextMemory {
         band_weights(self.query(k.clone(), band), k, band)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use burn::tensor::Distribution;
+
+    use super::*;
+
+    /// The attention weights are the retrieval: each row sums to one (zero where the band
+    /// holds nothing), and weights times the values, projected, give the unit's output; v1
+    /// and v2's long-term memory (gated keys, adaptive bandwidth).
+    #[test]
+    fn attention_weights_are_what_the_unit_retrieves() {
+        let device = Device::flex();
+        device.seed(9);
+        let v2 = ContextMemoryConfig {
+            head_size: 4,
+            band: Band::long_term(3),
+            adaptive_bandwidth: true,
+            gated_keys: true,
+            ..ContextMemoryConfig::new(16, 2, 1)
+        };
+        for config in [ContextMemoryConfig::new(16, 2, 1), v2] {
+            let unit = config.init(&device);
+            let x = Tensor::<3>::random([1, 9, 16], Distribution::Normal(0.0, 1.0), &device);
+            let w = unit.attention(x.clone());
+            let sums = w
+                .clone()
+                .sum_dim(3)
+                .into_data()
+                .try_to_vec_as::<f32>()
+                .unwrap();
+            let band = unit.band();
+            for (row, s) in sums.iter().enumerate() {
+                let expected = if band.count(row % 9) == 0 { 0.0 } else { 1.0 };
+                assert!((s - expected).abs() < 1e-5, "row {row}: {s}");
+            }
+            let y = w.matmul(unit.value.forward(x.clone()));
+            let err = (unit.output(y) - unit.forward(x))
+                .abs()
+                .max()
+                .into_scalar::<f32>();
+            assert!(err < 1e-5, "{band:?}: {err:e}");
+        }
+    }
+}

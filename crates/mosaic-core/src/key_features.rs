@@ -119,6 +119,18 @@ impl KeyFeatures {
         Ok(())
     }
 
+    /// v2's gates at every step of `x` `(B, T, d)`: the input gate `g_t` and the decay
+    /// `lambda_t`, both `(B, H, T, 1)`; `None` for a leaky average.
+    pub fn gates(&self, x: Tensor<3>) -> Option<(Tensor<4>, Tensor<4>)> {
+        match self.averaging() {
+            Averaging::Leaky(_) => None,
+            Averaging::Gated(gates) => {
+                let (log_g, log_decay) = gates.forward(x);
+                Some((log_g.exp(), log_decay.exp()))
+            }
+        }
+    }
+
     /// The leaky average's decay rates `b_h` (`lambda_h = exp(-b_h)`), shape `(H,)`; `None`
     /// for a gated extractor, whose decay changes with every step.
     pub fn leaky_decay(&self) -> Option<Tensor<1>> {

@@ -11,6 +11,7 @@ use crate::heads::{merge_heads, normal_weight, per_head};
 use crate::key_features::{KeyFeatures, KeyScale};
 use crate::linear::linear;
 use crate::retrieval::bank_retrieval;
+use crate::softmax::softmax_last;
 use crate::value_features::VALUE_SCALE_INIT;
 use crate::weights::Weights;
 
@@ -120,6 +121,23 @@ impl PersistentMemory {
         self.retrieve(k)
     }
 
+    /// Which bank slots each position reads, `(B, H, T, pmem_count * pmem_size)` without
+    /// dropout: bank `i`'s softmax over its slots divided by the number of banks, so that a
+    /// row sums to one and the unit's output is these weights times the stored values (all
+    /// banks side by side), scaled by the value scale, projected by `c_proj`.
+    pub fn bank_weights(&self, x: Tensor<3>) -> Tensor<4> {
+        let k = self.key.forward(x);
+        let [count, h, p, hs] = self.bank_keys.dims();
+        let keys = self.bank_keys.val();
+        let per_bank: Vec<Tensor<4>> = (0..count)
+            .map(|i| {
+                let bank = keys.clone().narrow(0, i, 1).reshape([1, h, p, hs]);
+                softmax_last(k.clone().matmul(bank.swap_dims(2, 3))) / count as f64
+            })
+            .collect();
+        Tensor::cat(per_bank, 3)
+    }
+
     /// Keys `(B, H, T, hs)` -> the unit's output `(B, T, d)`.
     fn retrieve(&self, k: Tensor<4>) -> Tensor<3> {
         let [count, h, p, hs] = self.bank_keys.dims();
@@ -138,5 +156,49 @@ impl PersistentMemory {
         let y = y.expect("pmem_count >= 1") / count as f64 * per_head(self.value_scale());
         self.resid_dropout
             .forward(linear(merge_heads(y), self.c_proj.val()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The bank weights are the retrieval: rows sum to one, and weights times the stored
+    /// values (banks side by side), scaled and projected, give the unit's output.
+    #[test]
+    fn bank_weights_are_what_the_unit_retrieves() {
+        let device = Device::flex();
+        device.seed(4);
+        let unit = PersistentMemoryConfig {
+            n_embd: 16,
+            n_head: 2,
+            n_layer: 1,
+            pmem_size: 6,
+            pmem_count: 2,
+            attn_dropout: 0.0,
+            resid_dropout: 0.0,
+            gated_keys: false,
+        }
+        .init(&device);
+        let x = Tensor::<3>::random([1, 5, 16], Distribution::Normal(0.0, 1.0), &device);
+        let w = unit.bank_weights(x.clone());
+        assert_eq!(w.dims(), [1, 2, 5, 12]);
+        let sums = w
+            .clone()
+            .sum_dim(3)
+            .into_data()
+            .try_to_vec_as::<f32>()
+            .unwrap();
+        assert!(sums.iter().all(|s| (s - 1.0).abs() < 1e-5), "{sums:?}");
+        let [count, h, p, hs] = unit.bank_values.dims();
+        let values = unit
+            .bank_values
+            .val()
+            .swap_dims(0, 1)
+            .reshape([1, h, count * p, hs]);
+        let y = w.matmul(values) * per_head(unit.value_scale());
+        let direct = linear(merge_heads(y), unit.c_proj.val());
+        let err = (direct - unit.forward(x)).abs().max().into_scalar::<f32>();
+        assert!(err < 1e-5, "{err:e}");
     }
 }

@@ -10,13 +10,14 @@ use mosaic_core::Weights;
 use mosaic_core::heads::{merge_heads, normal_weight, split_heads};
 use mosaic_core::ops::gelu_tanh;
 use mosaic_core::ops::linear;
-use mosaic_core::retrieval::{masked_retrieval, open_retrieval};
+use mosaic_core::retrieval::{band_weights, masked_retrieval, open_retrieval};
 
 use crate::Forward;
 use crate::InputError;
 use crate::config::GptConfig;
 use crate::laid_out;
 use crate::layer_norm::LayerNorm;
+use crate::reading::{LayerReading, MemoryReading, Reading};
 
 /// nanoGPT's initialisation scale.
 const INIT_STD: f64 = 0.02;
@@ -82,6 +83,24 @@ impl GptBlock {
             split_heads(part, self.n_head)
         };
         (heads(0), heads(1), heads(2))
+    }
+
+    /// [`GptBlock::forward`], and the attention's weights `(B, H, T, T)`.
+    fn read(&self, x: Tensor<3>) -> (Tensor<3>, LayerReading) {
+        let (q, k, v) = self.qkv(self.ln_1.forward(x.clone()));
+        let scale = 1.0 / (q.dims()[3] as f64).sqrt();
+        let weights = band_weights(q.clone() * scale, k.clone(), Band::CAUSAL);
+        let y = self.attend(q, k, v);
+        let memories = vec![MemoryReading {
+            name: "attention",
+            weights,
+            gates: None,
+        }];
+        let layer = LayerReading {
+            memories,
+            bank: None,
+        };
+        (self.mlp(x + self.project(y)), layer)
     }
 
     /// Causal softmax attention, `(B, H, T, hs)` each.
@@ -217,6 +236,23 @@ impl Gpt {
         Ok(Forward {
             logits: self.head(x, self.wte.val().transpose()),
             hidden,
+        })
+    }
+
+    /// [`Gpt::forward`], and what every layer's attention read.
+    pub fn read(&self, ids: Tensor<2, Int>) -> Result<Reading, InputError> {
+        let mut x = self.embed(ids, 0)?;
+        let (mut hidden, mut layers) = (Vec::new(), Vec::new());
+        for block in &self.blocks {
+            let (next, layer) = block.read(x);
+            x = next;
+            hidden.push(x.clone());
+            layers.push(layer);
+        }
+        let logits = self.head(x, self.wte.val().transpose());
+        Ok(Reading {
+            forward: Forward { logits, hidden },
+            layers,
         })
     }
 

@@ -30,6 +30,7 @@ mod loss;
 mod memory_mosaic;
 mod model;
 mod official;
+mod reading;
 mod tensor_file;
 mod toy;
 
@@ -41,6 +42,7 @@ pub use loss::{cross_entropy, cross_entropy_per_token};
 pub use memory_mosaic::{LayerHeads, MemoryMosaic, MosaicCache};
 pub use model::{Cache, LanguageModel, ModelConfig, ModelKind};
 pub use official::{OfficialError, load_official};
+pub use reading::{LayerReading, MemoryReading, Reading};
 pub use tensor_file::{TensorFile, TensorFileError};
 pub use toy::{ComplexLinear, ToyMosaic, ToyMosaicConfig, clipped_mse};
 

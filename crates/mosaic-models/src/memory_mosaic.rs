@@ -24,6 +24,7 @@ use crate::InputError;
 use crate::config::MemoryMosaicConfig;
 use crate::laid_out;
 use crate::layer_norm::LayerNorm;
+use crate::reading::{LayerReading, MemoryReading, Reading};
 
 /// One block. v1: `x = x + ContextMemory(LN1(x)); x = x + PersistentMemory(LN2(x))`. v2's
 /// three-level memory: the contextual part is a short-term and a long-term memory side by side
@@ -46,20 +47,51 @@ pub(crate) struct Block {
 impl Block {
     /// `long_band`: what the long-term memory reads in this pass (its own band if `None`).
     pub fn forward(&self, x: Tensor<3>, long_band: Option<Band>) -> Tensor<3> {
-        let h = self.ln1.forward(x.clone());
-        let y = match &self.long {
+        let x = x.clone() + self.context(self.ln1.forward(x), long_band);
+        x.clone() + self.feed(self.ln2.forward(x))
+    }
+
+    /// The contextual part on the normalised input.
+    fn context(&self, h: Tensor<3>, long_band: Option<Band>) -> Tensor<3> {
+        match &self.long {
             Some(long) => {
                 let band = long_band.unwrap_or(long.band());
                 self.attn.forward(h.clone()) + long.forward_band(h, band)
             }
             None => self.attn.forward(h),
-        };
-        let x = x + y;
-        let h = self.ln2.forward(x.clone());
-        match self.persistent() {
-            Persistent::Memory(pmem) => x + pmem.forward(h),
-            Persistent::SwiGlu(ffn) => x + ffn.forward(h),
         }
+    }
+
+    /// The persistent part on the normalised input.
+    fn feed(&self, h: Tensor<3>) -> Tensor<3> {
+        match self.persistent() {
+            Persistent::Memory(pmem) => pmem.forward(h),
+            Persistent::SwiGlu(ffn) => ffn.forward(h),
+        }
+    }
+
+    /// [`Block::forward`] in eval mode, and what its memories read.
+    fn read(&self, x: Tensor<3>) -> (Tensor<3>, LayerReading) {
+        let h = self.ln1.forward(x.clone());
+        let reading = |name, m: &ContextMemory| MemoryReading {
+            name,
+            weights: m.attention(h.clone()),
+            gates: m.key().gates(h.clone()),
+        };
+        let memories = match &self.long {
+            Some(long) => vec![
+                reading("short-term memory", &self.attn),
+                reading("long-term memory", long),
+            ],
+            None => vec![reading("contextual memory", &self.attn)],
+        };
+        let x = x.clone() + self.context(h, None);
+        let h = self.ln2.forward(x.clone());
+        let bank = match self.persistent() {
+            Persistent::Memory(pmem) => Some(pmem.bank_weights(h.clone())),
+            Persistent::SwiGlu(_) => None,
+        };
+        (x + self.feed(h), LayerReading { memories, bank })
     }
 
     /// The persistent part. Two optional fields rather than an enum module, because an enum
@@ -413,6 +445,25 @@ impl MemoryMosaic {
         Ok(Forward {
             logits: self.head(x, self.emb.val().transpose()),
             hidden,
+        })
+    }
+
+    /// [`MemoryMosaic::forward`] in eval mode, and what every layer read.
+    pub fn read(&self, ids: Tensor<2, Int>) -> Result<Reading, InputError> {
+        let [_, t] = ids.dims();
+        InputError::check_length(t, self.block_size)?;
+        let mut x = embedding(self.emb.val(), ids);
+        let (mut hidden, mut layers) = (Vec::new(), Vec::new());
+        for block in &self.blocks {
+            let (next, layer) = block.read(x);
+            x = next;
+            hidden.push(x.clone());
+            layers.push(layer);
+        }
+        let logits = self.head(x, self.emb.val().transpose());
+        Ok(Reading {
+            forward: Forward { logits, hidden },
+            layers,
         })
     }
 

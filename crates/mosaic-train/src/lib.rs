@@ -50,6 +50,7 @@ pub mod config;
 pub mod engine;
 pub mod error;
 pub mod evaluate;
+pub mod explain;
 pub mod metrics;
 pub mod optim;
 pub mod precision;

@@ -2,6 +2,7 @@
 //! what they compute is the `mosaic-train` library's.
 
 mod eval;
+mod explain;
 mod export;
 mod progress;
 mod sample;
@@ -96,6 +97,8 @@ enum Command {
     Sample(sample::SampleArgs),
     /// Write a checkpoint in the official PyTorch code's format (v1 Memory Mosaics and GPT).
     Export(export::ExportArgs),
+    /// Write a page (HTML, opens offline) of what a checkpoint's model reads in a text.
+    Explain(explain::ExplainArgs),
 }
 
 fn main() -> ExitCode {
@@ -140,6 +143,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Eval(args) => eval::eval(&args),
         Command::Sample(args) => sample::sample(&args),
         Command::Export(args) => export::export(&args),
+        Command::Explain(args) => explain::explain(&args),
     }
 }
 
