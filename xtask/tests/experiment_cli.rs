@@ -225,7 +225,7 @@ fn seeds_train_each_run_at_each_seed_and_claims_are_tested_across_them() {
         "## Learning rates: is each chosen rate bracketed?".to_string(),
         "the highest rate tried is the best".to_string(),
         "selection loss | test loss".to_string(),
-        "learning rates are chosen on one part (selection)".to_string(),
+        "learning rates are chosen on one part (selection;".to_string(),
     ] {
         assert!(report.contains(&part), "`{part}` missing from:\n{report}");
     }
@@ -262,6 +262,44 @@ fn seeds_train_each_run_at_each_seed_and_claims_are_tested_across_them() {
         .replace("seeds = [1, 2]", "seeds = [1, 1]");
     std::fs::write(&spec, twice).unwrap();
     common::assert_refused(&xtask(&args), "give one or more different seeds");
+}
+
+/// `chosen_seeds`: after every run has trained, the best run of each model (by the selection
+/// loss) trains at the extra seeds, and only it; a second invocation trains nothing.
+#[test]
+fn chosen_runs_train_again_at_the_extra_seeds() {
+    let dir = scratch("experiment-chosen");
+    let spec = tiny_experiment(&dir);
+    let slow = format!(
+        "[[runs]]\nname = \"mosaic-slow\"\ngroup = \"tiny\"\nconfig = {:?}\n\
+         set = [\"train.learning_rate=1e-5\"]\n\n",
+        dir.join("mosaic.toml")
+    );
+    let chosen = std::fs::read_to_string(&spec)
+        .unwrap()
+        .replace("kind = \"runs\"\n", "kind = \"runs\"\nchosen_seeds = [5]\n")
+        .replace("[[claims]]", &format!("{slow}[[claims]]"));
+    std::fs::write(&spec, chosen).unwrap();
+    let (out, runs) = (dir.join("results"), dir.join("runs"));
+    let args = experiment_args(&spec, &out, &runs);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let first = xtask(&args);
+    assert!(first.status.success(), "{}", text(&first.stderr));
+    let has = |id: &str| dir.join(format!("results/tiny/runs/{id}.json")).is_file();
+    assert!(has("mosaic") && has("mosaic-slow") && has("gpt"));
+    assert!(
+        has("mosaic.seed5") && has("gpt.seed5"),
+        "the chosen runs at seed 5"
+    );
+    assert!(!has("mosaic-slow.seed5"), "a run not chosen trains once");
+    let report = std::fs::read_to_string(out.join("tiny.md")).unwrap();
+    assert!(report.contains("over 2 seeds"), "{report}");
+    let again = xtask(&args);
+    let err = text(&again.stderr);
+    assert!(
+        again.status.success() && !err.contains("training ("),
+        "{err}"
+    );
 }
 
 /// The recall probe on a finished experiment's models: a report row per model and length, a

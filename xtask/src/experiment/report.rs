@@ -56,7 +56,9 @@ fn seeds_note(results: &[RunResult]) -> String {
     let split = match results.iter().all(|r| r.selection_loss.is_some()) {
         true => {
             " Stories of the training file were set aside before training: learning rates are \
-             chosen on one part (selection), and every loss reported is on another (test)."
+             chosen on one part (selection; at each run's first seed, so that seeds added to the \
+             chosen runs leave the choice as it was), and every loss reported is on another \
+             (test)."
         }
         false => {
             " Learning rates are chosen on the validation split that the losses are reported on."

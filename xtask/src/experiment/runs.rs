@@ -17,9 +17,11 @@ use mosaic_train::trainer::Summary;
 use mosaic_train::{RunConfig, Start, TrainError, Trainer};
 
 use super::Options;
+use super::compare::groups;
 use super::provenance::{self, Inputs};
 use super::report;
 use super::results::{Layout, RunResult, load_result};
+use super::seeds;
 use super::spec::{Instance, Spec};
 
 /// One training as it stands: its run and seed, its resolved configuration and what its
@@ -35,46 +37,25 @@ struct Plan<'a> {
 pub fn run(name: &str, spec: &Spec, opts: &Options) -> Result<()> {
     let started = Instant::now();
     let layout = Layout::new(name, opts);
-    let plans = plan(spec, &layout, opts)?;
+    let inputs = Shared::resolve(spec)?;
+    let plans = plan(spec, spec.instances(), &inputs, &layout, opts)?;
     let device = device_from_name(&opts.device)?;
     std::fs::create_dir_all(layout.results.join("runs"))
         .with_context(|| format!("{}: cannot create", layout.results.display()))?;
     for plan in &plans {
-        let id = &plan.id;
-        let old = load_result(&layout.result(id))?;
-        let why = match (&old, opts.fresh) {
-            (_, true) => "--fresh".to_string(),
-            (None, false) => "no result yet".to_string(),
-            (Some(old), false) => match plan.inputs.changed_since(old.inputs.as_ref()) {
-                Some(why) => why,
-                None => {
-                    eprintln!(
-                        "{id}: done before, validation loss {:.4} (same config, data and \
-                         evaluation)",
-                        old.val_loss
-                    );
-                    continue;
-                }
-            },
-        };
-        eprintln!("{id}: training ({why})");
-        let result = train_and_measure(spec, plan, &layout, &device, opts)?;
-        let json = serde_json::to_vec_pretty(&result)?;
-        mosaic_data::atomic::write_atomically(&layout.result(id), &json)?;
-        let what = match result.selection_loss {
-            Some(_) => "test",
-            None => "validation",
-        };
-        println!(
-            "{id}: {what} loss {:.4} ({} parameters, {} steps, {:.0} s)\n{}\n",
-            result.val_loss, result.params, result.steps, result.train_seconds, result.sample
-        );
+        train_once(spec, plan, &layout, &device, opts)?;
     }
-    let results = plans
-        .iter()
-        .map(|p| load_result(&layout.result(&p.id)))
-        .collect::<Result<Option<Vec<_>>>>()?
-        .context("a run's result is missing")?;
+    let mut results = load_all(&plans, &layout)?;
+    // Then the chosen run of each model in each group at the extra seeds, once the rates are
+    // chosen: the protocol is one command, and resumes as the rest.
+    if let Some(seeds) = &spec.chosen_seeds {
+        let chosen = chosen_instances(spec, &results, seeds);
+        let more = plan(spec, chosen, &inputs, &layout, opts)?;
+        for plan in &more {
+            train_once(spec, plan, &layout, &device, opts)?;
+        }
+        results.extend(load_all(&more, &layout)?);
+    }
     report::write(
         name,
         spec,
@@ -84,16 +65,112 @@ pub fn run(name: &str, spec: &Spec, opts: &Options) -> Result<()> {
     )
 }
 
-/// Every run resolved and checked before the first trains: the files the experiment names,
-/// the data (prepared if missing), each run's config with its `set` entries.
-fn plan<'a>(spec: &'a Spec, layout: &Layout, opts: &Options) -> Result<Vec<Plan<'a>>> {
-    spec.check_files()?;
-    prepare_data(spec)?;
-    let data = spec.data.as_ref().context("no [data] table")?;
-    let data_sha256 = mosaic_data::data_sha256(&data.dir)?;
-    let eval_sha256 = provenance::eval_sha256(&spec.eval)?;
-    let commit = provenance::commit(Path::new("."));
-    spec.instances()
+/// Trains and measures one training, unless its result was made from the same inputs.
+fn train_once(
+    spec: &Spec,
+    plan: &Plan,
+    layout: &Layout,
+    device: &Device,
+    opts: &Options,
+) -> Result<()> {
+    let id = &plan.id;
+    let old = load_result(&layout.result(id))?;
+    let why = match (&old, opts.fresh) {
+        (_, true) => "--fresh".to_string(),
+        (None, false) => "no result yet".to_string(),
+        (Some(old), false) => match plan.inputs.changed_since(old.inputs.as_ref()) {
+            Some(why) => why,
+            None => {
+                eprintln!(
+                    "{id}: done before, loss {:.4} (same config, data and evaluation)",
+                    old.val_loss
+                );
+                return Ok(());
+            }
+        },
+    };
+    eprintln!("{id}: training ({why})");
+    let result = train_and_measure(spec, plan, layout, device, opts)?;
+    let json = serde_json::to_vec_pretty(&result)?;
+    mosaic_data::atomic::write_atomically(&layout.result(id), &json)?;
+    let what = match result.selection_loss {
+        Some(_) => "test",
+        None => "validation",
+    };
+    println!(
+        "{id}: {what} loss {:.4} ({} parameters, {} steps, {:.0} s)\n{}\n",
+        result.val_loss, result.params, result.steps, result.train_seconds, result.sample
+    );
+    Ok(())
+}
+
+fn load_all(plans: &[Plan], layout: &Layout) -> Result<Vec<RunResult>> {
+    plans
+        .iter()
+        .map(|p| load_result(&layout.result(&p.id)))
+        .collect::<Result<Option<Vec<_>>>>()?
+        .context("a run's result is missing")
+}
+
+/// The best run of each model in each group (by the selection loss, as the report chooses),
+/// at each of `seeds` it has no result for in `results` already.
+fn chosen_instances<'a>(spec: &'a Spec, results: &[RunResult], seeds: &[u64]) -> Vec<Instance<'a>> {
+    let runs = seeds::average(results);
+    let mut out = Vec::new();
+    for group in groups(&runs) {
+        for best in &group.best {
+            let Some(run) = spec.runs.iter().find(|r| r.name == best.name) else {
+                continue;
+            };
+            let trained: Vec<u64> = seeds::of_run(results, &run.name)
+                .iter()
+                .filter_map(|r| r.seed)
+                .collect();
+            out.extend(
+                seeds
+                    .iter()
+                    .filter(|s| !trained.contains(s))
+                    .map(|&seed| Instance {
+                        run,
+                        seed: Some(seed),
+                    }),
+            );
+        }
+    }
+    out
+}
+
+/// What every training's result records besides its config: the data's hash, the
+/// evaluation's, the commit. Computed once, after the files are checked and the data prepared.
+struct Shared {
+    data_sha256: String,
+    eval_sha256: String,
+    commit: String,
+}
+
+impl Shared {
+    fn resolve(spec: &Spec) -> Result<Self> {
+        spec.check_files()?;
+        prepare_data(spec)?;
+        let data = spec.data.as_ref().context("no [data] table")?;
+        Ok(Self {
+            data_sha256: mosaic_data::data_sha256(&data.dir)?,
+            eval_sha256: provenance::eval_sha256(&spec.eval)?,
+            commit: provenance::commit(Path::new(".")),
+        })
+    }
+}
+
+/// Every training of `instances` resolved and checked before the first trains: each run's
+/// config with its `set` entries and seed.
+fn plan<'a>(
+    spec: &'a Spec,
+    instances: Vec<Instance<'a>>,
+    shared: &Shared,
+    layout: &Layout,
+    opts: &Options,
+) -> Result<Vec<Plan<'a>>> {
+    instances
         .into_iter()
         .map(|instance| {
             let (id, mut config) = spec.instance_config(instance, &layout.checkpoints)?;
@@ -104,7 +181,12 @@ fn plan<'a>(spec: &'a Spec, layout: &Layout, opts: &Options) -> Result<Vec<Plan<
                     .validate()
                     .with_context(|| format!("run `{id}` with --steps {steps}"))?;
             }
-            let inputs = Inputs::new(&config, &data_sha256, &eval_sha256, &commit);
+            let inputs = Inputs::new(
+                &config,
+                &shared.data_sha256,
+                &shared.eval_sha256,
+                &shared.commit,
+            );
             Ok(Plan {
                 instance,
                 id,

@@ -41,7 +41,7 @@ impl Stats {
 
 /// The results of each run (one per seed, in file order) averaged over its seeds, in the
 /// order the runs first appear: losses, per-position losses, curves and extrapolation are the
-/// means; the continuation is the first seed's.
+/// means; the selection loss (which chooses rates) and the continuation are the first seed's.
 pub fn average(results: &[RunResult]) -> Vec<RunResult> {
     let mut names: Vec<&str> = Vec::new();
     for r in results {
@@ -80,7 +80,9 @@ fn mean_result(seeds: &[&RunResult]) -> RunResult {
     RunResult {
         seed: None,
         val_loss: mean(&|r| r.val_loss),
-        selection_loss: all(&|r| r.selection_loss),
+        // The choice of a rate stays what it was at the run's first seed (the sweep's): more
+        // seeds for the chosen runs do not change which runs were chosen.
+        selection_loss: first.selection_loss,
         val_per_position: mean_vectors(seeds, |r| &r.val_per_position),
         ood_loss: all(&|r| r.ood_loss),
         ood_per_position: mean_vectors(seeds, |r| &r.ood_per_position),

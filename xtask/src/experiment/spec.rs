@@ -25,6 +25,8 @@
 //! seeds = [1337, 1, 2]   # optional: every run at each seed (`train.seed`); the report gives
 //!                        # mean, standard deviation and each seed's value, and tests claims
 //!                        # on the paired differences across seeds
+//! chosen_seeds = [1, 2]  # optional: once every run has trained, the best run of each model
+//!                        # in each group (by the selection loss) also trains at these seeds
 //!
 //! [[runs]]               # each a `mosaic train` config with overrides
 //! name = "mosaic-depth1-lr1e-3"
@@ -72,6 +74,9 @@ pub struct Spec {
     /// Every run at each of these seeds; absent: once, at its config's seed.
     #[serde(default)]
     pub seeds: Option<Vec<u64>>,
+    /// The best run of each model in each group also at these seeds, after the others.
+    #[serde(default)]
+    pub chosen_seeds: Option<Vec<u64>>,
     #[serde(default)]
     pub runs: Vec<RunSpec>,
     #[serde(default)]
@@ -373,7 +378,9 @@ impl Spec {
         }
         spec.check_claims()
             .with_context(|| path.display().to_string())?;
-        let lists = std::iter::once(&spec.seeds).chain(spec.runs.iter().map(|r| &r.seeds));
+        let lists = [&spec.seeds, &spec.chosen_seeds]
+            .into_iter()
+            .chain(spec.runs.iter().map(|r| &r.seeds));
         for seeds in lists.flatten() {
             let mut sorted = seeds.clone();
             sorted.sort_unstable();
