@@ -181,10 +181,13 @@ impl LongOffset {
         if !self.training.is_enabled() || !device.is_autodiff() || self.low == self.high {
             return Band::long_term(self.low);
         }
+        // Drawn on the host's generator, which the engine reseeds each step as it does the
+        // training device's: a GPU step reads nothing back for it, and a resumed run draws the
+        // same offsets. On the CPU backend the two are one generator, as before.
         let draw = Tensor::<1>::random(
             [1],
             Distribution::Uniform(self.low as f64, (self.high + 1) as f64),
-            device,
+            &Device::flex(),
         );
         let m = draw
             .into_data()

@@ -114,8 +114,11 @@ impl<M: Module> Engine<M> {
     ) -> Result<StepStats> {
         let start = Instant::now();
         let lr = self.lr();
-        self.device
-            .seed(self.recipe.seed.wrapping_add(self.step as u64 + 1));
+        let seed = self.recipe.seed.wrapping_add(self.step as u64 + 1);
+        self.device.seed(seed);
+        // The host's generator too (the same one when training on the CPU): what a model
+        // draws on the host, as v2's long-term offset, follows the step on any device.
+        Device::flex().seed(seed);
         let model = self
             .model
             .take()
