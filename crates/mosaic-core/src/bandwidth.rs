@@ -27,7 +27,10 @@ pub struct AdaptiveBandwidth {
 /// `ln n` of the last counts asked for, kept on the device: a training step asks for the same
 /// counts in every forward pass, and on a GPU each would otherwise be an upload.
 #[derive(Debug, Clone, Default)]
-struct LogCounts(Arc<Mutex<Option<(Vec<usize>, Tensor<1>)>>>);
+struct LogCounts(Arc<Mutex<Option<Cached>>>);
+
+/// The counts and their `ln n`.
+type Cached = (Vec<usize>, Tensor<1>);
 
 impl LogCounts {
     /// `(T,)` `ln max(n, 1)` of `counts` on `device` in `dtype`, from the cache when it holds
