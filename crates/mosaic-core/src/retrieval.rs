@@ -96,7 +96,7 @@ pub fn open_retrieval(
 
 /// Retrieval from a fixed bank, no mask: `y_t = sum_j softmax_j(q_t . K_j) V_j`.
 /// `query` `(B, H, T, hs)`, `bank_keys` and `bank_values` `(H, P, hs)`. On the CPU backend
-/// without active dropout, one fused operation ([`crate::bank`]).
+/// without active dropout, one fused operation (the crate's `bank` kernel).
 pub fn bank_retrieval(
     query: Tensor<4>,
     bank_keys: Tensor<3>,

@@ -6,7 +6,7 @@
 //! - [`trainer`]: `mosaic train` (nanoGPT's loop: evaluation, metrics, checkpoints, summary),
 //!   configured by [`config`]; [`checkpoint`]: atomic checkpoints and exact resume.
 //! - [`regbench`] and [`three_moons`]: the drivers of the paper's other experiments.
-//! - [`evaluate`]: what a trained model is measured on (validation, per position, out of
+//! - [`mod@evaluate`]: what a trained model is measured on (validation, per position, out of
 //!   distribution, extrapolation, a continuation); [`sample`]: generation.
 //! - [`metrics`]: the records of `metrics.jsonl`, written and read back typed.
 //! - [`batch`]: token batches as tensors; [`error`]: what can go wrong.

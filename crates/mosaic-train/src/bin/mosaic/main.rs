@@ -83,7 +83,7 @@ enum Command {
         /// Override a config key, e.g. `--set train.max_iters=100` (repeatable).
         #[arg(long = "set", value_name = "KEY=VALUE")]
         overrides: Vec<String>,
-        /// flex (the CPU), wgpu or cuda[:N] (built with that cargo feature); the default is
+        /// flex (the CPU), wgpu or `cuda[:N]` (built with that cargo feature); the default is
         /// $MOSAIC_DEVICE, else flex.
         #[arg(long, env = DEVICE_ENV, default_value = "flex")]
         device: String,
