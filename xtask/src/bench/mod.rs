@@ -3,6 +3,7 @@
 //! code's `bench_official.py` where it measures the same thing).
 
 mod generate;
+mod launches;
 mod leaky;
 mod prepare;
 mod train;

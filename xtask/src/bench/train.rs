@@ -18,7 +18,7 @@ use mosaic_train::{Engine, Precision, Recipe};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use super::{ModelArgs, RunArgs, median, peak_rss_mib, times};
+use super::{ModelArgs, RunArgs, launches, median, peak_rss_mib, times};
 
 #[derive(clap::Args)]
 pub struct Options {
@@ -44,7 +44,7 @@ pub fn flops_per_token(config: &ModelConfig) -> f64 {
         ModelConfig::MemoryMosaic(c) => {
             let d = c.n_embd;
             // v2's three-level memory: the same contextual maps, a SwiGLU for the bank.
-            let block = match c.three_level {
+            let block = match c.has_swiglu() {
                 true => 3 * d * d + 3 * d * c.swiglu_width(),
                 false => 5 * d * d + 2 * c.pmem_count * c.pmem_size * d,
             };
@@ -99,7 +99,9 @@ pub fn run(opts: &Options) -> Result<()> {
         })?;
         Ok(())
     };
-    let step_s = median(times(3, opts.steps, step)?);
+    let mut step = step;
+    let step_s = median(times(3, opts.steps, &mut step)?);
+    let launches = launches::count(&base, step)?;
 
     let tokens_per_second = (opts.batch * opts.block) as f64 / step_s;
     let flops = flops_per_token(&config);
@@ -121,19 +123,21 @@ pub fn run(opts: &Options) -> Result<()> {
                 "gemm_gflops": gemm,
                 "mfu": mfu,
                 "peak_rss_mib": rss,
+                "kernel_launches_per_step": launches,
             })
         );
     } else {
         println!(
             "{name} ({params} parameters), batch {} x {} tokens, {threads} threads, {backend}, \
              {}: {:.0} ms/step, {tokens_per_second:.0} tokens/s; matmul peak {gemm:.1} GFLOP/s, \
-             MFU {:.1} %, peak RSS {}",
+             MFU {:.1} %, peak RSS {}{}",
             opts.batch,
             opts.block,
             opts.precision.name(),
             step_s * 1e3,
             mfu * 100.0,
             rss.map_or("unknown".into(), |r| format!("{r:.0} MiB")),
+            launches.map_or(String::new(), |n| format!(", {n} kernel launches a step")),
         );
     }
     Ok(())
