@@ -5,7 +5,6 @@ use std::path::Path;
 use std::process::Command;
 
 use anyhow::{Context, Result, bail};
-use burn::module::Module;
 use burn::tensor::Device;
 use mosaic_train::Checkpoint;
 use mosaic_train::explain::{ModelInfo, explain, render};
@@ -24,12 +23,7 @@ pub fn run(out: &Path) -> Result<()> {
     let checkpoint = Checkpoint::open(Path::new(CHECKPOINT), &Device::flex())?;
     let (_, tokenizer) = checkpoint.tokenizer()?;
     let model = checkpoint.model();
-    let info = ModelInfo {
-        kind: model.kind().to_string(),
-        params: model.num_params(),
-        step: checkpoint.state().step,
-        config: serde_json::to_value(&checkpoint.config().model)?,
-    };
+    let info = ModelInfo::of(&checkpoint)?;
     let ids = tokenizer.encode(PROMPT)?;
     let page = render(&explain(model, &ids, tokenizer.as_ref(), info)?);
     let html = std::env::temp_dir().join(format!("mosaic-screenshot-{}.html", std::process::id()));

@@ -119,13 +119,10 @@ fn adjoint(
     let leaky = dlog.is_none();
     let mut r = vec![0.0f32; hs];
     let mut total = 0.0f64;
+    // a_{t+1}, carried back from the step after; none after the last.
+    let mut next = 0.0f32;
     for step in (0..t).rev() {
         let (a, g) = steps.at(step);
-        let next = if step + 1 < t {
-            steps.at(step + 1).0
-        } else {
-            0.0
-        };
         let at = step * hs;
         let mut dot = 0.0f32;
         for (i, r) in r.iter_mut().enumerate() {
@@ -138,6 +135,7 @@ fn adjoint(
             Some(d) => d[step] = a * dot,
             None => total += dot as f64,
         }
+        next = a;
     }
     total
 }

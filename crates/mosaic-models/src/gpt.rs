@@ -17,7 +17,7 @@ use crate::InputError;
 use crate::config::GptConfig;
 use crate::laid_out;
 use crate::layer_norm::LayerNorm;
-use crate::reading::{LayerReading, MemoryReading, Reading};
+use crate::reading::{LayerReading, MemoryReading, Reading, read_blocks};
 
 /// nanoGPT's initialisation scale.
 const INIT_STD: f64 = 0.02;
@@ -241,14 +241,7 @@ impl Gpt {
 
     /// [`Gpt::forward`], and what every layer's attention read.
     pub fn read(&self, ids: Tensor<2, Int>) -> Result<Reading, InputError> {
-        let mut x = self.embed(ids, 0)?;
-        let (mut hidden, mut layers) = (Vec::new(), Vec::new());
-        for block in &self.blocks {
-            let (next, layer) = block.read(x);
-            x = next;
-            hidden.push(x.clone());
-            layers.push(layer);
-        }
+        let (x, hidden, layers) = read_blocks(self.embed(ids, 0)?, &self.blocks, GptBlock::read);
         let logits = self.head(x, self.wte.val().transpose());
         Ok(Reading {
             forward: Forward { logits, hidden },

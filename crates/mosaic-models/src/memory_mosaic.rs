@@ -24,7 +24,7 @@ use crate::InputError;
 use crate::config::MemoryMosaicConfig;
 use crate::laid_out;
 use crate::layer_norm::LayerNorm;
-use crate::reading::{LayerReading, MemoryReading, Reading};
+use crate::reading::{LayerReading, MemoryReading, Reading, read_blocks};
 
 /// One block. v1: `x = x + ContextMemory(LN1(x)); x = x + PersistentMemory(LN2(x))`. v2's
 /// three-level memory: the contextual part is a short-term and a long-term memory side by side
@@ -455,14 +455,8 @@ impl MemoryMosaic {
     pub fn read(&self, ids: Tensor<2, Int>) -> Result<Reading, InputError> {
         let [_, t] = ids.dims();
         InputError::check_length(t, self.block_size)?;
-        let mut x = embedding(self.emb.val(), ids);
-        let (mut hidden, mut layers) = (Vec::new(), Vec::new());
-        for block in &self.blocks {
-            let (next, layer) = block.read(x);
-            x = next;
-            hidden.push(x.clone());
-            layers.push(layer);
-        }
+        let x = embedding(self.emb.val(), ids);
+        let (x, hidden, layers) = read_blocks(x, &self.blocks, Block::read);
         let logits = self.head(x, self.emb.val().transpose());
         Ok(Reading {
             forward: Forward { logits, hidden },

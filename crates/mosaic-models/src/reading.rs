@@ -36,6 +36,23 @@ pub struct MemoryReading {
     pub gates: Option<(Tensor<4>, Tensor<4>)>,
 }
 
+/// Runs `blocks` in order from `x`, each through `read`: the last output, the residual stream
+/// after each block, and what each read.
+pub(crate) fn read_blocks<B>(
+    mut x: Tensor<3>,
+    blocks: &[B],
+    read: impl Fn(&B, Tensor<3>) -> (Tensor<3>, LayerReading),
+) -> (Tensor<3>, Vec<Tensor<3>>, Vec<LayerReading>) {
+    let (mut hidden, mut layers) = (Vec::new(), Vec::new());
+    for block in blocks {
+        let (next, layer) = read(block, x);
+        x = next;
+        hidden.push(x.clone());
+        layers.push(layer);
+    }
+    (x, hidden, layers)
+}
+
 impl LanguageModel {
     /// The forward pass of `ids` `(B, T)` (in eval mode) and what each layer read.
     pub fn read(&self, ids: Tensor<2, Int>) -> Result<Reading, InputError> {

@@ -5,6 +5,7 @@
 //! and bandwidth, v2's gates and adaptive bandwidth). The numbers are the model's own: the
 //! weights of [`LanguageModel::read`], which are the retrievals themselves.
 
+use burn::module::Module;
 use burn::tensor::{Int, Tensor};
 use mosaic_data::Tokenizer;
 use mosaic_models::{
@@ -12,6 +13,7 @@ use mosaic_models::{
 };
 use serde::{Deserialize, Serialize};
 
+use crate::checkpoint::Checkpoint;
 use crate::error::{Result, TrainError};
 
 /// The page: one HTML file with its data, script and style inline, to open from disk.
@@ -43,6 +45,19 @@ pub struct ModelInfo {
     pub step: usize,
     /// The model's configuration as its checkpoint records it.
     pub config: serde_json::Value,
+}
+
+impl ModelInfo {
+    /// What the page says of the model a checkpoint holds.
+    pub fn of(checkpoint: &Checkpoint) -> Result<Self> {
+        let model = checkpoint.model();
+        Ok(Self {
+            kind: model.kind().to_string(),
+            params: model.num_params(),
+            step: checkpoint.state().step,
+            config: serde_json::to_value(&checkpoint.config().model)?,
+        })
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

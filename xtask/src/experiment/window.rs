@@ -10,9 +10,8 @@ use anyhow::Result;
 use plotters::style::RGBColor;
 
 use super::compare::{
-    BLUE, EARLY, GPT, Group, LATE, MM, best, binned_gap, color, crossover, display,
+    BLUE, EARLY, GPT, Group, LATE, MM, best, binned_gap, color, crossover, display, early, late,
 };
-use super::compare::{early, late};
 use super::plot::{Line, lines_chart};
 use super::results::{Layout, RunResult};
 use super::seeds::{self, Stats};

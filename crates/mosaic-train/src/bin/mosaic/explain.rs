@@ -3,7 +3,6 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use burn::module::Module;
 use burn::tensor::Device;
 use mosaic_train::Checkpoint;
 use mosaic_train::explain::{ModelInfo, explain as read_text, render};
@@ -45,12 +44,7 @@ pub fn explain(args: &ExplainArgs) -> Result<()> {
         )
     })?;
     let model = checkpoint.model();
-    let info = ModelInfo {
-        kind: model.kind().to_string(),
-        params: model.num_params(),
-        step: checkpoint.state().step,
-        config: serde_json::to_value(&checkpoint.config().model)?,
-    };
+    let info = ModelInfo::of(&checkpoint)?;
     let explanation = read_text(model, &ids, tokenizer.as_ref(), info)?;
     mosaic_data::atomic::write_atomically(&args.out, render(&explanation).as_bytes())?;
     if let Some(note) = &explanation.windowed {
