@@ -8,22 +8,22 @@
 //! number of tensor operations: within chunks of [`CHUNK`] steps the coefficients
 //! `prod_{j < s <= t} a_s = exp(L_t - L_j)` come from the cumulative log-decays `L` (never a
 //! ratio of small products), and the states at the chunk ends, themselves a gated scan over the
-//! chunks, carry into the next chunk. On the `flex` CPU backend, one fused operation
+//! chunks, carry into the next chunk. On the `flex` CPU backend and on a GPU, one fused operation
 //! ([`crate::scan_kernel`]), which runs the leaky average too.
 
 use burn::tensor::{Bool, Tensor};
 
-use crate::dispatch::cpu_kernels;
+use crate::dispatch::scan_fused;
 use crate::scan_kernel::{Decay, fused_scan};
 
 /// Chunk length of [`gated_scan_chunked`]: the work is `O(T * CHUNK + (T / CHUNK)^2)`.
 pub const CHUNK: usize = 64;
 
 /// `kbar_t = u_t + exp(log_decay_t) kbar_{t-1}`, `kbar_{-1} = 0`. `u`: `(B, H, T, hs)`,
-/// `log_decay`: `(B, H, T, 1)`, at most 0. The fused scan on the CPU backend,
+/// `log_decay`: `(B, H, T, 1)`, at most 0. The fused scan on the CPU backend and GPUs,
 /// [`gated_scan_chunked`] elsewhere.
 pub fn gated_scan(u: Tensor<4>, log_decay: Tensor<4>) -> Tensor<4> {
-    match cpu_kernels(&u.device(), u.dtype()) {
+    match scan_fused(&u.device(), u.dtype()) {
         true => fused_scan(u, log_decay, Decay::PerStep),
         false => gated_scan_chunked(u, log_decay),
     }

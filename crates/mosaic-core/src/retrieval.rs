@@ -8,7 +8,7 @@ use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Bool, Device, Tensor, TensorData};
 
 use crate::band::Band;
-use crate::dispatch::{cpu_kernels, fused_attention};
+use crate::dispatch::{cpu_kernels, fused_attention, retrieval_fused};
 use crate::softmax::{hidden_mask, masked_softmax, softmax_last};
 use crate::{bank, causal};
 
@@ -52,8 +52,8 @@ pub fn band_retrieval(
 /// bands a contextual memory's (whose rows with nothing to read read key 0, for
 /// [`band_retrieval`] to zero). All tensors `(B, H, T, hs)`. The one attention of every model
 /// here: on the CPU backend a fused operation that never writes the `(B, H, T, T)` weights
-/// (Burn's without gradients, ours with them when dropout is off), elsewhere the explicit form
-/// the reference tests check.
+/// (Burn's without gradients, ours with them when dropout is off), on a GPU in f32 without
+/// dropout ours (CubeCL), elsewhere the explicit form the reference tests check.
 pub fn masked_retrieval(
     query: Tensor<4>,
     keys: Tensor<4>,
@@ -73,7 +73,7 @@ pub fn masked_retrieval(
         let mask = (band != Band::CAUSAL).then(|| hidden_mask(t, t, band, &device));
         return attention(query, keys, values, mask, None, options);
     }
-    if cpu_kernels(&device, query.dtype()) && dropout.prob == 0.0 {
+    if retrieval_fused(&device, query.dtype()) && dropout.prob == 0.0 {
         return causal::causal_retrieval(query, keys, values, scale, band);
     }
     let scores = query.matmul(keys.swap_dims(2, 3));

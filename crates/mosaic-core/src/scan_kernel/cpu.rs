@@ -1,54 +1,12 @@
-//! The keys' scan, `kbar_t = a_t kbar_{t-1} + g_t u_t`, as one operation with its own backward
-//! pass on the `flex` CPU backend: a sequential scan per (batch, head), O(T) work and one pass
-//! over memory each way. It takes the decay in either of the two forms the memories use:
-//!
-//! - [`Decay::PerStep`]: v2's gated keys, a log-decay for every step (`a_t = exp(l_t)`) and no
-//!   gain (`g_t = 1`, the input gate is already in `u`): `dl_t = a_t r_t . kbar_{t-1}`;
-//! - [`Decay::Leaky`]: v1's leaky average, a rate per head (`a = lambda = exp(-b)`) and the
-//!   tied gain `g = 1 - lambda`: `db = -lambda sum_t r_t . (kbar_{t-1} - u_t)`, summed in f64.
-//!
-//! Both run the adjoint recurrence backwards, `r_t = dy_t + a_{t+1} r_{t+1}`, and
-//! `du_t = g_t r_t`. The leaky form is the gated one with a constant decay; it is kept apart
-//! only in how the decay's gradient is summed, so that a leaky average trains to the same
-//! bits whichever way it is called.
+//! The scan on the `flex` CPU backend: one sequential scan per (batch, head) over all its
+//! features, the leaky decay's gradient summed per (batch, head) in f64.
 
-use burn::backend::autodiff::checkpoint::base::Checkpointer;
-use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
-use burn::backend::autodiff::grads::Gradients;
-use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::Flex;
 use burn::backend::flex::FlexTensor;
-use burn::backend::tensor::FloatTensor;
-use burn::backend::{Autodiff, Backend, Dispatch, Flex, backend_extension};
-use burn::tensor::Tensor;
 use rayon::prelude::*;
 
-use crate::backward::register;
+use super::{ScanBackend, ScanGradBackend};
 use crate::matrix::{contiguous, tensor};
-
-/// How the decay of [`fused_scan`] is given.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Decay {
-    /// `(B, H, T, 1)` log-decays, gain 1.
-    PerStep,
-    /// `(H,)` rates `b`, `lambda = exp(-b)`, gain `1 - lambda`.
-    Leaky,
-}
-
-/// The scan of `u` `(B, H, T, hs)` with `decay` as `form` says; only where
-/// [`crate::dispatch::cpu_kernels`] says so.
-pub fn fused_scan<const D: usize>(u: Tensor<4>, decay: Tensor<D>, form: Decay) -> Tensor<4> {
-    Tensor::from_dispatch(Dispatch::key_scan(
-        u.into_dispatch(),
-        decay.into_dispatch(),
-        form == Decay::Leaky,
-    ))
-}
-
-#[backend_extension(Flex, Autodiff)]
-pub trait ScanBackend: Backend {
-    /// `leaky`: `decay` holds per-head rates ([`Decay::Leaky`]), else per-step log-decays.
-    fn key_scan(u: FloatTensor<Self>, decay: FloatTensor<Self>, leaky: bool) -> FloatTensor<Self>;
-}
 
 /// The decay and gain of each step of one (batch, head).
 #[derive(Clone, Copy)]
@@ -184,43 +142,14 @@ fn key_scan_backward(
     (tensor(du, shape), tensor(dd, decay_shape))
 }
 
-impl<C: CheckpointStrategy> ScanBackend for Autodiff<Flex, C> {
-    fn key_scan(u: FloatTensor<Self>, decay: FloatTensor<Self>, leaky: bool) -> FloatTensor<Self> {
-        #[derive(Debug)]
-        struct KeyScan;
-
-        impl Backward<Flex, 2> for KeyScan {
-            /// The input (leaky form), the decay, the output and the decay's form.
-            type State = ([FlexTensor; 3], bool);
-
-            fn backward(
-                self,
-                ops: Ops<Self::State, 2>,
-                grads: &mut Gradients,
-                _: &mut Checkpointer,
-            ) {
-                let ([u, decay, kbar], leaky) = ops.state;
-                let grad = grads.consume::<Flex>(&ops.node);
-                let (du, dd) = key_scan_backward([&u, &decay, &kbar, &grad], leaky);
-                register!(Flex, ops.parents, [du, dd], grads);
-            }
-        }
-
-        let (u, u_node) = u.into_parts();
-        let (decay, decay_node) = decay.into_parts();
-        match KeyScan
-            .prepare::<C>([u_node, decay_node])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(prep) => {
-                let kbar = Flex::key_scan(u.clone(), decay.clone(), leaky);
-                // The per-step form needs no `u`: keep the output in its place rather than
-                // holding on to the input.
-                let u = if leaky { u } else { kbar.clone() };
-                prep.finish(([u, decay, kbar.clone()], leaky), kbar)
-            }
-            OpsKind::UnTracked(prep) => prep.finish(Flex::key_scan(u, decay, leaky)),
-        }
+impl ScanGradBackend for Flex {
+    fn key_scan_backward(
+        u: FlexTensor,
+        decay: FlexTensor,
+        kbar: FlexTensor,
+        grad: FlexTensor,
+        leaky: bool,
+    ) -> (FlexTensor, FlexTensor) {
+        key_scan_backward([&u, &decay, &kbar, &grad], leaky)
     }
 }

@@ -1,0 +1,337 @@
+//! The retrieval as CubeCL kernels, written once for WGPU and CUDA, in the manner of
+//! FlashAttention: the forward pass streams over a row's keys with a running maximum (an
+//! online softmax), writing the output and the row's log-sum-exp `lse`; the backward pass
+//! computes each weight again as `exp(scale q.k - lse)`. Three launches in all, and nothing of
+//! size `(T, T)`:
+//!
+//! ```text
+//! forward, per query row i:  y_i, lse_i
+//! backward, per query row i: D_i = dy_i . y_i;  dq_i = scale sum_j W_ij (dy_i . v_j - D_i) k_j
+//! backward, per key row j:   dv_j = sum_i W_ij dy_i;  dk_j = scale sum_i W_ij (dy_i . v_j - D_i) q_i
+//! ```
+//!
+//! One thread per row, its `hs` accumulators in registers (`hs` is a compile-time size: one
+//! kernel per head size). Simple rather than tiled: no shared memory, each thread reads its
+//! keys from global memory. f32 only (see [`crate::dispatch::retrieval_fused`]).
+
+use burn::backend::cubecl::dtype_to_storage_type;
+use burn::tensor::{DType, Shape};
+use burn_cubecl::CubeBackend;
+use burn_cubecl::cubecl;
+use burn_cubecl::cubecl::prelude::*;
+use burn_cubecl::kernel::into_contiguous;
+use burn_cubecl::ops::numeric::empty_device_dtype;
+use burn_cubecl::tensor::CubeTensor;
+
+use super::{CausalBackend, CausalGradBackend};
+use crate::band::Band;
+
+/// Threads per cube.
+const CUBE: usize = 256;
+
+/// A running maximum's start: below any score (WGSL has no infinity literal).
+const FLOOR: f32 = -1.0e30;
+
+/// [`Band::softmax_range`] of row `i` of `t`, with the window clamped to at most `t + 1`.
+#[cube]
+fn row_keys(i: usize, t: usize, offset: usize, window: usize) -> (usize, usize) {
+    let mut end = 0;
+    if i + 1 > offset {
+        end = i + 1 - offset;
+    }
+    let mut start = 0;
+    if i + 1 > window {
+        start = i + 1 - window;
+    }
+    if start > end {
+        start = end;
+    }
+    if end > t {
+        end = t;
+    }
+    if end == 0 || start >= t {
+        start = 0;
+        end = 1;
+    }
+    (start, end)
+}
+
+/// `sum_d a[a0 + d] b[b0 + d]`.
+#[cube]
+fn dot<F: Float>(a: &Tensor<F>, a0: usize, b: &Tensor<F>, b0: usize, #[comptime] hs: usize) -> F {
+    let mut sum = F::new(0.0);
+    for d in 0..hs {
+        sum += a[a0 + d] * b[b0 + d];
+    }
+    sum
+}
+
+#[cube(launch)]
+fn retrieval_forward<F: Float>(
+    q: &Tensor<F>,
+    k: &Tensor<F>,
+    v: &Tensor<F>,
+    y: &mut Tensor<F>,
+    lse: &mut Tensor<F>,
+    scale: f32,
+    offset: u32,
+    window: u32,
+    #[comptime] hs: usize,
+    #[define(F)] _dtype: ElemType,
+) {
+    let t = q.shape(2);
+    let row = ABSOLUTE_POS;
+    if row >= q.shape(0) * q.shape(1) * t {
+        terminate!();
+    }
+    let i = row % t;
+    let head = (row - i) * hs;
+    let (start, end) = row_keys(i, t, offset as usize, window as usize);
+    let scale = F::cast_from(scale);
+    let mut acc = Array::<F>::new(hs);
+    for d in 0..hs {
+        acc[d] = F::new(0.0);
+    }
+    let mut max = F::new(FLOOR);
+    let mut sum = F::new(0.0);
+    for j in start..end {
+        let s = scale * dot::<F>(q, row * hs, k, head + j * hs, hs);
+        let new_max = F::max(max, s);
+        let shrink = F::exp(max - new_max);
+        let p = F::exp(s - new_max);
+        sum = sum * shrink + p;
+        for d in 0..hs {
+            acc[d] = acc[d] * shrink + p * v[head + j * hs + d];
+        }
+        max = new_max;
+    }
+    for d in 0..hs {
+        y[row * hs + d] = acc[d] / sum;
+    }
+    lse[row] = max + F::ln(sum);
+}
+
+/// Per query row: `D_i` into `delta` and `dq_i`.
+#[cube(launch)]
+fn retrieval_backward_queries<F: Float>(
+    q: &Tensor<F>,
+    k: &Tensor<F>,
+    v: &Tensor<F>,
+    y: &Tensor<F>,
+    lse: &Tensor<F>,
+    dy: &Tensor<F>,
+    dq: &mut Tensor<F>,
+    delta: &mut Tensor<F>,
+    scale: f32,
+    offset: u32,
+    window: u32,
+    #[comptime] hs: usize,
+    #[define(F)] _dtype: ElemType,
+) {
+    let t = q.shape(2);
+    let row = ABSOLUTE_POS;
+    if row >= q.shape(0) * q.shape(1) * t {
+        terminate!();
+    }
+    let i = row % t;
+    let head = (row - i) * hs;
+    let (start, end) = row_keys(i, t, offset as usize, window as usize);
+    let scale = F::cast_from(scale);
+    let d_i = dot::<F>(dy, row * hs, y, row * hs, hs);
+    let mut acc = Array::<F>::new(hs);
+    for d in 0..hs {
+        acc[d] = F::new(0.0);
+    }
+    for j in start..end {
+        let w = F::exp(scale * dot::<F>(q, row * hs, k, head + j * hs, hs) - lse[row]);
+        let ds = w * (dot::<F>(dy, row * hs, v, head + j * hs, hs) - d_i);
+        for d in 0..hs {
+            acc[d] += ds * k[head + j * hs + d];
+        }
+    }
+    for d in 0..hs {
+        dq[row * hs + d] = scale * acc[d];
+    }
+    delta[row] = d_i;
+}
+
+/// Per key row `j`: `dk_j` and `dv_j`, over the query rows that read it.
+#[cube(launch)]
+fn retrieval_backward_keys<F: Float>(
+    q: &Tensor<F>,
+    k: &Tensor<F>,
+    v: &Tensor<F>,
+    lse: &Tensor<F>,
+    delta: &Tensor<F>,
+    dy: &Tensor<F>,
+    dk: &mut Tensor<F>,
+    dv: &mut Tensor<F>,
+    scale: f32,
+    offset: u32,
+    window: u32,
+    #[comptime] hs: usize,
+    #[define(F)] _dtype: ElemType,
+) {
+    let t = q.shape(2);
+    let key = ABSOLUTE_POS;
+    if key >= q.shape(0) * q.shape(1) * t {
+        terminate!();
+    }
+    let j = key % t;
+    let first = key - j;
+    let scale = F::cast_from(scale);
+    let mut dk_acc = Array::<F>::new(hs);
+    let mut dv_acc = Array::<F>::new(hs);
+    for d in 0..hs {
+        dk_acc[d] = F::new(0.0);
+        dv_acc[d] = F::new(0.0);
+    }
+    // Row i reads keys up to itself at most (or key 0 when it has none): i >= j.
+    for i in j..t {
+        let (start, end) = row_keys(i, t, offset as usize, window as usize);
+        if j >= start && j < end {
+            let row = first + i;
+            let w = F::exp(scale * dot::<F>(q, row * hs, k, key * hs, hs) - lse[row]);
+            let ds = w * (dot::<F>(dy, row * hs, v, key * hs, hs) - delta[row]);
+            for d in 0..hs {
+                dv_acc[d] += w * dy[row * hs + d];
+                dk_acc[d] += ds * q[row * hs + d];
+            }
+        }
+    }
+    for d in 0..hs {
+        dk[key * hs + d] = scale * dk_acc[d];
+        dv[key * hs + d] = dv_acc[d];
+    }
+}
+
+/// The launch of one thread per row of `shape` `(B, H, T, hs)`, and the band as the kernels
+/// take it.
+struct Launch {
+    count: CubeCount,
+    dim: CubeDim,
+    hs: usize,
+    offset: u32,
+    window: u32,
+}
+
+impl Launch {
+    fn new(shape: &Shape, band: Band) -> Self {
+        let rows = shape[0] * shape[1] * shape[2];
+        Launch {
+            count: CubeCount::Static(rows.div_ceil(CUBE).max(1) as u32, 1, 1),
+            dim: CubeDim::new_1d(CUBE.min(rows.max(1)) as u32),
+            hs: shape[3],
+            offset: band.offset.min(shape[2] + 1) as u32,
+            window: band.window.min(shape[2] + 1) as u32,
+        }
+    }
+}
+
+fn empty_like(x: &CubeTensor, shape: Shape) -> CubeTensor {
+    empty_device_dtype(x.client.clone(), x.device.clone(), shape, x.dtype)
+}
+
+/// `(B, H, T, 1)` of a `(B, H, T, hs)` shape.
+fn rows(shape: &Shape) -> Shape {
+    Shape::new([shape[0], shape[1], shape[2], 1])
+}
+
+impl CausalBackend for CubeBackend {
+    fn causal_retrieval(
+        query: CubeTensor,
+        keys: CubeTensor,
+        values: CubeTensor,
+        scale: f64,
+        band: Band,
+    ) -> CubeTensor {
+        Self::causal_forward(query, keys, values, scale, band).0
+    }
+}
+
+impl CausalGradBackend for CubeBackend {
+    fn causal_forward(
+        query: CubeTensor,
+        keys: CubeTensor,
+        values: CubeTensor,
+        scale: f64,
+        band: Band,
+    ) -> (CubeTensor, CubeTensor) {
+        assert_eq!(query.dtype, DType::F32, "the GPU retrieval runs in f32");
+        let [q, k, v] = [query, keys, values].map(into_contiguous);
+        let shape = q.meta.shape().clone();
+        let (y, lse) = (empty_like(&q, shape.clone()), empty_like(&q, rows(&shape)));
+        let at = Launch::new(&shape, band);
+        retrieval_forward::launch(
+            &q.client.clone(),
+            at.count,
+            at.dim,
+            q.into_tensor_arg(),
+            k.into_tensor_arg(),
+            v.into_tensor_arg(),
+            y.clone().into_tensor_arg(),
+            lse.clone().into_tensor_arg(),
+            scale as f32,
+            at.offset,
+            at.window,
+            at.hs,
+            dtype_to_storage_type(DType::F32),
+        );
+        (y, lse)
+    }
+
+    fn causal_backward(
+        query: CubeTensor,
+        keys: CubeTensor,
+        values: CubeTensor,
+        output: CubeTensor,
+        lse: CubeTensor,
+        grad: CubeTensor,
+        scale: f64,
+        band: Band,
+    ) -> (CubeTensor, CubeTensor, CubeTensor) {
+        let [q, k, v, y, lse, dy] = [query, keys, values, output, lse, grad].map(into_contiguous);
+        let shape = q.meta.shape().clone();
+        let [dq, dk, dv] = [0; 3].map(|_| empty_like(&q, shape.clone()));
+        let delta = empty_like(&q, rows(&shape));
+        let client = q.client.clone();
+        let at = Launch::new(&shape, band);
+        retrieval_backward_queries::launch(
+            &client,
+            at.count.clone(),
+            at.dim,
+            q.clone().into_tensor_arg(),
+            k.clone().into_tensor_arg(),
+            v.clone().into_tensor_arg(),
+            y.into_tensor_arg(),
+            lse.clone().into_tensor_arg(),
+            dy.clone().into_tensor_arg(),
+            dq.clone().into_tensor_arg(),
+            delta.clone().into_tensor_arg(),
+            scale as f32,
+            at.offset,
+            at.window,
+            at.hs,
+            dtype_to_storage_type(DType::F32),
+        );
+        retrieval_backward_keys::launch(
+            &client,
+            at.count,
+            at.dim,
+            q.into_tensor_arg(),
+            k.into_tensor_arg(),
+            v.into_tensor_arg(),
+            lse.into_tensor_arg(),
+            delta.into_tensor_arg(),
+            dy.into_tensor_arg(),
+            dk.clone().into_tensor_arg(),
+            dv.clone().into_tensor_arg(),
+            scale as f32,
+            at.offset,
+            at.window,
+            at.hs,
+            dtype_to_storage_type(DType::F32),
+        );
+        (dq, dk, dv)
+    }
+}

@@ -1,0 +1,142 @@
+//! The CubeCL kernels on WGPU against the CPU backend's fused operations, values and
+//! gradients, on sizes that fill no whole cube of threads: the scan (both decay forms) and the
+//! masked retrieval (every band the models use).
+//! CI runs WGPU on Mesa's lavapipe; built only with the `wgpu` feature.
+
+#![cfg(feature = "wgpu")]
+
+mod common;
+
+use burn::tensor::{DType, Device, DeviceKind, Tensor};
+use common::{noise, project, rel_err, tensor, values};
+use mosaic_core::band::Band;
+use mosaic_core::gated_scan;
+use mosaic_core::test_support::{causal_retrieval, leaky_average, retrieval_fused, scan_fused};
+
+fn wgpu() -> Device {
+    Device::wgpu(DeviceKind::DefaultDevice)
+}
+
+/// `(batch, heads, steps, features)`: 30 threads (a part of one cube), 555 (three cubes, the
+/// last part full), and a single step.
+const SHAPES: [[usize; 4]; 3] = [[2, 3, 70, 5], [3, 5, 33, 37], [1, 2, 1, 4]];
+
+/// The output and the gradients of `u` and of the decay, through `scan` on `device`.
+fn run(device: &Device, [b, h, t, hs]: [usize; 4], leaky: bool, seed: u64) -> [Vec<f64>; 3] {
+    let n = b * h * t * hs;
+    let u = tensor(&noise(n, seed), [b, h, t, hs], device, DType::F32).require_grad();
+    let ([y, du], dd) = match leaky {
+        true => {
+            let rates: Vec<f64> = (0..h).map(|i| 0.05 + 0.7 * i as f64).collect();
+            let decay = tensor(&rates, [h], device, DType::F32).require_grad();
+            let y = leaky_average(u.clone(), decay.clone());
+            let grads = project(y.clone(), seed + 2).backward();
+            let dd = values(decay.grad(&grads).expect("the decay has a gradient"));
+            (
+                [y, u.grad(&grads).expect("u has a gradient")].map(values),
+                dd,
+            )
+        }
+        false => {
+            // Log-decays in (-2, 0): some steps keep most of the past, some almost none.
+            let logs: Vec<f64> = noise(b * h * t, seed + 1).iter().map(|v| v - 1.0).collect();
+            let decay = tensor(&logs, [b, h, t, 1], device, DType::F32).require_grad();
+            let y = gated_scan(u.clone(), decay.clone());
+            let grads = project(y.clone(), seed + 2).backward();
+            let dd = values(decay.grad(&grads).expect("the decay has a gradient"));
+            (
+                [y, u.grad(&grads).expect("u has a gradient")].map(values),
+                dd,
+            )
+        }
+    };
+    [y, du, dd]
+}
+
+#[test]
+fn the_gpu_scan_equals_the_cpu_scan_with_gradients() {
+    let (cpu, gpu) = (Device::flex().autodiff(), wgpu().autodiff());
+    assert!(scan_fused(&gpu, DType::F32), "WGPU runs the scan kernel");
+    for (i, shape) in SHAPES.into_iter().enumerate() {
+        for leaky in [false, true] {
+            let want = run(&cpu, shape, leaky, 7 + i as u64);
+            let got = run(&gpu, shape, leaky, 7 + i as u64);
+            for (name, (g, w)) in ["output", "du", "ddecay"].iter().zip(got.iter().zip(&want)) {
+                let err = rel_err(g, w);
+                assert!(
+                    err <= 1e-4,
+                    "{shape:?} leaky={leaky} {name}: relative error {err:e}"
+                );
+            }
+        }
+    }
+}
+
+/// Without gradients too, and a decay given as a view (expanded, not contiguous).
+#[test]
+fn the_gpu_scan_reads_a_strided_decay() {
+    let [b, h, t, hs] = [2, 3, 40, 6];
+    let on = |device: &Device| {
+        let u = tensor(&noise(b * h * t * hs, 3), [b, h, t, hs], device, DType::F32);
+        let logs: Vec<f64> = noise(h, 4).iter().map(|v| v - 1.0).collect();
+        let decay: Tensor<4> = tensor(&logs, [1, h, 1, 1], device, DType::F32);
+        values(gated_scan(u, decay.expand([b, h, t, 1])))
+    };
+    let err = rel_err(&on(&wgpu()), &on(&Device::flex()));
+    assert!(err <= 1e-5, "relative error {err:e}");
+}
+
+/// The retrieval's output and the gradients of the query, keys and values on `device`.
+fn retrieve(
+    device: &Device,
+    shape: [usize; 4],
+    scale: f64,
+    band: Band,
+    seed: u64,
+) -> [Vec<f64>; 4] {
+    let n = shape.iter().product();
+    let [q, k, v] = [0, 1, 2].map(|i| {
+        // Scores of a few units, so that the weights are far from uniform.
+        let x: Vec<f64> = noise(n, seed + i).iter().map(|v| 2.0 * v).collect();
+        tensor(&x, shape, device, DType::F32).require_grad()
+    });
+    let y = causal_retrieval(q.clone(), k.clone(), v.clone(), scale, band);
+    let grads = project(y.clone(), seed + 3).backward();
+    let grad = |x: &Tensor<4>| values(x.grad(&grads).expect("an input has a gradient"));
+    [values(y), grad(&q), grad(&k), grad(&v)]
+}
+
+#[test]
+fn the_gpu_retrieval_equals_the_cpu_retrieval_with_gradients() {
+    let (cpu, gpu) = (Device::flex().autodiff(), wgpu().autodiff());
+    assert!(
+        retrieval_fused(&gpu, DType::F32),
+        "WGPU runs the retrieval kernels"
+    );
+    // 420 rows (two cubes, the second part full), and 9 rows of a wider head.
+    for (i, shape) in [[2, 3, 70, 5], [1, 1, 9, 16]].into_iter().enumerate() {
+        // The long-term offset a third of the way in: rows before it read key 0 alone, whose
+        // query gradient is zero up to rounding (`dy.v - dy.y`, two equal dot products), and
+        // more of them would make the comparison one of rounding errors.
+        let bands = [
+            (1.0, Band::PAST),
+            (0.3, Band::CAUSAL),
+            (1.0, Band::short_term(5)),
+            (1.0, Band::long_term(shape[2] / 3)),
+        ];
+        for (scale, band) in bands {
+            let want = retrieve(&cpu, shape, scale, band, 20 + i as u64);
+            let got = retrieve(&gpu, shape, scale, band, 20 + i as u64);
+            for (name, (g, w)) in ["output", "dq", "dk", "dv"]
+                .iter()
+                .zip(got.iter().zip(&want))
+            {
+                let err = rel_err(g, w);
+                assert!(
+                    err <= 1e-4,
+                    "{shape:?} {band:?} {name}: relative error {err:e}"
+                );
+            }
+        }
+    }
+}
