@@ -8,7 +8,7 @@ use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Bool, Device, Tensor, TensorData};
 
 use crate::band::Band;
-use crate::dispatch::{cpu_kernels, fused_attention, retrieval_fused};
+use crate::dispatch::{fused_attention, retrieval_fused};
 use crate::softmax::{hidden_mask, masked_softmax, softmax_last};
 use crate::{bank, causal};
 
@@ -95,8 +95,8 @@ pub fn open_retrieval(
 }
 
 /// Retrieval from a fixed bank, no mask: `y_t = sum_j softmax_j(q_t . K_j) V_j`.
-/// `query` `(B, H, T, hs)`, `bank_keys` and `bank_values` `(H, P, hs)`. On the CPU backend
-/// without active dropout, one fused operation (the crate's `bank` kernel).
+/// `query` `(B, H, T, hs)`, `bank_keys` and `bank_values` `(H, P, hs)`. On the CPU backend and
+/// on a GPU in f32, without active dropout, one fused operation (the crate's `bank` kernels).
 pub fn bank_retrieval(
     query: Tensor<4>,
     bank_keys: Tensor<3>,
@@ -104,7 +104,7 @@ pub fn bank_retrieval(
     dropout: &Dropout,
 ) -> Tensor<4> {
     let device = query.device();
-    if cpu_kernels(&device, query.dtype()) && (dropout.prob == 0.0 || !device.is_autodiff()) {
+    if retrieval_fused(&device, query.dtype()) && (dropout.prob == 0.0 || !device.is_autodiff()) {
         return bank::bank_retrieval(query, bank_keys, bank_values);
     }
     let scores = query.matmul(bank_keys.swap_dims(1, 2).unsqueeze::<4>());

@@ -1,6 +1,6 @@
 //! The CubeCL kernels on WGPU against the CPU backend's fused operations, values and
 //! gradients, on sizes that fill no whole cube of threads: the scan (both decay forms) and the
-//! masked retrieval (every band the models use).
+//! masked retrieval (every band the models use), the bank retrieval.
 //! CI runs WGPU on Mesa's lavapipe; built only with the `wgpu` feature.
 
 #![cfg(feature = "wgpu")]
@@ -11,7 +11,9 @@ use burn::tensor::{DType, Device, DeviceKind, Tensor};
 use common::{noise, project, rel_err, tensor, values};
 use mosaic_core::band::Band;
 use mosaic_core::gated_scan;
-use mosaic_core::test_support::{causal_retrieval, leaky_average, retrieval_fused, scan_fused};
+use mosaic_core::test_support::{
+    bank_retrieval, causal_retrieval, leaky_average, retrieval_fused, scan_fused,
+};
 
 fn wgpu() -> Device {
     Device::wgpu(DeviceKind::DefaultDevice)
@@ -137,6 +139,51 @@ fn the_gpu_retrieval_equals_the_cpu_retrieval_with_gradients() {
                     "{shape:?} {band:?} {name}: relative error {err:e}"
                 );
             }
+        }
+    }
+}
+
+/// The bank retrieval's output and the gradients of the query and the bank's keys and values.
+fn read_bank(device: &Device, [b, h, t, hs]: [usize; 4], slots: usize, seed: u64) -> [Vec<f64>; 4] {
+    let input = |shape: Vec<usize>, seed: u64| {
+        let n = shape.iter().product();
+        let x: Vec<f64> = noise(n, seed).iter().map(|v| 2.0 * v).collect();
+        Tensor::<1>::from_data(burn::tensor::TensorData::new(x, [n]), (device, DType::F32))
+    };
+    let q: Tensor<4> = input(vec![b, h, t, hs], seed)
+        .reshape([b, h, t, hs])
+        .detach()
+        .require_grad();
+    let [k, v] = [1, 2].map(|i| {
+        let x: Tensor<3> = input(vec![h, slots, hs], seed + i).reshape([h, slots, hs]);
+        x.detach().require_grad()
+    });
+    let y = bank_retrieval(q.clone(), k.clone(), v.clone());
+    let grads = project(y.clone(), seed + 3).backward();
+    let dq = values(q.grad(&grads).expect("the query has a gradient"));
+    let [dk, dv] = [&k, &v].map(|x| values(x.grad(&grads).expect("the bank has a gradient")));
+    [values(y), dq, dk, dv]
+}
+
+#[test]
+fn the_gpu_bank_retrieval_equals_the_cpu_one_with_gradients() {
+    let (cpu, gpu) = (Device::flex().autodiff(), wgpu().autodiff());
+    // 420 query rows against 3 x 23 slots; one row against 300 slots (two cubes of keys).
+    for (i, (shape, slots)) in [([2, 3, 70, 5], 23), ([1, 1, 1, 8], 300)]
+        .into_iter()
+        .enumerate()
+    {
+        let want = read_bank(&cpu, shape, slots, 40 + i as u64);
+        let got = read_bank(&gpu, shape, slots, 40 + i as u64);
+        for (name, (g, w)) in ["output", "dq", "dk", "dv"]
+            .iter()
+            .zip(got.iter().zip(&want))
+        {
+            let err = rel_err(g, w);
+            assert!(
+                err <= 1e-4,
+                "{shape:?} P={slots} {name}: relative error {err:e}"
+            );
         }
     }
 }

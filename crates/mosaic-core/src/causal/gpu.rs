@@ -56,6 +56,31 @@ fn row_keys(i: usize, t: usize, offset: usize, window: usize) -> (usize, usize) 
     (start, end)
 }
 
+/// The keys query row `row` (row `i` of `t`) reads: where they start in `k` and the range of
+/// them. Banded: its (batch, head)'s `t` keys, [`row_keys`]; a bank (`bank`, `k` `(H, P, hs)`):
+/// all `P` of its head's.
+#[cube]
+fn keys_of<F: Float>(
+    k: &Tensor<F>,
+    row: usize,
+    t: usize,
+    offset: usize,
+    window: usize,
+    #[comptime] hs: usize,
+    #[comptime] bank: bool,
+) -> (usize, usize, usize) {
+    let i = row % t;
+    let mut base = (row - i) * hs;
+    let (mut start, mut end) = row_keys(i, t, offset, window);
+    if bank {
+        let slots = k.shape(1);
+        base = (row / t) % k.shape(0) * slots * hs;
+        start = 0;
+        end = slots;
+    }
+    (base, start, end)
+}
+
 /// `sum_d a[a0 + d] b[b0 + d]`.
 #[cube]
 fn dot<F: Float>(a: &Tensor<F>, a0: usize, b: &Tensor<F>, b0: usize, #[comptime] hs: usize) -> F {
@@ -77,6 +102,7 @@ fn retrieval_forward<F: Float>(
     offset: u32,
     window: u32,
     #[comptime] hs: usize,
+    #[comptime] bank: bool,
     #[define(F)] _dtype: ElemType,
 ) {
     let t = q.shape(2);
@@ -84,9 +110,7 @@ fn retrieval_forward<F: Float>(
     if row >= q.shape(0) * q.shape(1) * t {
         terminate!();
     }
-    let i = row % t;
-    let head = (row - i) * hs;
-    let (start, end) = row_keys(i, t, offset as usize, window as usize);
+    let (head, start, end) = keys_of::<F>(k, row, t, offset as usize, window as usize, hs, bank);
     let scale = F::cast_from(scale);
     let mut acc = Array::<F>::new(hs);
     for d in 0..hs {
@@ -126,6 +150,7 @@ fn retrieval_backward_queries<F: Float>(
     offset: u32,
     window: u32,
     #[comptime] hs: usize,
+    #[comptime] bank: bool,
     #[define(F)] _dtype: ElemType,
 ) {
     let t = q.shape(2);
@@ -133,9 +158,7 @@ fn retrieval_backward_queries<F: Float>(
     if row >= q.shape(0) * q.shape(1) * t {
         terminate!();
     }
-    let i = row % t;
-    let head = (row - i) * hs;
-    let (start, end) = row_keys(i, t, offset as usize, window as usize);
+    let (head, start, end) = keys_of::<F>(k, row, t, offset as usize, window as usize, hs, bank);
     let scale = F::cast_from(scale);
     let d_i = dot::<F>(dy, row * hs, y, row * hs, hs);
     let mut acc = Array::<F>::new(hs);
@@ -155,7 +178,9 @@ fn retrieval_backward_queries<F: Float>(
     delta[row] = d_i;
 }
 
-/// Per key row `j`: `dk_j` and `dv_j`, over the query rows that read it.
+/// Per key row `j`: `dk_j` and `dv_j`, over the query rows that read it: of its own
+/// (batch, head) in a band (rows `i >= j` only: a row reads keys up to itself at most, or key 0
+/// when it has none), of its head in every batch for a bank.
 #[cube(launch)]
 fn retrieval_backward_keys<F: Float>(
     q: &Tensor<F>,
@@ -170,15 +195,31 @@ fn retrieval_backward_keys<F: Float>(
     offset: u32,
     window: u32,
     #[comptime] hs: usize,
+    #[comptime] bank: bool,
     #[define(F)] _dtype: ElemType,
 ) {
     let t = q.shape(2);
     let key = ABSOLUTE_POS;
-    if key >= q.shape(0) * q.shape(1) * t {
+    // Banded: one key row per query row, (batch, head, j); a bank: (head, slot).
+    let mut slots = t;
+    let mut batches = 1;
+    let mut keys = q.shape(0) * q.shape(1) * t;
+    if bank {
+        slots = k.shape(1);
+        batches = q.shape(0);
+        keys = k.shape(0) * slots;
+    }
+    if key >= keys {
         terminate!();
     }
-    let j = key % t;
-    let first = key - j;
+    let j = key % slots;
+    let mut first = key - j;
+    let mut earliest = j;
+    if bank {
+        first = key / slots * t;
+        earliest = 0;
+    }
+    let batch_rows = q.shape(1) * t;
     let scale = F::cast_from(scale);
     let mut dk_acc = Array::<F>::new(hs);
     let mut dv_acc = Array::<F>::new(hs);
@@ -186,16 +227,17 @@ fn retrieval_backward_keys<F: Float>(
         dk_acc[d] = F::new(0.0);
         dv_acc[d] = F::new(0.0);
     }
-    // Row i reads keys up to itself at most (or key 0 when it has none): i >= j.
-    for i in j..t {
-        let (start, end) = row_keys(i, t, offset as usize, window as usize);
-        if j >= start && j < end {
-            let row = first + i;
-            let w = F::exp(scale * dot::<F>(q, row * hs, k, key * hs, hs) - lse[row]);
-            let ds = w * (dot::<F>(dy, row * hs, v, key * hs, hs) - delta[row]);
-            for d in 0..hs {
-                dv_acc[d] += w * dy[row * hs + d];
-                dk_acc[d] += ds * q[row * hs + d];
+    for batch in 0..batches {
+        for i in earliest..t {
+            let (start, end) = row_keys(i, t, offset as usize, window as usize);
+            if bank || (j >= start && j < end) {
+                let row = first + batch * batch_rows + i;
+                let w = F::exp(scale * dot::<F>(q, row * hs, k, key * hs, hs) - lse[row]);
+                let ds = w * (dot::<F>(dy, row * hs, v, key * hs, hs) - delta[row]);
+                for d in 0..hs {
+                    dv_acc[d] += w * dy[row * hs + d];
+                    dk_acc[d] += ds * q[row * hs + d];
+                }
             }
         }
     }
@@ -205,26 +247,30 @@ fn retrieval_backward_keys<F: Float>(
     }
 }
 
-/// The launch of one thread per row of `shape` `(B, H, T, hs)`, and the band as the kernels
-/// take it.
-struct Launch {
-    count: CubeCount,
-    dim: CubeDim,
-    hs: usize,
-    offset: u32,
-    window: u32,
+/// One thread per row of `rows` rows.
+fn grid(rows: usize) -> (CubeCount, CubeDim) {
+    (
+        CubeCount::Static(rows.div_ceil(CUBE).max(1) as u32, 1, 1),
+        CubeDim::new_1d(CUBE.min(rows.max(1)) as u32),
+    )
 }
 
-impl Launch {
-    fn new(shape: &Shape, band: Band) -> Self {
-        let rows = shape[0] * shape[1] * shape[2];
-        Launch {
-            count: CubeCount::Static(rows.div_ceil(CUBE).max(1) as u32, 1, 1),
-            dim: CubeDim::new_1d(CUBE.min(rows.max(1)) as u32),
-            hs: shape[3],
-            offset: band.offset.min(shape[2] + 1) as u32,
-            window: band.window.min(shape[2] + 1) as u32,
-        }
+/// How the kernels are launched for a query of `shape` `(B, H, T, hs)`: the band as they take
+/// it (its window clamped to `T + 1`) and whether the keys are a bank `(H, P, hs)`.
+#[derive(Clone, Copy)]
+pub(crate) struct Reads {
+    pub scale: f64,
+    pub band: Band,
+    pub bank: bool,
+}
+
+impl Reads {
+    fn offset(self, t: usize) -> u32 {
+        self.band.offset.min(t + 1) as u32
+    }
+
+    fn window(self, t: usize) -> u32 {
+        self.band.window.min(t + 1) as u32
     }
 }
 
@@ -237,6 +283,97 @@ fn rows(shape: &Shape) -> Shape {
     Shape::new([shape[0], shape[1], shape[2], 1])
 }
 
+/// The retrieval and each row's log-sum-exp.
+pub(crate) fn forward([q, k, v]: [CubeTensor; 3], reads: Reads) -> (CubeTensor, CubeTensor) {
+    assert_eq!(q.dtype, DType::F32, "the GPU retrieval runs in f32");
+    let [q, k, v] = [q, k, v].map(into_contiguous);
+    let shape = q.meta.shape().clone();
+    let (y, lse) = (empty_like(&q, shape.clone()), empty_like(&q, rows(&shape)));
+    let (count, dim) = grid(shape[0] * shape[1] * shape[2]);
+    retrieval_forward::launch(
+        &q.client.clone(),
+        count,
+        dim,
+        q.into_tensor_arg(),
+        k.into_tensor_arg(),
+        v.into_tensor_arg(),
+        y.clone().into_tensor_arg(),
+        lse.clone().into_tensor_arg(),
+        reads.scale as f32,
+        reads.offset(shape[2]),
+        reads.window(shape[2]),
+        shape[3],
+        reads.bank,
+        dtype_to_storage_type(DType::F32),
+    );
+    (y, lse)
+}
+
+/// The gradients of the query, keys and values from the inputs, the output `y`, the
+/// log-sum-exps and the output's gradient `dy`.
+pub(crate) fn backward(
+    [q, k, v, y, lse, dy]: [CubeTensor; 6],
+    reads: Reads,
+) -> (CubeTensor, CubeTensor, CubeTensor) {
+    let [q, k, v, y, lse, dy] = [q, k, v, y, lse, dy].map(into_contiguous);
+    let shape = q.meta.shape().clone();
+    let [t, hs] = [shape[2], shape[3]];
+    let dq = empty_like(&q, shape.clone());
+    let [dk, dv] = [0; 2].map(|_| empty_like(&k, k.meta.shape().clone()));
+    let delta = empty_like(&q, rows(&shape));
+    let client = q.client.clone();
+    let (count, dim) = grid(shape[0] * shape[1] * t);
+    retrieval_backward_queries::launch(
+        &client,
+        count,
+        dim,
+        q.clone().into_tensor_arg(),
+        k.clone().into_tensor_arg(),
+        v.clone().into_tensor_arg(),
+        y.into_tensor_arg(),
+        lse.clone().into_tensor_arg(),
+        dy.clone().into_tensor_arg(),
+        dq.clone().into_tensor_arg(),
+        delta.clone().into_tensor_arg(),
+        reads.scale as f32,
+        reads.offset(t),
+        reads.window(t),
+        hs,
+        reads.bank,
+        dtype_to_storage_type(DType::F32),
+    );
+    let (count, dim) = grid(k.meta.shape().num_elements() / hs);
+    retrieval_backward_keys::launch(
+        &client,
+        count,
+        dim,
+        q.into_tensor_arg(),
+        k.into_tensor_arg(),
+        v.into_tensor_arg(),
+        lse.into_tensor_arg(),
+        delta.into_tensor_arg(),
+        dy.into_tensor_arg(),
+        dk.clone().into_tensor_arg(),
+        dv.clone().into_tensor_arg(),
+        reads.scale as f32,
+        reads.offset(t),
+        reads.window(t),
+        hs,
+        reads.bank,
+        dtype_to_storage_type(DType::F32),
+    );
+    (dq, dk, dv)
+}
+
+/// The retrieval within a band of the query's own keys.
+fn banded(scale: f64, band: Band) -> Reads {
+    Reads {
+        scale,
+        band,
+        bank: false,
+    }
+}
+
 impl CausalBackend for CubeBackend {
     fn causal_retrieval(
         query: CubeTensor,
@@ -245,7 +382,7 @@ impl CausalBackend for CubeBackend {
         scale: f64,
         band: Band,
     ) -> CubeTensor {
-        Self::causal_forward(query, keys, values, scale, band).0
+        forward([query, keys, values], banded(scale, band)).0
     }
 }
 
@@ -257,27 +394,7 @@ impl CausalGradBackend for CubeBackend {
         scale: f64,
         band: Band,
     ) -> (CubeTensor, CubeTensor) {
-        assert_eq!(query.dtype, DType::F32, "the GPU retrieval runs in f32");
-        let [q, k, v] = [query, keys, values].map(into_contiguous);
-        let shape = q.meta.shape().clone();
-        let (y, lse) = (empty_like(&q, shape.clone()), empty_like(&q, rows(&shape)));
-        let at = Launch::new(&shape, band);
-        retrieval_forward::launch(
-            &q.client.clone(),
-            at.count,
-            at.dim,
-            q.into_tensor_arg(),
-            k.into_tensor_arg(),
-            v.into_tensor_arg(),
-            y.clone().into_tensor_arg(),
-            lse.clone().into_tensor_arg(),
-            scale as f32,
-            at.offset,
-            at.window,
-            at.hs,
-            dtype_to_storage_type(DType::F32),
-        );
-        (y, lse)
+        forward([query, keys, values], banded(scale, band))
     }
 
     fn causal_backward(
@@ -290,48 +407,7 @@ impl CausalGradBackend for CubeBackend {
         scale: f64,
         band: Band,
     ) -> (CubeTensor, CubeTensor, CubeTensor) {
-        let [q, k, v, y, lse, dy] = [query, keys, values, output, lse, grad].map(into_contiguous);
-        let shape = q.meta.shape().clone();
-        let [dq, dk, dv] = [0; 3].map(|_| empty_like(&q, shape.clone()));
-        let delta = empty_like(&q, rows(&shape));
-        let client = q.client.clone();
-        let at = Launch::new(&shape, band);
-        retrieval_backward_queries::launch(
-            &client,
-            at.count.clone(),
-            at.dim,
-            q.clone().into_tensor_arg(),
-            k.clone().into_tensor_arg(),
-            v.clone().into_tensor_arg(),
-            y.into_tensor_arg(),
-            lse.clone().into_tensor_arg(),
-            dy.clone().into_tensor_arg(),
-            dq.clone().into_tensor_arg(),
-            delta.clone().into_tensor_arg(),
-            scale as f32,
-            at.offset,
-            at.window,
-            at.hs,
-            dtype_to_storage_type(DType::F32),
-        );
-        retrieval_backward_keys::launch(
-            &client,
-            at.count,
-            at.dim,
-            q.into_tensor_arg(),
-            k.into_tensor_arg(),
-            v.into_tensor_arg(),
-            lse.into_tensor_arg(),
-            delta.into_tensor_arg(),
-            dy.into_tensor_arg(),
-            dk.clone().into_tensor_arg(),
-            dv.clone().into_tensor_arg(),
-            scale as f32,
-            at.offset,
-            at.window,
-            at.hs,
-            dtype_to_storage_type(DType::F32),
-        );
-        (dq, dk, dv)
+        let inputs = [query, keys, values, output, lse, grad];
+        backward(inputs, banded(scale, band))
     }
 }

@@ -12,7 +12,7 @@
 
 mod cpu;
 #[cfg(any(feature = "wgpu", feature = "cuda"))]
-mod gpu;
+pub(crate) mod gpu;
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
@@ -99,7 +99,7 @@ pub trait CausalGradBackend: Backend {
 
 /// `(B, H, T, 1)` for a query `(B, H, T, hs)`: one number per row.
 #[cfg(any(feature = "wgpu", feature = "cuda"))]
-fn row_spec(
+pub(crate) fn row_spec(
     query: &burn::backend::fusion::custom::TensorSpec,
 ) -> burn::backend::fusion::custom::TensorSpec {
     let mut shape = query.shape.clone();

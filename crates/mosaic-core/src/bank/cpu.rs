@@ -1,47 +1,15 @@
-//! The persistent memory's retrieval, `y = softmax(q K^T) V` against a bank shared by the
-//! batch, as one operation with its own backward pass on the `flex` CPU backend.
-//!
-//! Its `(B, H, T, pmem_size)` scores are the largest tensors of a Memory Mosaic training step
-//! (3.5 times the width per query). Written as tensor operations, every step of it allocates,
-//! clears and writes such a tensor: the scores, the weights, and in the backward pass the
-//! weights' gradient, the scores' gradient and the softmax's intermediates. Here each
-//! (batch, head) runs one [`Head`] against its head's bank, its weights kept for the backward
-//! pass, which reuses one scratch buffer per head and sums the bank's gradients over the batch.
+//! The bank retrieval on the `flex` CPU backend: each (batch, head) runs one [`Head`] against
+//! its head's bank, its weights kept for the backward pass, which reuses one scratch buffer per
+//! head and sums the bank's gradients over the batch.
 
-use burn::backend::autodiff::checkpoint::base::Checkpointer;
-use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
-use burn::backend::autodiff::grads::Gradients;
-use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::Flex;
 use burn::backend::flex::FlexTensor;
-use burn::backend::tensor::FloatTensor;
-use burn::backend::{Autodiff, Backend, Dispatch, Flex, backend_extension};
-use burn::tensor::Tensor;
 use rayon::prelude::*;
 
-use crate::backward::register;
+use super::{BankBackend, BankGradBackend};
 use crate::head_retrieval::Head;
 use crate::matrix::{contiguous, mat, tensor};
 use crate::row_kernels::Visible;
-
-/// `softmax(query bank_keys^T) bank_values` per head: `query` `(B, H, T, hs)`, `bank_keys` and
-/// `bank_values` `(H, P, hs)`. Only where [`crate::dispatch::cpu_kernels`] says so.
-pub fn bank_retrieval(query: Tensor<4>, bank_keys: Tensor<3>, bank_values: Tensor<3>) -> Tensor<4> {
-    Tensor::from_dispatch(Dispatch::bank_retrieval(
-        query.into_dispatch(),
-        bank_keys.into_dispatch(),
-        bank_values.into_dispatch(),
-    ))
-}
-
-#[backend_extension(Flex, Autodiff)]
-pub trait BankBackend: Backend {
-    /// The retrieval `(B, H, T, hs)`.
-    fn bank_retrieval(
-        query: FloatTensor<Self>,
-        keys: FloatTensor<Self>,
-        values: FloatTensor<Self>,
-    ) -> FloatTensor<Self>;
-}
 
 impl BankBackend for Flex {
     fn bank_retrieval(query: FlexTensor, keys: FlexTensor, values: FlexTensor) -> FlexTensor {
@@ -157,46 +125,24 @@ fn bank_backward(
     ]
 }
 
-impl<C: CheckpointStrategy> BankBackend for Autodiff<Flex, C> {
-    fn bank_retrieval(
-        query: FloatTensor<Self>,
-        keys: FloatTensor<Self>,
-        values: FloatTensor<Self>,
-    ) -> FloatTensor<Self> {
-        #[derive(Debug)]
-        struct BankRetrieval;
+impl BankGradBackend for Flex {
+    fn bank_forward(
+        query: FlexTensor,
+        keys: FlexTensor,
+        values: FlexTensor,
+    ) -> (FlexTensor, FlexTensor) {
+        bank_forward(&[query, keys, values])
+    }
 
-        impl Backward<Flex, 3> for BankRetrieval {
-            /// The inputs and the weights.
-            type State = ([FlexTensor; 3], FlexTensor);
-
-            fn backward(
-                self,
-                ops: Ops<Self::State, 3>,
-                grads: &mut Gradients,
-                _: &mut Checkpointer,
-            ) {
-                let (qkv, w) = ops.state;
-                let grad = grads.consume::<Flex>(&ops.node);
-                let [dq, dk, dv] = bank_backward(&qkv, &w, &grad);
-                register!(Flex, ops.parents, [dq, dk, dv], grads);
-            }
-        }
-
-        let (q, q_node) = query.into_parts();
-        let (k, k_node) = keys.into_parts();
-        let (v, v_node) = values.into_parts();
-        match BankRetrieval
-            .prepare::<C>([q_node, k_node, v_node])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(prep) => {
-                let qkv = [q, k, v];
-                let (y, w) = bank_forward(&qkv);
-                prep.finish((qkv, w), y)
-            }
-            OpsKind::UnTracked(prep) => prep.finish(Flex::bank_retrieval(q, k, v)),
-        }
+    fn bank_backward(
+        query: FlexTensor,
+        keys: FlexTensor,
+        values: FlexTensor,
+        _output: FlexTensor,
+        weights: FlexTensor,
+        grad: FlexTensor,
+    ) -> (FlexTensor, FlexTensor, FlexTensor) {
+        let [dq, dk, dv] = bank_backward(&[query, keys, values], &weights, &grad);
+        (dq, dk, dv)
     }
 }
