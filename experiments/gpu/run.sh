@@ -5,9 +5,11 @@
 #   bash experiments/gpu/run.sh [OUT_DIR]
 #
 # 1. the official reference files through WGPU on the GPU (logits within 1e-3);
-# 2. tokens/s and model FLOP utilisation of training steps of the paper's Memory Mosaic and
-#    GPT (12 layers, d 768, 12 heads, GPT-2 vocabulary, block 512), in f32, then in bf16 (or
-#    f16 where the GPU's Vulkan driver has no bf16 arithmetic) with f32 master weights.
+# 2. tokens/s, model FLOP utilisation, kernel launches per step and device memory (what the
+#    allocator reserves, the peak, and what is in use between steps) of training steps of the
+#    paper's Memory Mosaic and GPT (12 layers, d 768, 12 heads, GPT-2 vocabulary, block 512),
+#    in f32 (where our CubeCL kernels run), then in bf16 (or f16 where the GPU's Vulkan driver
+#    has no bf16 arithmetic) with f32 master weights (Burn's tensor operations throughout).
 # Every result line is JSON, also written to OUT_DIR/gpu.jsonl (default: $OUT or /tmp). At most
 # about 9 minutes (each step has its own timeout), to fit one call of a borrowed machine.
 set -uo pipefail

@@ -76,17 +76,7 @@ pub fn run(opts: &Options) -> Result<()> {
     // Before the matmul peak, which would already compute in that type.
     opts.precision.check(&base)?;
     let device = base.clone().autodiff();
-    let gemm = gemm_gflops(&base, opts.precision)?;
-
-    // The official script's optimiser: AdamW, weight decay 0.1, a constant rate, no clipping.
-    let recipe = Recipe {
-        schedule: Schedule::Constant(1e-3),
-        optimizer: AdamW::new(0.1),
-        grad_clip: 0.0,
-        seed: 0,
-        precision: opts.precision,
-    };
-    let mut engine = Engine::new(config.init(&device), recipe, &device);
+    let mut engine = Engine::new(config.init(&device), recipe(opts.precision), &device);
     let params = engine.model().num_params();
     let ids = random_tokens(opts.batch, opts.block, opts.model.vocab, 1, &device);
     let targets = random_tokens(opts.batch, opts.block, opts.model.vocab, 2, &device);
@@ -102,6 +92,9 @@ pub fn run(opts: &Options) -> Result<()> {
     let mut step = step;
     let step_s = median(times(3, opts.steps, &mut step)?);
     let launches = launches::count(&base, step)?;
+    let memory = base.memory_pool_usage().map(DeviceMemory::of);
+    // After the steps, so that the device memory read above is the steps' alone.
+    let gemm = gemm_gflops(&base, opts.precision)?;
 
     let tokens_per_second = (opts.batch * opts.block) as f64 / step_s;
     let flops = flops_per_token(&config);
@@ -124,13 +117,15 @@ pub fn run(opts: &Options) -> Result<()> {
                 "mfu": mfu,
                 "peak_rss_mib": rss,
                 "kernel_launches_per_step": launches,
+                "device_memory_reserved_mib": memory.map(|m| m.reserved_mib),
+                "device_memory_in_use_mib": memory.map(|m| m.in_use_mib),
             })
         );
     } else {
         println!(
             "{name} ({params} parameters), batch {} x {} tokens, {threads} threads, {backend}, \
              {}: {:.0} ms/step, {tokens_per_second:.0} tokens/s; matmul peak {gemm:.1} GFLOP/s, \
-             MFU {:.1} %, peak RSS {}{}",
+             MFU {:.1} %, peak RSS {}{}{}",
             opts.batch,
             opts.block,
             opts.precision.name(),
@@ -138,9 +133,43 @@ pub fn run(opts: &Options) -> Result<()> {
             mfu * 100.0,
             rss.map_or("unknown".into(), |r| format!("{r:.0} MiB")),
             launches.map_or(String::new(), |n| format!(", {n} kernel launches a step")),
+            memory.map_or(String::new(), |m| format!(
+                ", device memory {:.0} MiB reserved ({:.0} MiB in use between steps)",
+                m.reserved_mib, m.in_use_mib
+            )),
         );
     }
     Ok(())
+}
+
+/// The official script's optimiser: AdamW, weight decay 0.1, a constant rate, no clipping.
+fn recipe(precision: Precision) -> Recipe {
+    Recipe {
+        schedule: Schedule::Constant(1e-3),
+        optimizer: AdamW::new(0.1),
+        grad_clip: 0.0,
+        seed: 0,
+        precision,
+    }
+}
+
+/// The GPU allocator after the steps: what its pools reserve (they only grow, so this is the
+/// most any step needed at once, the peak) and what is in use between steps (weights, optimiser
+/// state). CubeCL keeps no running count of bytes allocated, so no per-step total is given.
+#[derive(Clone, Copy)]
+struct DeviceMemory {
+    reserved_mib: f64,
+    in_use_mib: f64,
+}
+
+impl DeviceMemory {
+    fn of(usage: burn::backend::MemoryPoolUsage) -> Self {
+        let mib = |bytes: u64| bytes as f64 / (1024.0 * 1024.0);
+        DeviceMemory {
+            reserved_mib: mib(usage.bytes_reserved),
+            in_use_mib: mib(usage.bytes_in_use),
+        }
+    }
 }
 
 /// Uniform token ids in `0..vocab` from the seeded generator the data sampler uses.
