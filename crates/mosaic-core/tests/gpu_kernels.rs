@@ -1,5 +1,5 @@
-//! The CubeCL kernels on WGPU against the CPU backend's fused operations, values and
-//! gradients, on sizes that fill no whole cube of threads: the scan (both decay forms) and the
+//! The CubeCL kernels on WGPU against the CPU backend's fused operations and against the
+//! tensor forms on WGPU itself, values and gradients, on sizes that fill no whole cube of threads: the scan (both decay forms) and the
 //! masked retrieval (every band the models use), the bank retrieval.
 //! CI runs WGPU on Mesa's lavapipe; built only with the `wgpu` feature.
 
@@ -11,8 +11,10 @@ use burn::tensor::{DType, Device, DeviceKind, Tensor};
 use common::{noise, project, rel_err, tensor, values};
 use mosaic_core::band::Band;
 use mosaic_core::gated_scan;
+use mosaic_core::ops::masked_softmax;
 use mosaic_core::test_support::{
-    bank_retrieval, causal_retrieval, leaky_average, retrieval_fused, scan_fused,
+    bank_retrieval, causal_retrieval, gated_scan_chunked, leaky_average, leaky_average_chunked,
+    retrieval_fused, scan_fused,
 };
 
 fn wgpu() -> Device {
@@ -23,15 +25,25 @@ fn wgpu() -> Device {
 /// last part full), and a single step.
 const SHAPES: [[usize; 4]; 3] = [[2, 3, 70, 5], [3, 5, 33, 37], [1, 2, 1, 4]];
 
-/// The output and the gradients of `u` and of the decay, through `scan` on `device`.
-fn run(device: &Device, [b, h, t, hs]: [usize; 4], leaky: bool, seed: u64) -> [Vec<f64>; 3] {
+/// The output and the gradients of `u` and of the decay on `device`, through the fused scan or
+/// (`chunked`) the tensor form.
+fn run(
+    device: &Device,
+    [b, h, t, hs]: [usize; 4],
+    leaky: bool,
+    chunked: bool,
+    seed: u64,
+) -> [Vec<f64>; 3] {
     let n = b * h * t * hs;
     let u = tensor(&noise(n, seed), [b, h, t, hs], device, DType::F32).require_grad();
     let ([y, du], dd) = match leaky {
         true => {
             let rates: Vec<f64> = (0..h).map(|i| 0.05 + 0.7 * i as f64).collect();
             let decay = tensor(&rates, [h], device, DType::F32).require_grad();
-            let y = leaky_average(u.clone(), decay.clone());
+            let y = match chunked {
+                true => leaky_average_chunked(u.clone(), decay.clone()),
+                false => leaky_average(u.clone(), decay.clone()),
+            };
             let grads = project(y.clone(), seed + 2).backward();
             let dd = values(decay.grad(&grads).expect("the decay has a gradient"));
             (
@@ -43,7 +55,10 @@ fn run(device: &Device, [b, h, t, hs]: [usize; 4], leaky: bool, seed: u64) -> [V
             // Log-decays in (-2, 0): some steps keep most of the past, some almost none.
             let logs: Vec<f64> = noise(b * h * t, seed + 1).iter().map(|v| v - 1.0).collect();
             let decay = tensor(&logs, [b, h, t, 1], device, DType::F32).require_grad();
-            let y = gated_scan(u.clone(), decay.clone());
+            let y = match chunked {
+                true => gated_scan_chunked(u.clone(), decay.clone()),
+                false => gated_scan(u.clone(), decay.clone()),
+            };
             let grads = project(y.clone(), seed + 2).backward();
             let dd = values(decay.grad(&grads).expect("the decay has a gradient"));
             (
@@ -55,20 +70,30 @@ fn run(device: &Device, [b, h, t, hs]: [usize; 4], leaky: bool, seed: u64) -> [V
     [y, du, dd]
 }
 
+/// Each of `got` within 1e-4 (relative to the largest of `want`) of `want`.
+fn assert_close(what: &str, against: &str, names: &[&str], got: &[Vec<f64>], want: &[Vec<f64>]) {
+    for (name, (g, w)) in names.iter().zip(got.iter().zip(want)) {
+        let err = rel_err(g, w);
+        assert!(err <= 1e-4, "{what} {name} against the {against}: {err:e}");
+    }
+}
+
 #[test]
 fn the_gpu_scan_equals_the_cpu_scan_with_gradients() {
     let (cpu, gpu) = (Device::flex().autodiff(), wgpu().autodiff());
     assert!(scan_fused(&gpu, DType::F32), "WGPU runs the scan kernel");
     for (i, shape) in SHAPES.into_iter().enumerate() {
         for leaky in [false, true] {
-            let want = run(&cpu, shape, leaky, 7 + i as u64);
-            let got = run(&gpu, shape, leaky, 7 + i as u64);
-            for (name, (g, w)) in ["output", "du", "ddecay"].iter().zip(got.iter().zip(&want)) {
-                let err = rel_err(g, w);
-                assert!(
-                    err <= 1e-4,
-                    "{shape:?} leaky={leaky} {name}: relative error {err:e}"
-                );
+            let seed = 7 + i as u64;
+            let got = run(&gpu, shape, leaky, false, seed);
+            let what = format!("{shape:?} leaky={leaky}");
+            let names = ["output", "du", "ddecay"];
+            let cpu_scan = run(&cpu, shape, leaky, false, seed);
+            assert_close(&what, "CPU", &names, &got, &cpu_scan);
+            // The tensor forms on one shape: lavapipe compiles each of their kernels per shape.
+            if i == 0 {
+                let tensor_form = run(&gpu, shape, leaky, true, seed);
+                assert_close(&what, "tensor form", &names, &got, &tensor_form);
             }
         }
     }
@@ -88,8 +113,10 @@ fn the_gpu_scan_reads_a_strided_decay() {
     assert!(err <= 1e-5, "relative error {err:e}");
 }
 
-/// The retrieval's output and the gradients of the query, keys and values on `device`.
+/// The retrieval's output and the gradients of the query, keys and values on `device`, through
+/// the fused operation or (`explicit`) scores, masked softmax and product.
 fn retrieve(
+    explicit: bool,
     device: &Device,
     shape: [usize; 4],
     scale: f64,
@@ -102,7 +129,13 @@ fn retrieve(
         let x: Vec<f64> = noise(n, seed + i).iter().map(|v| 2.0 * v).collect();
         tensor(&x, shape, device, DType::F32).require_grad()
     });
-    let y = causal_retrieval(q.clone(), k.clone(), v.clone(), scale, band);
+    let y = match explicit {
+        true => {
+            let scores = q.clone().matmul(k.clone().swap_dims(2, 3)) * scale;
+            masked_softmax(scores, band).matmul(v.clone())
+        }
+        false => causal_retrieval(q.clone(), k.clone(), v.clone(), scale, band),
+    };
     let grads = project(y.clone(), seed + 3).backward();
     let grad = |x: &Tensor<4>| values(x.grad(&grads).expect("an input has a gradient"));
     [values(y), grad(&q), grad(&k), grad(&v)]
@@ -127,17 +160,15 @@ fn the_gpu_retrieval_equals_the_cpu_retrieval_with_gradients() {
             (1.0, Band::long_term(shape[2] / 3)),
         ];
         for (scale, band) in bands {
-            let want = retrieve(&cpu, shape, scale, band, 20 + i as u64);
-            let got = retrieve(&gpu, shape, scale, band, 20 + i as u64);
-            for (name, (g, w)) in ["output", "dq", "dk", "dv"]
-                .iter()
-                .zip(got.iter().zip(&want))
-            {
-                let err = rel_err(g, w);
-                assert!(
-                    err <= 1e-4,
-                    "{shape:?} {band:?} {name}: relative error {err:e}"
-                );
+            let seed = 20 + i as u64;
+            let got = retrieve(false, &gpu, shape, scale, band, seed);
+            let what = format!("{shape:?} {band:?}");
+            let names = ["output", "dq", "dk", "dv"];
+            let cpu_fused = retrieve(false, &cpu, shape, scale, band, seed);
+            assert_close(&what, "CPU", &names, &got, &cpu_fused);
+            if i == 0 {
+                let tensor_form = retrieve(true, &gpu, shape, scale, band, seed);
+                assert_close(&what, "tensor form", &names, &got, &tensor_form);
             }
         }
     }
@@ -175,15 +206,7 @@ fn the_gpu_bank_retrieval_equals_the_cpu_one_with_gradients() {
     {
         let want = read_bank(&cpu, shape, slots, 40 + i as u64);
         let got = read_bank(&gpu, shape, slots, 40 + i as u64);
-        for (name, (g, w)) in ["output", "dq", "dk", "dv"]
-            .iter()
-            .zip(got.iter().zip(&want))
-        {
-            let err = rel_err(g, w);
-            assert!(
-                err <= 1e-4,
-                "{shape:?} P={slots} {name}: relative error {err:e}"
-            );
-        }
+        let names = ["output", "dq", "dk", "dv"];
+        assert_close(&format!("{shape:?} P={slots}"), "CPU", &names, &got, &want);
     }
 }
