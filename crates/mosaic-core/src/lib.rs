@@ -38,6 +38,8 @@ mod gelu;
 mod head_retrieval;
 pub mod heads;
 mod key_features;
+#[cfg(any(feature = "wgpu", feature = "cuda"))]
+mod l2_norm;
 mod layer_norm;
 mod leaky_average;
 mod linear;

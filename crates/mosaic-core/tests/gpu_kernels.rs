@@ -1,6 +1,7 @@
 //! The CubeCL kernels on WGPU against the CPU backend's fused operations and against the
 //! tensor forms on WGPU itself, values and gradients, on sizes that fill no whole cube of threads: the scan (both decay forms) and the
-//! masked retrieval (every band the models use), the bank retrieval.
+//! masked retrieval (every band the models use), the bank retrieval, LayerNorm, the L2
+//! normalisation.
 //! CI runs WGPU on Mesa's lavapipe; built only with the `wgpu` feature.
 
 #![cfg(feature = "wgpu")]
@@ -11,7 +12,8 @@ use burn::tensor::{DType, Device, DeviceKind, Tensor};
 use common::{noise, project, rel_err, tensor, values};
 use mosaic_core::band::Band;
 use mosaic_core::gated_scan;
-use mosaic_core::ops::masked_softmax;
+use mosaic_core::heads::l2_normalize;
+use mosaic_core::ops::{layer_norm, masked_softmax};
 use mosaic_core::test_support::{
     bank_retrieval, causal_retrieval, gated_scan_chunked, leaky_average, leaky_average_chunked,
     retrieval_fused, scan_fused,
@@ -208,5 +210,90 @@ fn the_gpu_bank_retrieval_equals_the_cpu_one_with_gradients() {
         let got = read_bank(&gpu, shape, slots, 40 + i as u64);
         let names = ["output", "dq", "dk", "dv"];
         assert_close(&format!("{shape:?} P={slots}"), "CPU", &names, &got, &want);
+    }
+}
+
+/// LayerNorm's output and the gradients of its input and gain on `device`, fused or
+/// (`explicit`) Burn's.
+fn normalise(explicit: bool, device: &Device, [b, t, d]: [usize; 3], seed: u64) -> [Vec<f64>; 3] {
+    let x: Vec<f64> = noise(b * t * d, seed)
+        .iter()
+        .map(|v| 3.0 * v + 0.5)
+        .collect();
+    let x = tensor(&x, [b, t, d], device, DType::F32).require_grad();
+    let gain: Vec<f64> = noise(d, seed + 1).iter().map(|v| 1.0 + v).collect();
+    let gain = tensor(&gain, [d], device, DType::F32).require_grad();
+    let y = match explicit {
+        true => burn::tensor::module::layer_norm(x.clone(), gain.clone(), None, 1e-5),
+        false => layer_norm(x.clone(), gain.clone(), 1e-5),
+    };
+    let grads = project(y.clone(), seed + 2).backward();
+    let dx = values(x.grad(&grads).expect("the input has a gradient"));
+    [
+        values(y),
+        dx,
+        values(gain.grad(&grads).expect("the gain has a gradient")),
+    ]
+}
+
+#[test]
+fn the_gpu_layer_norm_equals_the_cpu_one_with_gradients() {
+    let (cpu, gpu) = (Device::flex().autodiff(), wgpu().autodiff());
+    // 259 rows (two cubes) of 70; one row of 3.
+    for (i, shape) in [[7, 37, 70], [1, 1, 3]].into_iter().enumerate() {
+        let seed = 60 + i as u64;
+        let got = normalise(false, &gpu, shape, seed);
+        let names = ["output", "dx", "dgain"];
+        let what = format!("{shape:?}");
+        assert_close(
+            &what,
+            "CPU",
+            &names,
+            &got,
+            &normalise(false, &cpu, shape, seed),
+        );
+        let tensor_form = normalise(true, &gpu, shape, seed);
+        assert_close(&what, "tensor form", &names, &got, &tensor_form);
+    }
+}
+
+/// The L2 normalisation's output and its input's gradient on `device`, through
+/// [`l2_normalize`] or (`explicit`) the tensor operations.
+fn unit(explicit: bool, device: &Device, shape: [usize; 4], seed: u64) -> [Vec<f64>; 2] {
+    let x = tensor(
+        &noise(shape.iter().product(), seed),
+        shape,
+        device,
+        DType::F32,
+    );
+    let x = x.require_grad();
+    let y = match explicit {
+        true => x.clone() / x.clone().square().sum_dim(3).sqrt(),
+        false => l2_normalize(x.clone()),
+    };
+    let grads = project(y.clone(), seed + 1).backward();
+    [
+        values(y),
+        values(x.grad(&grads).expect("the input has a gradient")),
+    ]
+}
+
+#[test]
+fn the_gpu_l2_normalisation_equals_the_tensor_form() {
+    let (cpu, gpu) = (Device::flex().autodiff(), wgpu().autodiff());
+    // 2 x 3 x 70 = 420 vectors (two cubes) of 5; one vector of 40.
+    for (i, shape) in [[2, 3, 70, 5], [1, 1, 1, 40]].into_iter().enumerate() {
+        let seed = 80 + i as u64;
+        let got = unit(false, &gpu, shape, seed);
+        let what = format!("{shape:?}");
+        let names = ["output", "dx"];
+        assert_close(&what, "CPU", &names, &got, &unit(false, &cpu, shape, seed));
+        assert_close(
+            &what,
+            "tensor form",
+            &names,
+            &got,
+            &unit(true, &gpu, shape, seed),
+        );
     }
 }

@@ -1,49 +1,11 @@
-//! LayerNorm over the last axis without bias, `y = (x - mean) / sqrt(var + eps) * gain`, as
-//! one operation with its own backward pass on the `flex` CPU backend. Burn records it as
-//! about ten elementwise operations and reductions each way; here each row is normalised in one
-//! pass, and the backward pass recomputes the row's mean and spread from the saved input:
-//!
-//! ```text
-//! g = dy * gain;  dx = (g - mean(g) - xhat * mean(g * xhat)) / sqrt(var + eps);  dgain = sum_rows dy * xhat
-//! ```
-//!
-//! The models' `LayerNorm` module calls it; it lives beside the other fused operations because
-//! it shares their plumbing.
+//! LayerNorm on the `flex` CPU backend: rows in parallel tasks, each row normalised in one pass.
 
-use burn::backend::autodiff::checkpoint::base::Checkpointer;
-use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
-use burn::backend::autodiff::grads::Gradients;
-use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::Flex;
 use burn::backend::flex::FlexTensor;
-use burn::backend::tensor::FloatTensor;
-use burn::backend::{Autodiff, Backend, Dispatch, Flex, backend_extension};
-use burn::tensor::{Tensor, module};
 use rayon::prelude::*;
 
-use crate::backward::register;
-use crate::dispatch::cpu_kernels;
+use super::{LayerNormBackend, LayerNormGradBackend};
 use crate::matrix::{contiguous, tensor};
-
-/// LayerNorm of `x` over its last axis with `gain` `(d,)` and no bias.
-pub fn layer_norm<const D: usize>(x: Tensor<D>, gain: Tensor<1>, eps: f64) -> Tensor<D> {
-    match cpu_kernels(&x.device(), x.dtype()) {
-        true => Tensor::from_dispatch(Dispatch::fused_layer_norm(
-            x.into_dispatch(),
-            gain.into_dispatch(),
-            eps,
-        )),
-        false => module::layer_norm(x, gain, None, eps),
-    }
-}
-
-#[backend_extension(Flex, Autodiff)]
-pub trait LayerNormBackend: Backend {
-    fn fused_layer_norm(
-        x: FloatTensor<Self>,
-        gain: FloatTensor<Self>,
-        eps: f64,
-    ) -> FloatTensor<Self>;
-}
 
 /// Rows per parallel task.
 const ROWS: usize = 64;
@@ -130,44 +92,13 @@ fn fused_layer_norm_backward(
     (tensor(dx, shape), tensor(dgain, vec![d]))
 }
 
-impl<C: CheckpointStrategy> LayerNormBackend for Autodiff<Flex, C> {
-    fn fused_layer_norm(
-        x: FloatTensor<Self>,
-        gain: FloatTensor<Self>,
+impl LayerNormGradBackend for Flex {
+    fn fused_layer_norm_backward(
+        x: FlexTensor,
+        gain: FlexTensor,
+        grad: FlexTensor,
         eps: f64,
-    ) -> FloatTensor<Self> {
-        #[derive(Debug)]
-        struct LayerNorm;
-
-        impl Backward<Flex, 2> for LayerNorm {
-            /// The input, the gain and `eps`.
-            type State = (FlexTensor, FlexTensor, f64);
-
-            fn backward(
-                self,
-                ops: Ops<Self::State, 2>,
-                grads: &mut Gradients,
-                _: &mut Checkpointer,
-            ) {
-                let (x, gain, eps) = ops.state;
-                let grad = grads.consume::<Flex>(&ops.node);
-                let (dx, dgain) = fused_layer_norm_backward(x, gain, grad, eps);
-                register!(Flex, ops.parents, [dx, dgain], grads);
-            }
-        }
-
-        let (x, x_node) = x.into_parts();
-        let (gain, gain_node) = gain.into_parts();
-        match LayerNorm
-            .prepare::<C>([x_node, gain_node])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(prep) => {
-                let y = Flex::fused_layer_norm(x.clone(), gain.clone(), eps);
-                prep.finish((x, gain, eps), y)
-            }
-            OpsKind::UnTracked(prep) => prep.finish(Flex::fused_layer_norm(x, gain, eps)),
-        }
+    ) -> (FlexTensor, FlexTensor) {
+        fused_layer_norm_backward(x, gain, grad, eps)
     }
 }
