@@ -32,6 +32,8 @@ mod bandwidth;
 mod bank;
 mod causal;
 mod context_memory;
+#[cfg(any(feature = "wgpu", feature = "cuda"))]
+mod cube_launch;
 mod dispatch;
 mod gated_scan;
 mod gelu;

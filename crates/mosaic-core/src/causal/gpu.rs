@@ -20,14 +20,12 @@ use burn_cubecl::CubeBackend;
 use burn_cubecl::cubecl;
 use burn_cubecl::cubecl::prelude::*;
 use burn_cubecl::kernel::into_contiguous;
-use burn_cubecl::ops::numeric::empty_device_dtype;
 use burn_cubecl::tensor::CubeTensor;
+
+use crate::cube_launch::{empty_like, threads};
 
 use super::{CausalBackend, CausalGradBackend};
 use crate::band::Band;
-
-/// Threads per cube.
-const CUBE: usize = 256;
 
 /// A running maximum's start: below any score (WGSL has no infinity literal).
 const FLOOR: f32 = -1.0e30;
@@ -247,14 +245,6 @@ fn retrieval_backward_keys<F: Float>(
     }
 }
 
-/// One thread per row of `rows` rows.
-fn grid(rows: usize) -> (CubeCount, CubeDim) {
-    (
-        CubeCount::Static(rows.div_ceil(CUBE).max(1) as u32, 1, 1),
-        CubeDim::new_1d(CUBE.min(rows.max(1)) as u32),
-    )
-}
-
 /// How the kernels are launched for a query of `shape` `(B, H, T, hs)`: the band as they take
 /// it (its window clamped to `T + 1`) and whether the keys are a bank `(H, P, hs)`.
 #[derive(Clone, Copy)]
@@ -274,10 +264,6 @@ impl Reads {
     }
 }
 
-fn empty_like(x: &CubeTensor, shape: Shape) -> CubeTensor {
-    empty_device_dtype(x.client.clone(), x.device.clone(), shape, x.dtype)
-}
-
 /// `(B, H, T, 1)` of a `(B, H, T, hs)` shape.
 fn rows(shape: &Shape) -> Shape {
     Shape::new([shape[0], shape[1], shape[2], 1])
@@ -289,7 +275,7 @@ pub(crate) fn forward([q, k, v]: [CubeTensor; 3], reads: Reads) -> (CubeTensor, 
     let [q, k, v] = [q, k, v].map(into_contiguous);
     let shape = q.meta.shape().clone();
     let (y, lse) = (empty_like(&q, shape.clone()), empty_like(&q, rows(&shape)));
-    let (count, dim) = grid(shape[0] * shape[1] * shape[2]);
+    let (count, dim) = threads(shape[0] * shape[1] * shape[2]);
     retrieval_forward::launch(
         &q.client.clone(),
         count,
@@ -322,7 +308,7 @@ pub(crate) fn backward(
     let [dk, dv] = [0; 2].map(|_| empty_like(&k, k.meta.shape().clone()));
     let delta = empty_like(&q, rows(&shape));
     let client = q.client.clone();
-    let (count, dim) = grid(shape[0] * shape[1] * t);
+    let (count, dim) = threads(shape[0] * shape[1] * t);
     retrieval_backward_queries::launch(
         &client,
         count,
@@ -342,7 +328,7 @@ pub(crate) fn backward(
         reads.bank,
         dtype_to_storage_type(DType::F32),
     );
-    let (count, dim) = grid(k.meta.shape().num_elements() / hs);
+    let (count, dim) = threads(k.meta.shape().num_elements() / hs);
     retrieval_backward_keys::launch(
         &client,
         count,

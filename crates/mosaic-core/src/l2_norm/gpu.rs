@@ -1,18 +1,16 @@
 //! The L2 normalisation as CubeCL kernels: one thread per vector (a head's `hs` features).
 
 use burn::backend::cubecl::dtype_to_storage_type;
-use burn::tensor::{DType, Shape};
+use burn::tensor::DType;
 use burn_cubecl::CubeBackend;
 use burn_cubecl::cubecl;
 use burn_cubecl::cubecl::prelude::*;
 use burn_cubecl::kernel::into_contiguous;
-use burn_cubecl::ops::numeric::empty_device_dtype;
 use burn_cubecl::tensor::CubeTensor;
 
-use super::{L2NormBackend, L2NormGradBackend};
+use crate::cube_launch::{empty_like, threads};
 
-/// Threads per cube.
-const CUBE: usize = 256;
+use super::{L2NormBackend, L2NormGradBackend};
 
 /// `|x|` of the `d` values from `start`.
 #[cube]
@@ -59,30 +57,18 @@ fn l2_backward<F: Float>(
     }
 }
 
-/// One thread per vector of `shape`.
-fn grid(shape: &Shape) -> (CubeCount, CubeDim) {
-    let rows = shape.num_elements() / shape[shape.num_dims() - 1].max(1);
-    (
-        CubeCount::Static(rows.div_ceil(CUBE).max(1) as u32, 1, 1),
-        CubeDim::new_1d(CUBE.min(rows.max(1)) as u32),
-    )
-}
-
-fn empty_like(x: &CubeTensor) -> CubeTensor {
-    empty_device_dtype(
-        x.client.clone(),
-        x.device.clone(),
-        x.meta.shape().clone(),
-        x.dtype,
-    )
+/// One thread per vector of `x`.
+fn grid(x: &CubeTensor) -> (CubeCount, CubeDim) {
+    let shape = x.meta.shape();
+    threads(shape.num_elements() / shape[shape.num_dims() - 1].max(1))
 }
 
 impl L2NormBackend for CubeBackend {
     fn l2_normalize(x: CubeTensor) -> CubeTensor {
         assert_eq!(x.dtype, DType::F32, "the GPU L2 normalisation runs in f32");
         let x = into_contiguous(x);
-        let y = empty_like(&x);
-        let (count, dim) = grid(x.meta.shape());
+        let y = empty_like(&x, x.meta.shape().clone());
+        let (count, dim) = grid(&x);
         l2_forward::launch(
             &x.client.clone(),
             count,
@@ -98,8 +84,8 @@ impl L2NormBackend for CubeBackend {
 impl L2NormGradBackend for CubeBackend {
     fn l2_normalize_backward(x: CubeTensor, grad: CubeTensor) -> CubeTensor {
         let [x, dy] = [x, grad].map(into_contiguous);
-        let dx = empty_like(&x);
-        let (count, dim) = grid(x.meta.shape());
+        let dx = empty_like(&x, x.meta.shape().clone());
+        let (count, dim) = grid(&x);
         l2_backward::launch(
             &x.client.clone(),
             count,

@@ -9,13 +9,11 @@ use burn_cubecl::CubeBackend;
 use burn_cubecl::cubecl;
 use burn_cubecl::cubecl::prelude::*;
 use burn_cubecl::kernel::into_contiguous;
-use burn_cubecl::ops::numeric::empty_device_dtype;
 use burn_cubecl::tensor::CubeTensor;
 
-use super::{LayerNormBackend, LayerNormGradBackend};
+use crate::cube_launch::{empty_like, threads};
 
-/// Threads per cube.
-const CUBE: usize = 256;
+use super::{LayerNormBackend, LayerNormGradBackend};
 
 /// The mean and `1 / sqrt(var + eps)` of the `d` values from `start`.
 #[cube]
@@ -92,15 +90,7 @@ fn layer_norm_backward<F: Float>(
 
 /// One thread per row of `x` (rows of `d`).
 fn grid(x: &CubeTensor, d: usize) -> (CubeCount, CubeDim) {
-    let rows = x.meta.shape().num_elements() / d.max(1);
-    (
-        CubeCount::Static(rows.div_ceil(CUBE).max(1) as u32, 1, 1),
-        CubeDim::new_1d(CUBE.min(rows.max(1)) as u32),
-    )
-}
-
-fn empty_like(x: &CubeTensor, shape: Shape) -> CubeTensor {
-    empty_device_dtype(x.client.clone(), x.device.clone(), shape, x.dtype)
+    threads(x.meta.shape().num_elements() / d.max(1))
 }
 
 impl LayerNormBackend for CubeBackend {

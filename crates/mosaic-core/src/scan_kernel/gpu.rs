@@ -15,13 +15,11 @@ use burn_cubecl::CubeBackend;
 use burn_cubecl::cubecl;
 use burn_cubecl::cubecl::prelude::*;
 use burn_cubecl::kernel::into_contiguous;
-use burn_cubecl::ops::numeric::empty_device_dtype;
 use burn_cubecl::tensor::CubeTensor;
 
-use super::{ScanBackend, ScanGradBackend};
+use crate::cube_launch::{empty_like, threads};
 
-/// Threads per cube: the features of a few (batch, head) pairs.
-const CUBE: usize = 256;
+use super::{ScanBackend, ScanGradBackend};
 
 /// `kbar_t = a_t kbar_{t-1} + g_t u_t` for one (batch, head, feature).
 #[cube(launch)]
@@ -123,16 +121,7 @@ fn step_decay<F: Float>(decay: &Tensor<F>, at: usize, lambda: F, #[comptime] lea
 
 /// One thread per (batch, head, feature) of `shape` `(B, H, T, hs)`.
 fn grid(shape: &Shape) -> (CubeCount, CubeDim) {
-    let lanes = shape[0] * shape[1] * shape[3];
-    let cubes = lanes.div_ceil(CUBE).max(1);
-    (
-        CubeCount::Static(cubes as u32, 1, 1),
-        CubeDim::new_1d(CUBE.min(lanes.max(1)) as u32),
-    )
-}
-
-fn empty_like(x: &CubeTensor, shape: Shape) -> CubeTensor {
-    empty_device_dtype(x.client.clone(), x.device.clone(), shape, x.dtype)
+    threads(shape[0] * shape[1] * shape[3])
 }
 
 impl ScanBackend for CubeBackend {
