@@ -1,5 +1,5 @@
 //! Which implementation of an operation runs where: the crate's fused CPU kernels, its GPU
-//! scan, Burn's fused attention, or the tensor forms every backend has. Every operation asks here.
+//! kernels, Burn's fused attention, or the tensor forms every backend has. Every operation asks here.
 
 use burn::tensor::{DType, Device};
 
@@ -18,21 +18,16 @@ pub fn cpu_kernels(device: &Device, dtype: DType) -> bool {
     dtype == DType::F32 && device.clone().inner() == Device::flex()
 }
 
-/// Whether this crate's CubeCL kernels run (the keys' scan, the retrieval): in f32 on a CubeCL
-/// device (WGPU, CUDA), when the crate is built with that feature.
+/// Whether this crate's CubeCL kernels run (scan, retrievals, LayerNorm, L2 normalisation): in
+/// f32 on a CubeCL device (WGPU, CUDA), when the crate is built with that feature.
 pub fn gpu_kernels(device: &Device, dtype: DType) -> bool {
     dtype == DType::F32 && cube(device)
 }
 
-/// Whether the keys' scan runs as one fused operation ([`crate::scan_kernel`]), on the CPU or
-/// a GPU; elsewhere it runs as the chunked tensor form.
-pub fn scan_fused(device: &Device, dtype: DType) -> bool {
-    cpu_kernels(device, dtype) || gpu_kernels(device, dtype)
-}
-
-/// Whether the masked retrieval runs as one fused operation with its own backward pass
-/// ([`crate::causal`]), on the CPU or a GPU; elsewhere it runs as the explicit form.
-pub fn retrieval_fused(device: &Device, dtype: DType) -> bool {
+/// Whether an operation that has both a CPU and a GPU kernel (the keys' scan, the masked and
+/// bank retrievals, LayerNorm) runs fused: [`cpu_kernels`] or [`gpu_kernels`]. Elsewhere it
+/// runs as its tensor form.
+pub fn fused_kernels(device: &Device, dtype: DType) -> bool {
     cpu_kernels(device, dtype) || gpu_kernels(device, dtype)
 }
 

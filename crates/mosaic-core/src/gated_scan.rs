@@ -13,7 +13,7 @@
 
 use burn::tensor::{Bool, Tensor};
 
-use crate::dispatch::scan_fused;
+use crate::dispatch::fused_kernels;
 use crate::scan_kernel::{Decay, fused_scan};
 
 /// Chunk length of [`gated_scan_chunked`]: the work is `O(T * CHUNK + (T / CHUNK)^2)`.
@@ -23,7 +23,7 @@ pub const CHUNK: usize = 64;
 /// `log_decay`: `(B, H, T, 1)`, at most 0. The fused scan on the CPU backend and GPUs,
 /// [`gated_scan_chunked`] elsewhere.
 pub fn gated_scan(u: Tensor<4>, log_decay: Tensor<4>) -> Tensor<4> {
-    match scan_fused(&u.device(), u.dtype()) {
+    match fused_kernels(&u.device(), u.dtype()) {
         true => fused_scan(u, log_decay, Decay::PerStep),
         false => gated_scan_chunked(u, log_decay),
     }

@@ -11,7 +11,7 @@ use burn::module::{Module, Param};
 use burn::tensor::{Bool, Device, Tensor, TensorData};
 
 use crate::EXP_PARAM_SCALE;
-use crate::dispatch::scan_fused;
+use crate::dispatch::fused_kernels;
 use crate::gated_scan::{gated_scan_chunked, gated_step};
 use crate::heads::{linspace, per_head};
 use crate::scan_kernel::{Decay, fused_scan};
@@ -63,7 +63,7 @@ impl LeakyAverage {
 /// The leaky average of `u` `(B, H, T, hs)` with per-head decay rates `decay` `(H,)`, in O(T):
 /// the gated scan with a constant decay (fused on the CPU backend and GPUs, chunked elsewhere).
 pub fn leaky_average(u: Tensor<4>, decay: Tensor<1>) -> Tensor<4> {
-    match scan_fused(&u.device(), u.dtype()) {
+    match fused_kernels(&u.device(), u.dtype()) {
         true => fused_scan(u, decay, Decay::Leaky),
         false => leaky_average_chunked(u, decay),
     }

@@ -82,7 +82,7 @@ pub mod ops {
 pub mod test_support {
     pub use crate::bank::bank_retrieval;
     pub use crate::causal::causal_retrieval;
-    pub use crate::dispatch::{cpu_kernels, gpu_kernels, retrieval_fused, scan_fused};
+    pub use crate::dispatch::{cpu_kernels, fused_kernels};
     pub use crate::gated_scan::{CHUNK, gated_scan_chunked, gated_scan_sequential};
     pub use crate::leaky_average::{leaky_average, leaky_average_chunked, leaky_average_quadratic};
 }

@@ -8,7 +8,7 @@ use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Bool, Device, Tensor, TensorData};
 
 use crate::band::Band;
-use crate::dispatch::{fused_attention, retrieval_fused};
+use crate::dispatch::{fused_attention, fused_kernels};
 use crate::softmax::{hidden_mask, masked_softmax, softmax_last};
 use crate::{bank, causal};
 
@@ -73,7 +73,7 @@ pub fn masked_retrieval(
         let mask = (band != Band::CAUSAL).then(|| hidden_mask(t, t, band, &device));
         return attention(query, keys, values, mask, None, options);
     }
-    if retrieval_fused(&device, query.dtype()) && dropout.prob == 0.0 {
+    if fused_kernels(&device, query.dtype()) && dropout.prob == 0.0 {
         return causal::causal_retrieval(query, keys, values, scale, band);
     }
     let scores = query.matmul(keys.swap_dims(2, 3));
@@ -104,7 +104,7 @@ pub fn bank_retrieval(
     dropout: &Dropout,
 ) -> Tensor<4> {
     let device = query.device();
-    if retrieval_fused(&device, query.dtype()) && (dropout.prob == 0.0 || !device.is_autodiff()) {
+    if fused_kernels(&device, query.dtype()) && (dropout.prob == 0.0 || !device.is_autodiff()) {
         return bank::bank_retrieval(query, bank_keys, bank_values);
     }
     let scores = query.matmul(bank_keys.swap_dims(1, 2).unsqueeze::<4>());

@@ -15,8 +15,8 @@ use mosaic_core::gated_scan;
 use mosaic_core::heads::l2_normalize;
 use mosaic_core::ops::{layer_norm, masked_softmax};
 use mosaic_core::test_support::{
-    bank_retrieval, causal_retrieval, gated_scan_chunked, leaky_average, leaky_average_chunked,
-    retrieval_fused, scan_fused,
+    bank_retrieval, causal_retrieval, fused_kernels, gated_scan_chunked, leaky_average,
+    leaky_average_chunked,
 };
 
 fn wgpu() -> Device {
@@ -83,7 +83,7 @@ fn assert_close(what: &str, against: &str, names: &[&str], got: &[Vec<f64>], wan
 #[test]
 fn the_gpu_scan_equals_the_cpu_scan_with_gradients() {
     let (cpu, gpu) = (Device::flex().autodiff(), wgpu().autodiff());
-    assert!(scan_fused(&gpu, DType::F32), "WGPU runs the scan kernel");
+    assert!(fused_kernels(&gpu, DType::F32), "WGPU runs the scan kernel");
     for (i, shape) in SHAPES.into_iter().enumerate() {
         for leaky in [false, true] {
             let seed = 7 + i as u64;
@@ -147,7 +147,7 @@ fn retrieve(
 fn the_gpu_retrieval_equals_the_cpu_retrieval_with_gradients() {
     let (cpu, gpu) = (Device::flex().autodiff(), wgpu().autodiff());
     assert!(
-        retrieval_fused(&gpu, DType::F32),
+        fused_kernels(&gpu, DType::F32),
         "WGPU runs the retrieval kernels"
     );
     // 420 rows (two cubes, the second part full), and 9 rows of a wider head.

@@ -26,7 +26,7 @@ use crate::backward::register;
 use crate::causal::row_spec;
 
 /// `softmax(query bank_keys^T) bank_values` per head: `query` `(B, H, T, hs)`, `bank_keys` and
-/// `bank_values` `(H, P, hs)`. Only where [`crate::dispatch::retrieval_fused`] says so.
+/// `bank_values` `(H, P, hs)`. Only where [`crate::dispatch::fused_kernels`] says so.
 pub fn bank_retrieval(query: Tensor<4>, bank_keys: Tensor<3>, bank_values: Tensor<3>) -> Tensor<4> {
     Tensor::from_dispatch(Dispatch::bank_retrieval(
         query.into_dispatch(),

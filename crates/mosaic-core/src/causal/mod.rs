@@ -26,7 +26,7 @@ use crate::backward::register;
 use crate::band::Band;
 
 /// `softmax(scale q k^T)` over the keys `band` gives each query ([`Band::softmax_range`]),
-/// times `values`; all `(B, H, T, hs)`. Only where [`crate::dispatch::retrieval_fused`] says so.
+/// times `values`; all `(B, H, T, hs)`. Only where [`crate::dispatch::fused_kernels`] says so.
 pub fn causal_retrieval(
     query: Tensor<4>,
     keys: Tensor<4>,

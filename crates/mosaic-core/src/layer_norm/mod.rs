@@ -25,12 +25,12 @@ use burn::backend::{Autodiff, Backend, Dispatch, backend_extension};
 use burn::tensor::{Tensor, module};
 
 use crate::backward::register;
-use crate::dispatch::{cpu_kernels, gpu_kernels};
+use crate::dispatch::fused_kernels;
 
 /// LayerNorm of `x` over its last axis with `gain` `(d,)` and no bias.
 pub fn layer_norm<const D: usize>(x: Tensor<D>, gain: Tensor<1>, eps: f64) -> Tensor<D> {
     let (device, dtype) = (x.device(), x.dtype());
-    match cpu_kernels(&device, dtype) || gpu_kernels(&device, dtype) {
+    match fused_kernels(&device, dtype) {
         true => Tensor::from_dispatch(Dispatch::fused_layer_norm(
             x.into_dispatch(),
             gain.into_dispatch(),

@@ -1,7 +1,7 @@
 //! The scan as CubeCL kernels, written once for WGPU and CUDA: one thread per
 //! (batch, head, feature) runs the recurrence over time, so a step reads and writes one element
 //! per thread and neighbouring threads touch neighbouring features (coalesced). f32 only (see
-//! [`crate::dispatch::scan_fused`]).
+//! [`crate::dispatch::fused_kernels`]).
 //!
 //! The backward kernel leaves the decay's gradient as per-thread terms: for per-step decays
 //! `a_t r_t,i kbar_{t-1},i` at every step (summed over features after), for the leaky form

@@ -43,7 +43,7 @@ pub enum Decay {
 }
 
 /// The scan of `u` `(B, H, T, hs)` with `decay` as `form` says; only where
-/// [`crate::dispatch::scan_fused`] says so.
+/// [`crate::dispatch::fused_kernels`] says so.
 pub fn fused_scan<const D: usize>(u: Tensor<4>, decay: Tensor<D>, form: Decay) -> Tensor<4> {
     Tensor::from_dispatch(Dispatch::key_scan(
         u.into_dispatch(),
