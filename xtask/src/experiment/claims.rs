@@ -39,10 +39,9 @@ pub fn write(
 
 /// The claim's line: its verdict, the values compared, the gap and its test.
 fn line(c: &Claim, groups: &[Group], runs: &[RunResult], results: &[RunResult]) -> String {
-    let model = groups
-        .iter()
-        .find(|g| g.name == c.group)
-        .and_then(|g| g.model(&c.model));
+    let group = groups.iter().find(|g| g.name == c.group);
+    let model = group.and_then(|g| g.model(&c.model));
+    let text = group.map_or("validation", |g| g.text());
     let against = best(runs, &c.group, &c.against, c.against_choice);
     let (Some(model), Some(against)) = (model, against) else {
         return format!(
@@ -55,11 +54,11 @@ fn line(c: &Claim, groups: &[Group], runs: &[RunResult], results: &[RunResult]) 
         Some(metric(c.against_metric, a)? - metric(c.metric, m)?)
     });
     let measure = match c.against_metric == c.metric {
-        true => c.metric.describe().to_string(),
+        true => c.metric.describe(text),
         false => format!(
             "{} against {}",
-            c.metric.describe(),
-            c.against_metric.describe()
+            c.metric.describe(text),
+            c.against_metric.describe(text)
         ),
     };
     let Some(gaps) = gaps.filter(|g| !g.is_empty()) else {

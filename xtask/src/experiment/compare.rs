@@ -29,6 +29,20 @@ impl<'a> Group<'a> {
     pub fn model(&self, key: &str) -> Option<&'a RunResult> {
         self.best.iter().copied().find(|r| r.key() == key)
     }
+
+    /// The text its losses are reported on: the test part where stories were held out, the
+    /// validation split otherwise.
+    pub fn text(&self) -> &'static str {
+        reported_text(self.best.iter().copied())
+    }
+}
+
+/// The text `runs`' losses are on: `test` where each held stories out, else `validation`.
+pub fn reported_text<'a>(mut runs: impl Iterator<Item = &'a RunResult>) -> &'static str {
+    match runs.all(|r| r.selection_loss.is_some()) {
+        true => "test",
+        false => "validation",
+    }
 }
 
 /// A run's rank when choosing a model's best: a run that diverged counts only when the model
@@ -36,7 +50,7 @@ impl<'a> Group<'a> {
 fn rank(r: &RunResult, choice: Choice) -> (bool, f64) {
     let loss = match choice {
         Choice::Selection => r.choice_loss(),
-        Choice::Ood => r.ood_loss.unwrap_or(f64::INFINITY),
+        Choice::Ood => r.ood_choice.or(r.ood_loss).unwrap_or(f64::INFINITY),
     };
     (r.diverged_at.is_some(), loss)
 }
@@ -224,5 +238,30 @@ mod tests {
             .collect();
         assert_eq!(early(&pp), 5.0);
         assert_eq!(late(&pp), 3.0);
+    }
+
+    fn result(name: &str, seed: u64, ood: f64) -> RunResult {
+        serde_json::from_value(serde_json::json!({
+            "name": name, "seed": seed, "group": "g", "model": GPT, "params": 1, "n_layer": 1,
+            "learning_rate": 1e-3, "steps": 1, "tokens": 1, "val_loss": 3.0,
+            "val_per_position": [], "ood_loss": ood, "ood_per_position": [], "curve": [],
+            "sample": "", "train_seconds": 1.0, "tokens_per_second": 1.0, "device": "cpu"
+        }))
+        .unwrap()
+    }
+
+    /// Seeds added to a run change its mean out-of-distribution loss, not which run was the
+    /// best there: that stays the choice at each run's first seed.
+    #[test]
+    fn the_best_out_of_distribution_run_is_chosen_at_the_first_seed() {
+        let results = [
+            result("a", 1337, 7.0),
+            result("a", 1, 9.0),
+            result("b", 1337, 7.5),
+        ];
+        let runs = super::super::seeds::average(&results);
+        assert_eq!(runs[0].ood_loss, Some(8.0));
+        let chosen = best(&runs, "g", GPT, Choice::Ood).unwrap();
+        assert_eq!(chosen.name, "a");
     }
 }

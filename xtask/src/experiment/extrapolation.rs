@@ -1,4 +1,4 @@
-//! A report's length extrapolation: the validation text in windows of several training
+//! A report's length extrapolation: the evaluated text in windows of several training
 //! blocks, read whole where a model can, and the same tokens past the first block read through
 //! a one-block sliding window (every model can; GPT past its block only so).
 
@@ -147,8 +147,9 @@ fn extrapolation_plot(path: &Path, g: &Group, longest: usize) -> Result<()> {
         }
     }
     let title = format!(
-        "{}: validation loss by position, windows of {longest} training blocks",
-        g.name
+        "{}: {} loss by position, windows of {longest} training blocks",
+        g.name,
+        g.text()
     );
     let axes = ("position in the window", "loss (mean of 16 positions)");
     lines_chart(path, &title, axes, &lines)

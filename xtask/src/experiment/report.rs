@@ -9,7 +9,7 @@ use anyhow::{Context, Result};
 use plotters::style::RGBColor;
 
 use super::claims;
-use super::compare::{GPT, Group, MM, color, display, groups};
+use super::compare::{GPT, Group, MM, color, display, groups, reported_text};
 use super::extrapolation;
 use super::plot::{Line, lines_chart};
 use super::results::{Layout, RunResult};
@@ -26,14 +26,16 @@ pub fn write(
 ) -> Result<()> {
     let runs = seeds::average(results);
     let groups = groups(&runs);
+    let text = reported_text(results.iter());
+    let part = if text == "test" { "part" } else { "split" };
     let mut md = String::new();
     writeln!(md, "# {name}\n\n{}\n", spec.about)?;
     writeln!(
         md,
         "Written by `cargo xtask experiment {name}` from `experiments/{name}.toml` (this invocation \
          {seconds:.0} s; each run's own training time is in the table; runs already finished were \
-         not run again). Losses are nats per token; the validation loss is over the whole \
-         validation split, every position of every window.{}\n",
+         not run again). Losses are nats per token; the {text} loss is over the whole {text} \
+         {part}, every position of every window.{}\n",
         seeds_note(results)
     )?;
     runs_table(&mut md, &runs, results)?;
@@ -245,6 +247,13 @@ fn bracket(tried: &[&RunResult], chosen: f64) -> &'static str {
 fn figures(md: &mut String, name: &str, groups: &[Group], layout: &Layout) -> Result<()> {
     writeln!(md, "\n## Curves\n")?;
     for (i, g) in groups.iter().enumerate() {
+        // The evaluations during training read the validation split, the selection part
+        // where stories were held out.
+        let during = if g.text() == "test" {
+            "selection"
+        } else {
+            "validation"
+        };
         let mut curves = Vec::new();
         for r in &g.best {
             let m = display(r);
@@ -253,7 +262,7 @@ fn figures(md: &mut String, name: &str, groups: &[Group], layout: &Layout) -> Re
                 r.curve.iter().map(pick).collect()
             };
             let c = color(r, g);
-            curves.push(line(format!("{m} validation"), points(true), c, false));
+            curves.push(line(format!("{m} {during}"), points(true), c, false));
             curves.push(line(format!("{m} training"), points(false), c, true));
         }
         let file = format!("loss-{i}.svg");
@@ -265,7 +274,7 @@ fn figures(md: &mut String, name: &str, groups: &[Group], layout: &Layout) -> Re
             &curves,
         )?;
         writeln!(md, "![{}]({name}/{file})\n", g.name)?;
-        for (what, ood) in [("validation", false), ("out-of-distribution", true)] {
+        for (what, ood) in [(g.text(), false), ("out-of-distribution", true)] {
             let per_position: Vec<Line> = g
                 .best
                 .iter()

@@ -59,6 +59,11 @@ pub struct RunResult {
     /// What produced this result; `None` in results made before it was recorded.
     #[serde(default)]
     pub inputs: Option<Inputs>,
+    /// In a mean over seeds, the out-of-distribution loss at the run's first seed: what
+    /// chooses a model's best out-of-distribution rate, so that seeds added to the chosen
+    /// runs leave the choice as it was (as [`RunResult::selection_loss`] does).
+    #[serde(skip)]
+    pub ood_choice: Option<f64>,
 }
 
 impl RunResult {

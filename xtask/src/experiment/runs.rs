@@ -17,12 +17,12 @@ use mosaic_train::trainer::Summary;
 use mosaic_train::{RunConfig, Start, TrainError, Trainer};
 
 use super::Options;
-use super::compare::groups;
+use super::compare::{best, groups};
 use super::provenance::{self, Inputs};
 use super::report;
 use super::results::{Layout, RunResult, load_result};
 use super::seeds;
-use super::spec::{Instance, Spec};
+use super::spec::{Choice, Instance, Spec};
 
 /// One training as it stands: its run and seed, its resolved configuration and what its
 /// result must record.
@@ -113,29 +113,40 @@ fn load_all(plans: &[Plan], layout: &Layout) -> Result<Vec<RunResult>> {
 }
 
 /// The best run of each model in each group (by the selection loss, as the report chooses),
-/// at each of `seeds` it has no result for in `results` already.
+/// and each run a claim compares with as the best out-of-distribution one, at each of `seeds`
+/// it has no result for in `results` already.
 fn chosen_instances<'a>(spec: &'a Spec, results: &[RunResult], seeds: &[u64]) -> Vec<Instance<'a>> {
     let runs = seeds::average(results);
-    let mut out = Vec::new();
+    let mut names: Vec<&str> = Vec::new();
     for group in groups(&runs) {
-        for best in &group.best {
-            let Some(run) = spec.runs.iter().find(|r| r.name == best.name) else {
-                continue;
-            };
-            let trained: Vec<u64> = seeds::of_run(results, &run.name)
+        names.extend(group.best.iter().map(|b| b.name.as_str()));
+    }
+    for c in spec
+        .claims
+        .iter()
+        .filter(|c| c.against_choice == Choice::Ood)
+    {
+        names.extend(best(&runs, &c.group, &c.against, Choice::Ood).map(|b| b.name.as_str()));
+    }
+    let mut out = Vec::new();
+    for run in spec
+        .runs
+        .iter()
+        .filter(|r| names.contains(&r.name.as_str()))
+    {
+        let trained: Vec<u64> = seeds::of_run(results, &run.name)
+            .iter()
+            .filter_map(|r| r.seed)
+            .collect();
+        out.extend(
+            seeds
                 .iter()
-                .filter_map(|r| r.seed)
-                .collect();
-            out.extend(
-                seeds
-                    .iter()
-                    .filter(|s| !trained.contains(s))
-                    .map(|&seed| Instance {
-                        run,
-                        seed: Some(seed),
-                    }),
-            );
-        }
+                .filter(|s| !trained.contains(s))
+                .map(|&seed| Instance {
+                    run,
+                    seed: Some(seed),
+                }),
+        );
     }
     out
 }
@@ -335,6 +346,7 @@ impl RunResult {
             resumed_at: training.resumed_at,
             extrapolation: evaluation.extrapolation,
             inputs: Some(plan.inputs.clone()),
+            ood_choice: None,
         }
     }
 }

@@ -85,6 +85,7 @@ fn mean_result(seeds: &[&RunResult]) -> RunResult {
         selection_loss: first.selection_loss,
         val_per_position: mean_vectors(seeds, |r| &r.val_per_position),
         ood_loss: all(&|r| r.ood_loss),
+        ood_choice: first.ood_loss,
         ood_per_position: mean_vectors(seeds, |r| &r.ood_per_position),
         curve,
         train_seconds: mean(&|r| r.train_seconds),

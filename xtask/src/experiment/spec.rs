@@ -26,7 +26,8 @@
 //!                        # mean, standard deviation and each seed's value, and tests claims
 //!                        # on the paired differences across seeds
 //! chosen_seeds = [1, 2]  # optional: once every run has trained, the best run of each model
-//!                        # in each group (by the selection loss) also trains at these seeds
+//!                        # in each group (by the selection loss), and the run a claim with
+//!                        # `against_choice = "ood"` compares with, also train at these seeds
 //!
 //! [[runs]]               # each a `mosaic train` config with overrides
 //! name = "mosaic-depth1-lr1e-3"
@@ -74,7 +75,8 @@ pub struct Spec {
     /// Every run at each of these seeds; absent: once, at its config's seed.
     #[serde(default)]
     pub seeds: Option<Vec<u64>>,
-    /// The best run of each model in each group also at these seeds, after the others.
+    /// The best run of each model in each group, and each run a claim compares with as the
+    /// best out-of-distribution one, also at these seeds, after the others.
     #[serde(default)]
     pub chosen_seeds: Option<Vec<u64>>,
     #[serde(default)]
@@ -244,34 +246,34 @@ pub enum Choice {
 }
 
 impl Metric {
-    pub fn describe(self) -> &'static str {
+    /// The measure in words, `text` naming the evaluated text (`test` or `validation`).
+    pub fn describe(self, text: &str) -> String {
+        let sliding = "each token read through a one-block sliding window";
+        let growth = "from position 64 on minus before position 16 (as a gap: how much the lead \
+                      grows along the window)";
         match self {
-            Self::Val => "validation loss",
-            Self::Ood => "out-of-distribution loss",
-            Self::ValLate => "validation loss from position 64 on",
-            Self::OodLate => "out-of-distribution loss from position 64 on",
-            Self::Beyond2x => "validation loss past the training block, in windows of 2 blocks",
-            Self::Beyond4x => "validation loss past the training block, in windows of 4 blocks",
+            Self::Val => format!("{text} loss"),
+            Self::Ood => "out-of-distribution loss".into(),
+            Self::ValLate => format!("{text} loss from position 64 on"),
+            Self::OodLate => "out-of-distribution loss from position 64 on".into(),
+            Self::Beyond2x => {
+                format!("{text} loss past the training block, in windows of 2 blocks")
+            }
+            Self::Beyond4x => {
+                format!("{text} loss past the training block, in windows of 4 blocks")
+            }
             Self::Beyond2xSliding => {
-                "validation loss past the training block in windows of 2 blocks, each token read \
-                 through a one-block sliding window"
+                format!("{text} loss past the training block in windows of 2 blocks, {sliding}")
             }
             Self::Beyond4xSliding => {
-                "validation loss past the training block in windows of 4 blocks, each token read \
-                 through a one-block sliding window"
+                format!("{text} loss past the training block in windows of 4 blocks, {sliding}")
             }
-            Self::Rise4x => {
-                "validation loss past the training block in windows of 4 blocks read whole, \
-                 minus the same tokens read through a one-block sliding window"
-            }
-            Self::Growth => {
-                "validation loss from position 64 on minus before position 16 (as a gap: how \
-                 much the lead grows along the window)"
-            }
-            Self::OodGrowth => {
-                "out-of-distribution loss from position 64 on minus before position 16 (as a \
-                 gap: how much the lead grows along the window)"
-            }
+            Self::Rise4x => format!(
+                "{text} loss past the training block in windows of 4 blocks read whole, minus \
+                 the same tokens read through a one-block sliding window"
+            ),
+            Self::Growth => format!("{text} loss {growth}"),
+            Self::OodGrowth => format!("out-of-distribution loss {growth}"),
         }
     }
 }

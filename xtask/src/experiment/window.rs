@@ -11,6 +11,7 @@ use plotters::style::RGBColor;
 
 use super::compare::{
     BLUE, EARLY, GPT, Group, LATE, MM, best, binned_gap, color, crossover, display, early, late,
+    reported_text,
 };
 use super::plot::{Line, lines_chart};
 use super::results::{Layout, RunResult};
@@ -82,7 +83,7 @@ fn header(md: &mut String) -> Result<()> {
     Ok(())
 }
 
-/// Each non-GPT best run against GPT's best run, on the validation text and out of
+/// Each non-GPT best run against GPT's best run, on the evaluated text and out of
 /// distribution, and there also against GPT at its best out-of-distribution rate.
 fn rows<'a>(g: &Group<'a>, runs: &'a [RunResult]) -> Vec<Row<'a>> {
     // By model kind: GPT may carry a label.
@@ -133,7 +134,7 @@ fn table_row(md: &mut String, g: &Group, row: &Row, results: &[RunResult]) -> Re
         if row.ood {
             "out of distribution"
         } else {
-            "validation"
+            g.text()
         },
         display(row.against),
         row.against.learning_rate,
@@ -145,7 +146,7 @@ fn table_row(md: &mut String, g: &Group, row: &Row, results: &[RunResult]) -> Re
 
 const GREY: RGBColor = RGBColor(128, 128, 128);
 
-/// The binned gap of every row: validation thick, out of distribution thin; zero in grey.
+/// The binned gap of every row: in distribution thick, out of distribution thin; zero in grey.
 fn plot(path: &std::path::Path, g: &Group, rows: &[Row]) -> Result<()> {
     let mut lines = Vec::new();
     let mut end = 0.0f64;
@@ -158,7 +159,7 @@ fn plot(path: &std::path::Path, g: &Group, rows: &[Row]) -> Result<()> {
         let text = if row.ood {
             "out of distribution"
         } else {
-            "validation"
+            g.text()
         };
         let points: Vec<(f64, f64)> = gaps
             .iter()
@@ -187,7 +188,7 @@ fn plot(path: &std::path::Path, g: &Group, rows: &[Row]) -> Result<()> {
     lines_chart(path, &title, axes, &lines)
 }
 
-/// The validation gap (GPT's loss minus the Memory Mosaic's, paired by seed) against depth,
+/// The gap (GPT's loss minus the Memory Mosaic's, paired by seed) against depth,
 /// where the groups compare the two models at more than one depth: a table, and a plot of the
 /// mean with thin lines at ± twice its standard error.
 pub fn by_depth(
@@ -211,10 +212,11 @@ pub fn by_depth(
     if points.len() < 2 {
         return Ok(());
     }
+    let text = reported_text(groups.iter().flat_map(|g| g.best.iter().copied()));
     writeln!(md, "\n## The gap by depth\n")?;
     writeln!(
         md,
-        "GPT's validation loss minus the Memory Mosaic's, each at its best rate, mean ± sd over \
+        "GPT's {text} loss minus the Memory Mosaic's, each at its best rate, mean ± sd over \
          seeds (paired by seed).\n\n| depth | gap | seeds |\n|---:|---:|---:|"
     )?;
     for (depth, s) in &points {
@@ -243,7 +245,7 @@ pub fn by_depth(
     let file = "gap-by-depth.svg";
     lines_chart(
         &layout.results.join(file),
-        "GPT's validation loss minus the Memory Mosaic's, by depth",
+        &format!("GPT's {text} loss minus the Memory Mosaic's, by depth"),
         ("layers", "gap (nats)"),
         &lines,
     )?;
