@@ -33,6 +33,8 @@ mod bank;
 mod causal;
 mod context_memory;
 #[cfg(any(feature = "wgpu", feature = "cuda"))]
+mod cross_entropy;
+#[cfg(any(feature = "wgpu", feature = "cuda"))]
 mod cube_launch;
 mod dispatch;
 mod gated_scan;
@@ -72,7 +74,7 @@ pub mod ops {
     pub use crate::gelu::gelu_tanh;
     pub use crate::layer_norm::layer_norm;
     pub use crate::linear::linear;
-    pub use crate::softmax::{log_softmax_last, masked_softmax, softmax_last};
+    pub use crate::softmax::{cross_entropy_rows, log_softmax_last, masked_softmax, softmax_last};
 }
 
 /// For this crate's tests and benchmarks only, not a stable interface: the fused kernels by

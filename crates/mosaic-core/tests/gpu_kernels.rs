@@ -1,19 +1,19 @@
 //! The CubeCL kernels on WGPU against the CPU backend's fused operations and against the
 //! tensor forms on WGPU itself, values and gradients, on sizes that fill no whole cube of threads: the scan (both decay forms) and the
 //! masked retrieval (every band the models use), the bank retrieval, LayerNorm, the L2
-//! normalisation.
+//! normalisation, the cross-entropy of each row of logits.
 //! CI runs WGPU on Mesa's lavapipe; built only with the `wgpu` feature.
 
 #![cfg(feature = "wgpu")]
 
 mod common;
 
-use burn::tensor::{DType, Device, DeviceKind, Tensor};
+use burn::tensor::{DType, Device, DeviceKind, Int, Tensor, TensorData, activation};
 use common::{noise, project, rel_err, tensor, values};
 use mosaic_core::band::Band;
 use mosaic_core::gated_scan;
 use mosaic_core::heads::l2_normalize;
-use mosaic_core::ops::{layer_norm, masked_softmax};
+use mosaic_core::ops::{cross_entropy_rows, layer_norm, masked_softmax};
 use mosaic_core::test_support::{
     bank_retrieval, causal_retrieval, fused_kernels, gated_scan_chunked, leaky_average,
     leaky_average_chunked,
@@ -294,6 +294,63 @@ fn the_gpu_l2_normalisation_equals_the_tensor_form() {
             &names,
             &got,
             &unit(true, &gpu, shape, seed),
+        );
+    }
+}
+
+/// Each row's cross-entropy (every third target ignored) and the logits' gradient, through
+/// [`cross_entropy_rows`] or (`explicit`) Burn's log-softmax, a gather and a mask.
+fn cross_entropy(explicit: bool, device: &Device, [n, v]: [usize; 2], seed: u64) -> [Vec<f64>; 2] {
+    // Logits spread over a few units, as a trained model's.
+    let logits: Vec<f64> = noise(n * v, seed).iter().map(|x| 4.0 * x).collect();
+    let x = tensor(&logits, [n, v], device, DType::F32).require_grad();
+    let ids: Vec<i64> = (0..n)
+        .map(|i| match i % 3 {
+            2 => -1,
+            _ => ((i * 7 + seed as usize) % v) as i64,
+        })
+        .collect();
+    let targets = Tensor::<1, Int>::from_data(TensorData::new(ids, [n]), device);
+    let y = match explicit {
+        true => {
+            let ignored = targets.clone().lower_elem(0);
+            activation::log_softmax(x.clone(), 1)
+                .gather(1, targets.clamp_min(0).reshape([n, 1]))
+                .reshape([n])
+                .mask_fill(ignored, 0.0)
+                .neg()
+        }
+        false => cross_entropy_rows(x.clone(), targets),
+    };
+    let grads = project(y.clone(), seed + 1).backward();
+    [
+        values(y),
+        values(x.grad(&grads).expect("the logits have a gradient")),
+    ]
+}
+
+#[test]
+fn the_gpu_cross_entropy_equals_the_cpu_one_with_gradients() {
+    let (cpu, gpu) = (Device::flex().autodiff(), wgpu().autodiff());
+    // 300 rows (two cubes, the second part full) of 37 logits; one row of 1000.
+    for (i, shape) in [[300, 37], [1, 1000]].into_iter().enumerate() {
+        let seed = 90 + i as u64;
+        let got = cross_entropy(false, &gpu, shape, seed);
+        let what = format!("{shape:?}");
+        let names = ["loss", "dlogits"];
+        assert_close(
+            &what,
+            "CPU",
+            &names,
+            &got,
+            &cross_entropy(false, &cpu, shape, seed),
+        );
+        assert_close(
+            &what,
+            "tensor form",
+            &names,
+            &got,
+            &cross_entropy(true, &gpu, shape, seed),
         );
     }
 }

@@ -1,16 +1,13 @@
 //! The language-modelling loss.
 
 use burn::tensor::{DType, FloatDType, Int, Tensor};
-use mosaic_core::ops::log_softmax_last;
+use mosaic_core::ops::cross_entropy_rows;
 
 /// Cross-entropy of every position, `(B, T)`, of `logits` `(B, T, V)` against `targets`
 /// `(B, T)` (no target may be negative here).
 pub fn cross_entropy_per_token(logits: Tensor<3>, targets: Tensor<2, Int>) -> Tensor<2> {
-    let [b, t, _] = logits.dims();
-    log_softmax_last(in_f32(logits))
-        .gather(2, targets.reshape([b, t, 1]))
-        .reshape([b, t])
-        .neg()
+    let [b, t, v] = logits.dims();
+    cross_entropy_rows(in_f32(logits).reshape([b * t, v]), targets.reshape([b * t])).reshape([b, t])
 }
 
 /// Mean cross-entropy of `logits` `(B, T, V)` against `targets` `(B, T)`; targets equal to -1
@@ -18,15 +15,9 @@ pub fn cross_entropy_per_token(logits: Tensor<3>, targets: Tensor<2, Int>) -> Te
 pub fn cross_entropy(logits: Tensor<3>, targets: Tensor<2, Int>) -> Tensor<1> {
     let [b, t, v] = logits.dims();
     let n = b * t;
-    let log_probs = log_softmax_last(in_f32(logits).reshape([n, v]));
     let targets = targets.reshape([n]);
-    let ignored = targets.clone().lower_elem(0);
-    let picked = log_probs
-        .gather(1, targets.clamp_min(0).reshape([n, 1]))
-        .reshape([n])
-        .mask_fill(ignored.clone(), 0.0);
-    let count = ignored.bool_not().float().sum();
-    picked.sum().neg() / count
+    let count = targets.clone().greater_equal_elem(0).float().sum();
+    cross_entropy_rows(in_f32(logits).reshape([n, v]), targets).sum() / count
 }
 
 /// Logits computed in a lower precision (mixed-precision training) are taken to f32 before the
