@@ -9,7 +9,7 @@ use burn::tensor::{Device, Tensor};
 
 use crate::band::Band;
 use crate::bandwidth::AdaptiveBandwidth;
-use crate::heads::{merge_heads, next_step, normal_weight};
+use crate::heads::{merge_heads, normal_weight};
 use crate::key_features::{KeyFeatures, KeyScale};
 use crate::linear::linear;
 use crate::retrieval::{band_retrieval, band_weights, open_retrieval};
@@ -226,7 +226,7 @@ impl ContextMemory {
         let w = self.value.project(x);
         let t = w.dims()[2];
         // Every value but the last, which waits for the next step's `w`.
-        let values = self.value.combine(w.clone(), next_step(w.clone(), 2));
+        let values = self.value.of_projection(w.clone());
         let query = self.query(k.clone(), band);
         let y = band_retrieval(query, k.clone(), values.clone(), band, &self.attn_dropout);
         let mut cache = ContextCache {

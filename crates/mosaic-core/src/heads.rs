@@ -47,6 +47,16 @@ pub fn l2_normalize(x: Tensor<4>) -> Tensor<4> {
     x / norm
 }
 
+/// [`l2_normalize`] times a per-head `scale` `(H,)`: one fused operation on a GPU in f32
+/// (`l2_norm`), the tensor form elsewhere.
+pub fn scaled_l2_normalize(x: Tensor<4>, scale: Tensor<1>) -> Tensor<4> {
+    #[cfg(any(feature = "wgpu", feature = "cuda"))]
+    if crate::dispatch::gpu_kernels(&x.device(), x.dtype()) {
+        return crate::l2_norm::fused_scaled_l2_normalize(x, scale);
+    }
+    l2_normalize(x) * per_head(scale)
+}
+
 /// A weight matrix stored `(d_in, d_out)` (PyTorch stores `(d_out, d_in)`), drawn from
 /// N(0, std^2).
 pub fn normal_weight(d_in: usize, d_out: usize, std: f64, device: &Device) -> Param<Tensor<2>> {

@@ -10,7 +10,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 
 use crate::EXP_PARAM_SCALE;
 use crate::gated_scan::{gated_scan, gated_step};
-use crate::heads::{l2_normalize, normal_weight, per_head, split_heads};
+use crate::heads::{l2_normalize, normal_weight, scaled_l2_normalize, split_heads};
 use crate::leaky_average::LeakyAverage;
 use crate::linear::linear;
 use crate::weights::Weights;
@@ -208,7 +208,7 @@ impl KeyFeatures {
 
     fn finish(&self, kbar: Tensor<4>) -> Tensor<4> {
         match self.scale() {
-            Some(s) => l2_normalize(kbar) * per_head(s),
+            Some(s) => scaled_l2_normalize(kbar, s),
             None => l2_normalize(kbar),
         }
     }

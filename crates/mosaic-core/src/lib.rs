@@ -55,6 +55,8 @@ mod scan_kernel;
 mod softmax;
 mod swiglu;
 mod value_features;
+#[cfg(any(feature = "wgpu", feature = "cuda"))]
+mod value_kernel;
 mod weights;
 
 pub use band::Band;
@@ -87,6 +89,8 @@ pub mod test_support {
     pub use crate::dispatch::{cpu_kernels, fused_kernels};
     pub use crate::gated_scan::{CHUNK, gated_scan_chunked, gated_scan_sequential};
     pub use crate::leaky_average::{leaky_average, leaky_average_chunked, leaky_average_quadratic};
+    #[cfg(any(feature = "wgpu", feature = "cuda"))]
+    pub use crate::value_kernel::fused_values;
 }
 
 /// The reference stores every per-head scalar divided by this factor and uses it multiplied by

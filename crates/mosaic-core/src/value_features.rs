@@ -74,7 +74,17 @@ impl ValueFeatures {
 
     /// `x`: `(B, T, d)` -> values `(B, H, T, hs)`.
     pub fn forward(&self, x: Tensor<3>) -> Tensor<4> {
-        let w = self.project(x);
+        self.of_projection(self.project(x))
+    }
+
+    /// The values of a whole sequence from its projection `w` (the last one with nothing
+    /// ahead): one fused operation on a GPU in f32 (`value_kernel`), [`Self::combine`] with
+    /// the shifted projection elsewhere.
+    pub fn of_projection(&self, w: Tensor<4>) -> Tensor<4> {
+        #[cfg(any(feature = "wgpu", feature = "cuda"))]
+        if crate::dispatch::gpu_kernels(&w.device(), w.dtype()) {
+            return crate::value_kernel::fused_values(w, self.mix.val(), self.nu.val());
+        }
         self.combine(w.clone(), next_step(w, 2))
     }
 

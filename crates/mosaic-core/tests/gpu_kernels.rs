@@ -1,7 +1,7 @@
 //! The CubeCL kernels on WGPU against the CPU backend's fused operations and against the
 //! tensor forms on WGPU itself, values and gradients, on sizes that fill no whole cube of threads: the scan (both decay forms) and the
 //! masked retrieval (every band the models use), the bank retrieval, LayerNorm, the L2
-//! normalisation, the cross-entropy of each row of logits.
+//! normalisation, the cross-entropy of each row of logits, the contextual memory's values.
 //! CI runs WGPU on Mesa's lavapipe; built only with the `wgpu` feature.
 
 #![cfg(feature = "wgpu")]
@@ -12,11 +12,11 @@ use burn::tensor::{DType, Device, DeviceKind, Int, Tensor, TensorData, activatio
 use common::{noise, project, rel_err, tensor, values};
 use mosaic_core::band::Band;
 use mosaic_core::gated_scan;
-use mosaic_core::heads::l2_normalize;
+use mosaic_core::heads::{l2_normalize, next_step, scaled_l2_normalize};
 use mosaic_core::ops::{cross_entropy_rows, layer_norm, masked_softmax};
 use mosaic_core::test_support::{
-    bank_retrieval, causal_retrieval, fused_kernels, gated_scan_chunked, leaky_average,
-    leaky_average_chunked,
+    bank_retrieval, causal_retrieval, fused_kernels, fused_values, gated_scan_chunked,
+    leaky_average, leaky_average_chunked,
 };
 
 fn wgpu() -> Device {
@@ -28,7 +28,8 @@ fn wgpu() -> Device {
 const SHAPES: [[usize; 4]; 3] = [[2, 3, 70, 5], [3, 5, 33, 37], [1, 2, 1, 4]];
 
 /// The output and the gradients of `u` and of the decay on `device`, through the fused scan or
-/// (`chunked`) the tensor form.
+/// (`chunked`) the tensor form. `u` is made `(B, T, H, hs)` and read `(B, H, T, hs)`, the view
+/// the heads' split of a projection leaves.
 fn run(
     device: &Device,
     [b, h, t, hs]: [usize; 4],
@@ -37,7 +38,8 @@ fn run(
     seed: u64,
 ) -> [Vec<f64>; 3] {
     let n = b * h * t * hs;
-    let u = tensor(&noise(n, seed), [b, h, t, hs], device, DType::F32).require_grad();
+    let leaf = tensor(&noise(n, seed), [b, t, h, hs], device, DType::F32).require_grad();
+    let u = leaf.clone().swap_dims(1, 2);
     let ([y, du], dd) = match leaky {
         true => {
             let rates: Vec<f64> = (0..h).map(|i| 0.05 + 0.7 * i as f64).collect();
@@ -49,7 +51,7 @@ fn run(
             let grads = project(y.clone(), seed + 2).backward();
             let dd = values(decay.grad(&grads).expect("the decay has a gradient"));
             (
-                [y, u.grad(&grads).expect("u has a gradient")].map(values),
+                [y, leaf.grad(&grads).expect("u has a gradient")].map(values),
                 dd,
             )
         }
@@ -64,7 +66,7 @@ fn run(
             let grads = project(y.clone(), seed + 2).backward();
             let dd = values(decay.grad(&grads).expect("the decay has a gradient"));
             (
-                [y, u.grad(&grads).expect("u has a gradient")].map(values),
+                [y, leaf.grad(&grads).expect("u has a gradient")].map(values),
                 dd,
             )
         }
@@ -257,9 +259,16 @@ fn the_gpu_layer_norm_equals_the_cpu_one_with_gradients() {
     }
 }
 
-/// The L2 normalisation's output and its input's gradient on `device`, through
-/// [`l2_normalize`] or (`explicit`) the tensor operations.
-fn unit(explicit: bool, device: &Device, shape: [usize; 4], seed: u64) -> [Vec<f64>; 2] {
+/// The L2 normalisation of `x` `(B, H, T, hs)` (`scaled`: times a per-head scale) and the
+/// gradients of the input and of the scale, through [`l2_normalize`] and
+/// [`scaled_l2_normalize`] or (`explicit`) the tensor operations.
+fn unit(
+    explicit: bool,
+    scaled: bool,
+    device: &Device,
+    shape: [usize; 4],
+    seed: u64,
+) -> [Vec<f64>; 3] {
     let x = tensor(
         &noise(shape.iter().product(), seed),
         shape,
@@ -267,14 +276,26 @@ fn unit(explicit: bool, device: &Device, shape: [usize; 4], seed: u64) -> [Vec<f
         DType::F32,
     );
     let x = x.require_grad();
-    let y = match explicit {
-        true => x.clone() / x.clone().square().sum_dim(3).sqrt(),
-        false => l2_normalize(x.clone()),
+    let h = shape[1];
+    let scales: Vec<f64> = (0..h).map(|i| 0.5 + i as f64).collect();
+    let scale = tensor(&scales, [h], device, DType::F32).require_grad();
+    let y = match (explicit, scaled) {
+        (true, _) => {
+            let y = x.clone() / x.clone().square().sum_dim(3).sqrt();
+            match scaled {
+                true => y * scale.clone().reshape([1, h, 1, 1]),
+                false => y,
+            }
+        }
+        (false, true) => scaled_l2_normalize(x.clone(), scale.clone()),
+        (false, false) => l2_normalize(x.clone()),
     };
     let grads = project(y.clone(), seed + 1).backward();
+    let dscale = scale.grad(&grads).map_or(Vec::new(), values);
     [
         values(y),
         values(x.grad(&grads).expect("the input has a gradient")),
+        dscale,
     ]
 }
 
@@ -283,18 +304,16 @@ fn the_gpu_l2_normalisation_equals_the_tensor_form() {
     let (cpu, gpu) = (Device::flex().autodiff(), wgpu().autodiff());
     // 2 x 3 x 70 = 420 vectors (two cubes) of 5; one vector of 40.
     for (i, shape) in [[2, 3, 70, 5], [1, 1, 1, 40]].into_iter().enumerate() {
-        let seed = 80 + i as u64;
-        let got = unit(false, &gpu, shape, seed);
-        let what = format!("{shape:?}");
-        let names = ["output", "dx"];
-        assert_close(&what, "CPU", &names, &got, &unit(false, &cpu, shape, seed));
-        assert_close(
-            &what,
-            "tensor form",
-            &names,
-            &got,
-            &unit(true, &gpu, shape, seed),
-        );
+        for scaled in [false, true] {
+            let seed = 80 + i as u64;
+            let got = unit(false, scaled, &gpu, shape, seed);
+            let what = format!("{shape:?} scaled={scaled}");
+            let names = ["output", "dx", "dscale"];
+            let cpu_form = unit(false, scaled, &cpu, shape, seed);
+            assert_close(&what, "CPU", &names, &got, &cpu_form);
+            let tensor_form = unit(true, scaled, &gpu, shape, seed);
+            assert_close(&what, "tensor form", &names, &got, &tensor_form);
+        }
     }
 }
 
@@ -352,5 +371,71 @@ fn the_gpu_cross_entropy_equals_the_cpu_one_with_gradients() {
             &got,
             &cross_entropy(true, &gpu, shape, seed),
         );
+    }
+}
+
+/// The values from a projection read through its strides (made `(B, T, H, hs)` and viewed
+/// `(B, H, T, hs)`, as the heads' split leaves it), with the gradients of the projection, the
+/// mix and the log-scale: through [`fused_values`] or (`explicit`) the tensor form of
+/// `ValueFeatures::combine`.
+fn values_of(
+    explicit: bool,
+    device: &Device,
+    [b, h, t, hs]: [usize; 4],
+    seed: u64,
+) -> [Vec<f64>; 4] {
+    let w = tensor(
+        &noise(b * t * h * hs, seed),
+        [b, t, h, hs],
+        device,
+        DType::F32,
+    )
+    .require_grad();
+    let mixes: Vec<f64> = (0..h).map(|i| 0.1 + 0.8 * i as f64 / h as f64).collect();
+    let mix = tensor(&mixes, [h], device, DType::F32).require_grad();
+    let logs: Vec<f64> = (0..h).map(|i| -0.05 + 0.02 * i as f64).collect();
+    let nu = tensor(&logs, [h], device, DType::F32).require_grad();
+    let heads = w.clone().swap_dims(1, 2);
+    let v = match explicit {
+        true => {
+            let c = mix.clone().reshape([1, h, 1, 1]);
+            let vbar = next_step(heads.clone(), 2) * (c.clone().neg() + 1.0) + heads * c;
+            let norm = vbar.clone().square().sum_dim(3).sqrt();
+            vbar / norm * (nu.clone() * 10.0).exp().reshape([1, h, 1, 1])
+        }
+        false => fused_values(heads, mix.clone(), nu.clone()),
+    };
+    let grads = project(v.clone(), seed + 1).backward();
+    let grad = |x: &Tensor<4>| values(x.grad(&grads).expect("a gradient"));
+    [
+        values(v),
+        grad(&w),
+        values(mix.grad(&grads).expect("the mix has a gradient")),
+        values(nu.grad(&grads).expect("the log-scale has a gradient")),
+    ]
+}
+
+#[test]
+fn the_gpu_values_equal_the_tensor_form_with_gradients() {
+    let (cpu, gpu) = (Device::flex().autodiff(), wgpu().autodiff());
+    for (i, shape) in SHAPES.into_iter().enumerate() {
+        let seed = 100 + i as u64;
+        let mut got = values_of(false, &gpu, shape, seed);
+        let (mut cpu_form, mut gpu_form) = (
+            values_of(true, &cpu, shape, seed),
+            values_of(true, &gpu, shape, seed),
+        );
+        if shape[2] == 1 {
+            // One step: `vbar = c w`, normalised, does not depend on the mix; its gradient is
+            // zero up to rounding, which a relative error cannot compare.
+            assert!(got[2].iter().all(|g| g.abs() < 1e-6), "{:?}", got[2]);
+            for form in [&mut got, &mut cpu_form, &mut gpu_form] {
+                form[2].clear();
+            }
+        }
+        let what = format!("{shape:?}");
+        let names = ["values", "dw", "dmix", "dnu"];
+        assert_close(&what, "CPU", &names, &got, &cpu_form);
+        assert_close(&what, "tensor form", &names, &got, &gpu_form);
     }
 }

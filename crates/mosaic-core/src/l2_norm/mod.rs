@@ -1,7 +1,9 @@
-//! Division of each vector along the last axis by its Euclidean norm as one operation with its
-//! own backward pass, `dx = (dy - y (y . dy)) / |x|`, on a GPU: as tensor operations it is a
-//! square, a sum, a square root and a division each way (about 19 launches with its backward;
-//! the models normalise three sets of keys or values per block). CubeCL kernels only
+//! Division of each vector along the last axis by its Euclidean norm, optionally times a
+//! per-head scale (the keys' `s_h`), as one operation with its own backward pass,
+//! `dx = s (dy - u (u . dy)) / |x|` with `u = x / |x|` and `ds_h = sum u . dy`, on a GPU: as
+//! tensor operations it is a square, a sum, a square root and a division each way, and the
+//! scale a product with a reduction per broadcast axis back (about 19 launches with its
+//! backward, 23 scaled). CubeCL kernels only
 //! ([`gpu`], one thread per vector): on the CPU the tensor form stays, whose numbers the
 //! official code's are checked against.
 
@@ -22,18 +24,38 @@ pub fn fused_l2_normalize(x: Tensor<4>) -> Tensor<4> {
     Tensor::from_dispatch(Dispatch::l2_normalize(x.into_dispatch()))
 }
 
+/// `s_h x / |x|` for `x` `(B, H, T, hs)` and a per-head `scale` `(H)` (the keys' `s_h`); only
+/// where [`crate::dispatch::gpu_kernels`] says so.
+pub fn fused_scaled_l2_normalize(x: Tensor<4>, scale: Tensor<1>) -> Tensor<4> {
+    Tensor::from_dispatch(Dispatch::scaled_l2_normalize(
+        x.into_dispatch(),
+        scale.into_dispatch(),
+    ))
+}
+
 #[backend_extension(Cube, Autodiff, Fusion)]
 pub trait L2NormBackend: Backend {
     #[fusion(dtype = x, shape = x)]
     fn l2_normalize(x: FloatTensor<Self>) -> FloatTensor<Self>;
+
+    #[fusion(dtype = x, shape = x)]
+    fn scaled_l2_normalize(x: FloatTensor<Self>, scale: FloatTensor<Self>) -> FloatTensor<Self>;
 }
 
-/// The backward pass, an operation of its own so that it queues lazily.
+/// The backward passes, operations of their own so that they queue lazily.
 #[backend_extension(Cube, Fusion)]
 pub trait L2NormGradBackend: Backend {
     /// The gradient of `x` from the input and the output's gradient.
     #[fusion(dtype = x, shape = x)]
     fn l2_normalize_backward(x: FloatTensor<Self>, grad: FloatTensor<Self>) -> FloatTensor<Self>;
+
+    /// The gradients of `x` and of the scale.
+    #[fusion(meta = |x, scale, _grad| (x.clone(), scale.clone()))]
+    fn scaled_l2_normalize_backward(
+        x: FloatTensor<Self>,
+        scale: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>);
 }
 
 impl<B, C> L2NormBackend for Autodiff<B, C>
@@ -72,6 +94,42 @@ where
                 prep.finish(x, y)
             }
             OpsKind::UnTracked(prep) => prep.finish(B::l2_normalize(x)),
+        }
+    }
+
+    fn scaled_l2_normalize(x: FloatTensor<Self>, scale: FloatTensor<Self>) -> FloatTensor<Self> {
+        #[derive(Debug)]
+        struct ScaledL2Normalize;
+
+        impl<B: L2NormGradBackend> Backward<B, 2> for ScaledL2Normalize {
+            /// The input and the scale.
+            type State = (FloatTensor<B>, FloatTensor<B>);
+
+            fn backward(
+                self,
+                ops: Ops<Self::State, 2>,
+                grads: &mut Gradients,
+                _: &mut Checkpointer,
+            ) {
+                let grad = grads.consume::<B>(&ops.node);
+                let (x, scale) = ops.state;
+                let (dx, dscale) = B::scaled_l2_normalize_backward(x, scale, grad);
+                register!(B, ops.parents, [dx, dscale], grads);
+            }
+        }
+
+        let (x, x_node) = x.into_parts();
+        let (scale, scale_node) = scale.into_parts();
+        match ScaledL2Normalize
+            .prepare::<C>([x_node, scale_node])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let y = B::scaled_l2_normalize(x.clone(), scale.clone());
+                prep.finish((x, scale), y)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::scaled_l2_normalize(x, scale)),
         }
     }
 }

@@ -1,6 +1,7 @@
 //! The scan as CubeCL kernels, written once for WGPU and CUDA: one thread per
 //! (batch, head, feature) runs the recurrence over time, so a step reads and writes one element
-//! per thread and neighbouring threads touch neighbouring features (coalesced). f32 only (see
+//! per thread and neighbouring threads touch neighbouring features (coalesced). The input is
+//! read through its strides (the heads' split of a projection is a view). f32 only (see
 //! [`crate::dispatch::fused_kernels`]).
 //!
 //! The backward kernel leaves the decay's gradient as per-thread terms: for per-step decays
@@ -39,18 +40,19 @@ fn scan_forward<F: Float>(
         terminate!();
     }
     let start = bh * steps * width + lane % width;
+    let from = strided_start::<F>(u, bh, lane % width);
     let (lambda, gain) = leaky_rates::<F>(decay, bh % heads, leaky);
     let mut state = F::new(0.0);
     for step in 0..steps {
         let a = step_decay::<F>(decay, bh * steps + step, lambda, leaky);
         let at = start + step * width;
-        state = a * state + gain * u[at];
+        state = a * state + gain * u[from + step * u.stride(2)];
         kbar[at] = state;
     }
 }
 
 /// The adjoint recurrence backwards for one (batch, head, feature): `du`, and the decay's
-/// gradient terms into `terms` (`(B, H, T, hs)` per step, `(B, H, 1, hs)` leaky).
+/// gradient terms into `terms` (`(B, H, T, hs)` per step, `(H, B hs)` leaky).
 #[cube(launch)]
 fn scan_backward<F: Float>(
     u: &Tensor<F>,
@@ -71,6 +73,7 @@ fn scan_backward<F: Float>(
         terminate!();
     }
     let start = bh * steps * width + lane % width;
+    let from = strided_start::<F>(u, bh, lane % width);
     let (lambda, gain) = leaky_rates::<F>(decay, bh % heads, leaky);
     let mut r = F::new(0.0);
     let mut next = F::new(0.0);
@@ -86,15 +89,25 @@ fn scan_backward<F: Float>(
             before = kbar[at - width];
         }
         if leaky {
-            total += r * (before - u[at]);
+            total += r * (before - u[from + step * u.stride(2)]);
         } else {
             terms[at] = a * r * before;
         }
         next = a;
     }
     if leaky {
-        terms[lane] = F::new(0.0) - lambda * total;
+        // Laid out `(H, B hs)`: one sum over the batch and features after.
+        let (batch, head) = (bh / heads, bh % heads);
+        terms[(head * u.shape(0) + batch) * width + lane % width] = F::new(0.0) - lambda * total;
     }
+}
+
+/// Where the (batch and head `bh`, feature `j`) lane of `u` starts, through its strides: the
+/// heads' split leaves `u` a view, read in place rather than copied.
+#[cube]
+fn strided_start<F: Float>(u: &Tensor<F>, bh: usize, j: usize) -> usize {
+    let heads = u.shape(1);
+    (bh / heads) * u.stride(0) + (bh % heads) * u.stride(1) + j * u.stride(3)
 }
 
 /// `(lambda, 1 - lambda)` of `head` in the leaky form, `(0, 1)` otherwise.
@@ -127,7 +140,7 @@ fn grid(shape: &Shape) -> (CubeCount, CubeDim) {
 impl ScanBackend for CubeBackend {
     fn key_scan(u: CubeTensor, decay: CubeTensor, leaky: bool) -> CubeTensor {
         assert_eq!(u.dtype, DType::F32, "the GPU scan runs in f32");
-        let (u, decay) = (into_contiguous(u), into_contiguous(decay));
+        let decay = into_contiguous(decay);
         let shape = u.meta.shape().clone();
         let kbar = empty_like(&u, shape.clone());
         let (count, dim) = grid(&shape);
@@ -153,12 +166,12 @@ impl ScanGradBackend for CubeBackend {
         grad: CubeTensor,
         leaky: bool,
     ) -> (CubeTensor, CubeTensor) {
-        let [u, decay, kbar, grad] = [u, decay, kbar, grad].map(into_contiguous);
+        let [decay, kbar, grad] = [decay, kbar, grad].map(into_contiguous);
         let shape = kbar.meta.shape().clone();
         let [b, h, _, hs] = [shape[0], shape[1], shape[2], shape[3]];
         let du = empty_like(&kbar, shape.clone());
         let terms = match leaky {
-            true => empty_like(&kbar, Shape::new([b, h, 1, hs])),
+            true => empty_like(&kbar, Shape::new([h, b * hs])),
             false => empty_like(&kbar, shape.clone()),
         };
         let (count, dim) = grid(&shape);
@@ -175,10 +188,9 @@ impl ScanGradBackend for CubeBackend {
             leaky,
             dtype_to_storage_type(DType::F32),
         );
-        let features = Self::float_sum_dim(terms, 3);
         let dd = match leaky {
-            true => Self::float_reshape(Self::float_sum_dim(features, 0), Shape::new([h])),
-            false => features,
+            true => Self::float_reshape(Self::float_sum_dim(terms, 1), Shape::new([h])),
+            false => Self::float_sum_dim(terms, 3),
         };
         (du, dd)
     }
