@@ -140,7 +140,8 @@ fn retrieve(
         }
         false => causal_retrieval(q.clone(), k.clone(), v.clone(), scale, band),
     };
-    let grads = project(y.clone(), seed + 3).backward();
+    // Through the heads' merge, as in the models: the output's gradient is then a view.
+    let grads = project(y.clone().swap_dims(1, 2), seed + 3).backward();
     let grad = |x: &Tensor<4>| values(x.grad(&grads).expect("an input has a gradient"));
     [values(y), grad(&q), grad(&k), grad(&v)]
 }
@@ -194,7 +195,7 @@ fn read_bank(device: &Device, [b, h, t, hs]: [usize; 4], slots: usize, seed: u64
         x.detach().require_grad()
     });
     let y = bank_retrieval(q.clone(), k.clone(), v.clone());
-    let grads = project(y.clone(), seed + 3).backward();
+    let grads = project(y.clone().swap_dims(1, 2), seed + 3).backward();
     let dq = values(q.grad(&grads).expect("the query has a gradient"));
     let [dk, dv] = [&k, &v].map(|x| values(x.grad(&grads).expect("the bank has a gradient")));
     [values(y), dq, dk, dv]

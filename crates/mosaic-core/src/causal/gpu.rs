@@ -79,6 +79,24 @@ fn keys_of<F: Float>(
     (base, start, end)
 }
 
+/// Where row `row` (of the `B H T` rows) of `x` `(B, H, T, hs)` starts, through its strides;
+/// its features are adjacent (see [`rows_in_place`]).
+#[cube]
+fn row_at<F: Float>(x: &Tensor<F>, row: usize) -> usize {
+    let (heads, t) = (x.shape(1), x.shape(2));
+    let (i, bh) = (row % t, row / t);
+    (bh / heads) * x.stride(0) + (bh % heads) * x.stride(1) + i * x.stride(2)
+}
+
+/// `x` as it is when each row's features are adjacent (the gradient of heads about to be
+/// merged is such a view), read in place through its strides; else a contiguous copy.
+fn rows_in_place(x: CubeTensor) -> CubeTensor {
+    match x.meta.strides()[3] == 1 {
+        true => x,
+        false => into_contiguous(x),
+    }
+}
+
 /// `sum_d a[a0 + d] b[b0 + d]`.
 #[cube]
 fn dot<F: Float>(a: &Tensor<F>, a0: usize, b: &Tensor<F>, b0: usize, #[comptime] hs: usize) -> F {
@@ -158,14 +176,15 @@ fn retrieval_backward_queries<F: Float>(
     }
     let (head, start, end) = keys_of::<F>(k, row, t, offset as usize, window as usize, hs, bank);
     let scale = F::cast_from(scale);
-    let d_i = dot::<F>(dy, row * hs, y, row * hs, hs);
+    let dy_row = row_at::<F>(dy, row);
+    let d_i = dot::<F>(dy, dy_row, y, row * hs, hs);
     let mut acc = Array::<F>::new(hs);
     for d in 0..hs {
         acc[d] = F::new(0.0);
     }
     for j in start..end {
         let w = F::exp(scale * dot::<F>(q, row * hs, k, head + j * hs, hs) - lse[row]);
-        let ds = w * (dot::<F>(dy, row * hs, v, head + j * hs, hs) - d_i);
+        let ds = w * (dot::<F>(dy, dy_row, v, head + j * hs, hs) - d_i);
         for d in 0..hs {
             acc[d] += ds * k[head + j * hs + d];
         }
@@ -230,10 +249,11 @@ fn retrieval_backward_keys<F: Float>(
             let (start, end) = row_keys(i, t, offset as usize, window as usize);
             if bank || (j >= start && j < end) {
                 let row = first + batch * batch_rows + i;
+                let dy_row = row_at::<F>(dy, row);
                 let w = F::exp(scale * dot::<F>(q, row * hs, k, key * hs, hs) - lse[row]);
-                let ds = w * (dot::<F>(dy, row * hs, v, key * hs, hs) - delta[row]);
+                let ds = w * (dot::<F>(dy, dy_row, v, key * hs, hs) - delta[row]);
                 for d in 0..hs {
-                    dv_acc[d] += w * dy[row * hs + d];
+                    dv_acc[d] += w * dy[dy_row + d];
                     dk_acc[d] += ds * q[row * hs + d];
                 }
             }
@@ -301,7 +321,8 @@ pub(crate) fn backward(
     [q, k, v, y, lse, dy]: [CubeTensor; 6],
     reads: Reads,
 ) -> (CubeTensor, CubeTensor, CubeTensor) {
-    let [q, k, v, y, lse, dy] = [q, k, v, y, lse, dy].map(into_contiguous);
+    let [q, k, v, y, lse] = [q, k, v, y, lse].map(into_contiguous);
+    let dy = rows_in_place(dy);
     let shape = q.meta.shape().clone();
     let [t, hs] = [shape[2], shape[3]];
     let dq = empty_like(&q, shape.clone());
