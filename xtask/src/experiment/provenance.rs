@@ -81,7 +81,8 @@ pub fn eval_sha256(eval: &EvalSpec) -> Result<String> {
 }
 
 /// The commit of the working tree at `dir`, `-dirty` when it has changes; `unknown` outside
-/// a git checkout.
+/// a git checkout. The experiments' own outputs (`docs/results`) do not count as changes: runs
+/// finished earlier lie there uncommitted while later ones train.
 pub fn commit(dir: &Path) -> String {
     let git = |args: &[&str]| {
         std::process::Command::new("git")
@@ -92,7 +93,7 @@ pub fn commit(dir: &Path) -> String {
             .filter(|o| o.status.success())
             .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
     };
-    match (git(&["rev-parse", "HEAD"]), git(&["status", "--porcelain"])) {
+    match (git(&["rev-parse", "HEAD"]), git(&["status", "--porcelain", "--", ".", ":(exclude)docs/results"])) {
         (Some(head), Some(status)) if !status.is_empty() => format!("{head}-dirty"),
         (Some(head), _) => head,
         _ => "unknown".into(),
