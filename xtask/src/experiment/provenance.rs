@@ -93,9 +93,49 @@ pub fn commit(dir: &Path) -> String {
             .filter(|o| o.status.success())
             .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
     };
-    match (git(&["rev-parse", "HEAD"]), git(&["status", "--porcelain", "--", ".", ":(exclude)docs/results"])) {
+    match (
+        git(&["rev-parse", "HEAD"]),
+        git(&["status", "--porcelain", "--", ".", ":(exclude)docs/results"]),
+    ) {
         (Some(head), Some(status)) if !status.is_empty() => format!("{head}-dirty"),
         (Some(head), _) => head,
         _ => "unknown".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::commit;
+    use std::path::Path;
+    use std::process::Command;
+
+    fn git(dir: &Path, args: &[&str]) {
+        let ok = Command::new("git")
+            .args(["-c", "user.name=t", "-c", "user.email=t@t"])
+            .args(args)
+            .current_dir(dir)
+            .status()
+            .expect("git runs")
+            .success();
+        assert!(ok, "git {args:?}");
+    }
+
+    #[test]
+    fn results_written_beside_the_code_do_not_make_it_dirty() {
+        let dir = std::env::temp_dir().join(format!("mosaic-commit-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("docs/results")).unwrap();
+        git(&dir, &["init", "-q"]);
+        std::fs::write(dir.join("code.rs"), "fn main() {}").unwrap();
+        git(&dir, &["add", "code.rs"]);
+        git(&dir, &["commit", "-q", "-m", "code"]);
+        let head = commit(&dir);
+        assert_eq!(head.len(), 40, "{head}");
+
+        std::fs::write(dir.join("docs/results/run.json"), "{}").unwrap();
+        assert_eq!(commit(&dir), head, "a result alone is not a change");
+        std::fs::write(dir.join("code.rs"), "fn main() { todo!() }").unwrap();
+        assert_eq!(commit(&dir), format!("{head}-dirty"), "edited code is");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
