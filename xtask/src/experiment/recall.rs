@@ -10,6 +10,7 @@ use mosaic_data::{Meta, Split, TokenFile};
 use mosaic_models::device_from_name;
 use mosaic_train::Checkpoint;
 use mosaic_train::recall::{Recall, RecallOptions, recall_probe};
+use plotters::style::RGBColor;
 use serde::Serialize;
 
 use super::compare::{color, display, groups};
@@ -195,7 +196,8 @@ fn report(
     Ok(())
 }
 
-/// Loss on the repeated part against the window length: whole (thick), last block (thin).
+/// Loss on the repeated part against the window length: whole (thick), last block (thin), and
+/// the same positions without the copy (faint), which a model that recalls nothing scores.
 fn plot(path: &Path, group: &str, probed: &[Probed], runs: &[RunResult]) -> Result<()> {
     let groups = groups(runs);
     let g = groups
@@ -231,6 +233,12 @@ fn plot(path: &Path, group: &str, probed: &[Probed], runs: &[RunResult]) -> Resu
             color: color(run, g),
             thin: true,
         });
+        lines.push(Line {
+            label: format!("{}, without the copy", p.model),
+            points: points(&|r| Some(r.unrepeated)),
+            color: faint(color(run, g)),
+            thin: true,
+        });
     }
     let title = format!("{group}: loss on a repeated span, by window length");
     lines_chart(
@@ -239,4 +247,10 @@ fn plot(path: &Path, group: &str, probed: &[Probed], runs: &[RunResult]) -> Resu
         ("window length (tokens)", "loss on the copy"),
         &lines,
     )
+}
+
+/// `c` two thirds of the way to white: a baseline drawn under the model's own lines.
+fn faint(c: RGBColor) -> RGBColor {
+    let towards_white = |x: u8| ((u16::from(x) + 2 * 255) / 3) as u8;
+    RGBColor(towards_white(c.0), towards_white(c.1), towards_white(c.2))
 }
