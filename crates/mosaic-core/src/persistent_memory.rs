@@ -140,22 +140,41 @@ impl PersistentMemory {
 
     /// Keys `(B, H, T, hs)` -> the unit's output `(B, T, d)`.
     fn retrieve(&self, k: Tensor<4>) -> Tensor<3> {
-        let [count, h, p, hs] = self.bank_keys.dims();
+        let count = self.bank_keys.dims()[0];
         let keys = self.bank_keys.val();
         let values = self.bank_values.val();
         let mut y: Option<Tensor<4>> = None;
         for i in 0..count {
-            let bank_k = keys.clone().narrow(0, i, 1).reshape([h, p, hs]);
-            let bank_v = values.clone().narrow(0, i, 1).reshape([h, p, hs]);
-            let yi = bank_retrieval(k.clone(), bank_k, bank_v, &self.attn_dropout);
+            let yi = bank_retrieval(
+                k.clone(),
+                bank(&keys, i),
+                bank(&values, i),
+                &self.attn_dropout,
+            );
             y = Some(match y {
                 Some(y) => y + yi,
                 None => yi,
             });
         }
-        let y = y.expect("pmem_count >= 1") / count as f64 * per_head(self.value_scale());
+        let y = y.expect("pmem_count >= 1");
+        // Dividing by one is exact; skipping it saves a GPU launch each way.
+        let y = match count {
+            1 => y,
+            _ => y / count as f64,
+        } * per_head(self.value_scale());
         self.resid_dropout
             .forward(linear(merge_heads(y), self.c_proj.val()))
+    }
+}
+
+/// Bank `i` of `all` `(count, H, P, hs)`, as `(H, P, hs)`. A single bank is the whole tensor,
+/// reshaped: a narrowed view's gradient is written into a zeroed tensor of the full shape,
+/// two more GPU launches each step.
+fn bank(all: &Tensor<4>, i: usize) -> Tensor<3> {
+    let [count, h, p, hs] = all.dims();
+    match count {
+        1 => all.clone().reshape([h, p, hs]),
+        _ => all.clone().narrow(0, i, 1).reshape([h, p, hs]),
     }
 }
 

@@ -33,6 +33,10 @@ pub fn band_retrieval(
     band: Band,
     dropout: &Dropout,
 ) -> Tensor<4> {
+    if our_kernel(&query, dropout) {
+        // It answers zero on the rows with nothing to read itself: no zeroed copy each way.
+        return causal::causal_retrieval(query, keys, values, 1.0, band);
+    }
     let [b, h, t, _] = query.dims();
     let hs = values.dims()[3];
     let y = masked_retrieval(query, keys, values, 1.0, band, dropout);
@@ -49,8 +53,8 @@ pub fn band_retrieval(
 
 /// `y_t = sum_i softmax_i(scale q_t . k_i) v_i` over the keys `band` gives query `t`, with
 /// dropout on the weights: [`Band::CAUSAL`] is a transformer's causal attention, the other
-/// bands a contextual memory's (whose rows with nothing to read read key 0, for
-/// [`band_retrieval`] to zero). All tensors `(B, H, T, hs)`. The one attention of every model
+/// bands a contextual memory's (whose rows with nothing to read answer zero in our kernels,
+/// read key 0 in the other forms, for [`band_retrieval`] to zero). All tensors `(B, H, T, hs)`. The one attention of every model
 /// here: on the CPU backend a fused operation that never writes the `(B, H, T, T)` weights
 /// (Burn's without gradients, ours with them when dropout is off), on a GPU in f32 without
 /// dropout ours (CubeCL), elsewhere the explicit form the reference tests check.
@@ -73,12 +77,19 @@ pub fn masked_retrieval(
         let mask = (band != Band::CAUSAL).then(|| hidden_mask(t, t, band, &device));
         return attention(query, keys, values, mask, None, options);
     }
-    if fused_kernels(&device, query.dtype()) && dropout.prob == 0.0 {
+    if our_kernel(&query, dropout) {
         return causal::causal_retrieval(query, keys, values, scale, band);
     }
     let scores = query.matmul(keys.swap_dims(2, 3));
     let scores = if scale == 1.0 { scores } else { scores * scale };
     dropout.forward(masked_softmax(scores, band)).matmul(values)
+}
+
+/// Whether [`masked_retrieval`] runs [`causal::causal_retrieval`]: our kernels, where Burn's
+/// fused attention does not serve (no dropout).
+fn our_kernel(query: &Tensor<4>, dropout: &Dropout) -> bool {
+    let device = query.device();
+    !fused_attention(&device) && fused_kernels(&device, query.dtype()) && dropout.prob == 0.0
 }
 
 /// `y = softmax(scale q . K^T) V` with no mask: new positions `q` `(B, H, n, hs)` reading

@@ -12,9 +12,10 @@ use mosaic_core::Band;
 use mosaic_core::test_support::causal_retrieval;
 
 /// Burn's operations: scaled scores, -inf on the keys query `i` may not read (`j <= i - offset`
-/// and `j > i - window`; key 0 alone where that leaves none), softmax, product.
+/// and `j > i - window`; key 0 alone where that leaves none), softmax, product, and zero on
+/// the rows that read none.
 fn plain(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, scale: f64, band: Band) -> Tensor<4> {
-    let [b, h, t, _] = q.dims();
+    let [b, h, t, hs] = q.dims();
     let reads = |i: usize, j: usize| j + band.offset <= i && i < j.saturating_add(band.window);
     let hidden: Vec<bool> = (0..t)
         .flat_map(|i| {
@@ -23,12 +24,15 @@ fn plain(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, scale: f64, band: Band) -> Te
         })
         .collect();
     let hidden = Tensor::<4, Bool>::from_data(TensorData::new(hidden, [1, 1, t, t]), &q.device());
+    let empty: Vec<bool> = (0..t).map(|i| (0..t).all(|j| !reads(i, j))).collect();
+    let empty = Tensor::<4, Bool>::from_data(TensorData::new(empty, [1, 1, t, 1]), &q.device());
     let scores = q.matmul(k.swap_dims(2, 3)) * scale;
     softmax(
         scores.mask_fill(hidden.expand([b, h, t, t]), f32::NEG_INFINITY),
         3,
     )
     .matmul(v)
+    .mask_fill(empty.expand([b, h, t, hs]), 0.0)
 }
 
 fn input([b, h, t, hs]: [usize; 4], seed: u64, scale: f64, device: &Device) -> Tensor<4> {

@@ -47,6 +47,8 @@ fn causal_forward(qkv: &[FlexTensor; 3], scale: f64, band: Band) -> (FlexTensor,
         .for_each(|(bh, (w, y))| {
             let visible = Visible::Band { queries: t, band };
             head(qkv, bh, t, hs, scale).forward(visible, w, y);
+            // The rows with nothing to read, which read key 0 above, answer zero.
+            y[..band.empty_rows().min(t) * hs].fill(0.0);
         });
     (tensor(y, d.clone()), tensor(w, vec![b, h, t, t]))
 }
@@ -57,12 +59,14 @@ fn causal_backward(
     weights: &FlexTensor,
     grad: &FlexTensor,
     scale: f64,
+    band: Band,
 ) -> [FlexTensor; 3] {
     let [(q, d), (k, _), (v, _)] = qkv.each_ref().map(contiguous);
     let ((w, _), (dy, _)) = (contiguous(weights), contiguous(grad));
     let [t, hs] = [d[2], d[3]];
     let qkv = [q.storage::<f32>(), k.storage::<f32>(), v.storage::<f32>()];
-    let (w, dy) = (w.storage::<f32>(), dy.storage::<f32>());
+    let w = w.storage::<f32>();
+    let dy = without_empty_rows(dy.storage::<f32>(), t * hs, band.empty_rows().min(t) * hs);
     let n = qkv[0].len();
     let (mut dq, mut dk, mut dv) = (vec![0.0f32; n], vec![0.0f32; n], vec![0.0f32; n]);
     dq.par_chunks_mut(t * hs)
@@ -76,6 +80,17 @@ fn causal_backward(
             head(qkv, bh, t, hs, scale).backward(wb, dyb, &mut ds, dq, dk, dv, false);
         });
     [dq, dk, dv].map(|g| tensor(g, d.clone()))
+}
+
+/// `dy` with the first `empty` values of every `head`-long block zeroed: the rows whose output
+/// is a constant zero pass no gradient back.
+fn without_empty_rows(dy: &[f32], head: usize, empty: usize) -> std::borrow::Cow<'_, [f32]> {
+    if empty == 0 {
+        return dy.into();
+    }
+    let mut dy = dy.to_vec();
+    dy.chunks_mut(head).for_each(|h| h[..empty].fill(0.0));
+    dy.into()
 }
 
 impl CausalGradBackend for Flex {
@@ -97,9 +112,9 @@ impl CausalGradBackend for Flex {
         weights: FlexTensor,
         grad: FlexTensor,
         scale: f64,
-        _band: Band,
+        band: Band,
     ) -> (FlexTensor, FlexTensor, FlexTensor) {
-        let [dq, dk, dv] = causal_backward(&[query, keys, values], &weights, &grad, scale);
+        let [dq, dk, dv] = causal_backward(&[query, keys, values], &weights, &grad, scale, band);
         (dq, dk, dv)
     }
 }

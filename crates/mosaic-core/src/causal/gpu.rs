@@ -30,7 +30,8 @@ use crate::band::Band;
 /// A running maximum's start: below any score (WGSL has no infinity literal).
 const FLOOR: f32 = -1.0e30;
 
-/// [`Band::softmax_range`] of row `i` of `t`, with the window clamped to at most `t + 1`.
+/// [`Band::pairs`] of row `i` of `t` (the window clamped to at most `t + 1`); empty for a row
+/// with nothing to read, which answers zero.
 #[cube]
 fn row_keys(i: usize, t: usize, offset: usize, window: usize) -> (usize, usize) {
     let mut end = 0;
@@ -47,9 +48,9 @@ fn row_keys(i: usize, t: usize, offset: usize, window: usize) -> (usize, usize) 
     if end > t {
         end = t;
     }
-    if end == 0 || start >= t {
+    if start >= end {
         start = 0;
-        end = 1;
+        end = 0;
     }
     (start, end)
 }
@@ -145,10 +146,17 @@ fn retrieval_forward<F: Float>(
         }
         max = new_max;
     }
-    for d in 0..hs {
-        y[row * hs + d] = acc[d] / sum;
+    // A row that read nothing answers zero (its sum is 0; any other's is at least 1).
+    let mut inv = F::new(0.0);
+    let mut row_lse = F::new(0.0);
+    if end > start {
+        inv = F::new(1.0) / sum;
+        row_lse = max + F::ln(sum);
     }
-    lse[row] = max + F::ln(sum);
+    for d in 0..hs {
+        y[row * hs + d] = acc[d] * inv;
+    }
+    lse[row] = row_lse;
 }
 
 /// Per query row: `D_i` into `delta` and `dq_i`.
@@ -196,8 +204,8 @@ fn retrieval_backward_queries<F: Float>(
 }
 
 /// Per key row `j`: `dk_j` and `dv_j`, over the query rows that read it: of its own
-/// (batch, head) in a band (rows `i >= j` only: a row reads keys up to itself at most, or key 0
-/// when it has none), of its head in every batch for a bank.
+/// (batch, head) in a band (rows `i >= j` only: a row reads keys up to itself at most), of its
+/// head in every batch for a bank.
 #[cube(launch)]
 fn retrieval_backward_keys<F: Float>(
     q: &Tensor<F>,

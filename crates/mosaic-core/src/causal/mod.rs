@@ -1,8 +1,8 @@
 //! Retrieval under a causal mask, `y = softmax(scale q k^T) v` where query `i` reads the keys
 //! of a [`Band`], as one operation with its own backward pass. The contextual memories'
-//! retrievals are `scale` 1 and [`Band::PAST`] (v1; row 0 reads key 0, as
-//! [`crate::retrieval`]'s explicit form does before it zeroes that row of the output) or the
-//! v2 short- and long-term bands; GPT's attention is `scale` `1/sqrt(hs)`, [`Band::CAUSAL`].
+//! retrievals are `scale` 1 and [`Band::PAST`] (v1; row 0 reads nothing and answers zero, as
+//! [`crate::retrieval::band_retrieval`] does) or the v2 short- and long-term bands; GPT's
+//! attention is `scale` `1/sqrt(hs)`, [`Band::CAUSAL`].
 //!
 //! This is the training path, where Burn would record the scores, the masked softmax and the
 //! product as separate `(B, H, T, T)` tensors each way. Two implementations: [`cpu`] on the
@@ -25,8 +25,8 @@ use burn::tensor::Tensor;
 use crate::backward::register;
 use crate::band::Band;
 
-/// `softmax(scale q k^T)` over the keys `band` gives each query ([`Band::softmax_range`]),
-/// times `values`; all `(B, H, T, hs)`. Only where [`crate::dispatch::fused_kernels`] says so.
+/// `softmax(scale q k^T)` over the keys `band` gives each query ([`Band::pairs`]), times
+/// `values`, and zero for a query with none; all `(B, H, T, hs)`. Only where [`crate::dispatch::fused_kernels`] says so.
 pub fn causal_retrieval(
     query: Tensor<4>,
     keys: Tensor<4>,
