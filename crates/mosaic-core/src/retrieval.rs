@@ -53,11 +53,12 @@ pub fn band_retrieval(
 
 /// `y_t = sum_i softmax_i(scale q_t . k_i) v_i` over the keys `band` gives query `t`, with
 /// dropout on the weights: [`Band::CAUSAL`] is a transformer's causal attention, the other
-/// bands a contextual memory's (whose rows with nothing to read answer zero in our kernels,
-/// read key 0 in the other forms, for [`band_retrieval`] to zero). All tensors `(B, H, T, hs)`. The one attention of every model
-/// here: on the CPU backend a fused operation that never writes the `(B, H, T, T)` weights
-/// (Burn's without gradients, ours with them when dropout is off), on a GPU in f32 without
-/// dropout ours (CubeCL), elsewhere the explicit form the reference tests check.
+/// bands a contextual memory's (whose rows with nothing to read answer zero in our kernels and
+/// read key 0 in the other forms, for [`band_retrieval`] to zero). All tensors `(B, H, T, hs)`.
+/// The one attention of every model here: on the CPU backend a fused operation that never
+/// writes the `(B, H, T, T)` weights (Burn's without gradients, ours with them when dropout is
+/// off), on a GPU in f32 without dropout ours (CubeCL), elsewhere the explicit form the
+/// reference tests check.
 pub fn masked_retrieval(
     query: Tensor<4>,
     keys: Tensor<4>,

@@ -26,7 +26,8 @@ use crate::backward::register;
 use crate::band::Band;
 
 /// `softmax(scale q k^T)` over the keys `band` gives each query ([`Band::pairs`]), times
-/// `values`, and zero for a query with none; all `(B, H, T, hs)`. Only where [`crate::dispatch::fused_kernels`] says so.
+/// `values`, and zero for a query with none; all `(B, H, T, hs)`. Only where
+/// [`crate::dispatch::fused_kernels`] says so.
 pub fn causal_retrieval(
     query: Tensor<4>,
     keys: Tensor<4>,
