@@ -157,7 +157,7 @@ impl PersistentMemory {
             });
         }
         let y = y.expect("pmem_count >= 1");
-        // Dividing by one is exact; skipping it saves a GPU launch each way.
+        // Dividing by one is exact: skipped, one operation fewer to record and differentiate.
         let y = match count {
             1 => y,
             _ => y / count as f64,
