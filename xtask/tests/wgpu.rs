@@ -172,14 +172,19 @@ fn cached_generation_on_wgpu_gives_the_cpu_tokens() {
 }
 
 /// f16 compute with f32 master weights trains on WGPU: finite losses that fall, and a first
-/// loss (same weights, same batch) close to f32's. bf16 where the adapter computes in it,
-/// else a clear refusal.
+/// loss (same weights, same batch) close to f32's, taken on the CPU backend (which WGPU's f32
+/// equals, as the five-step test shows). bf16 where the adapter computes in it, else a clear
+/// refusal. The Memory Mosaic and GPT: in f16 the memories run as their tensor forms (the
+/// crate's GPU kernels are f32), and each model's first f16 step compiles some 200 kernels,
+/// about 1 s apiece on lavapipe; v2's tensor forms in f16 are checked on the CPU backend
+/// (`mosaic-train`'s precision tests), where compiling costs nothing.
 #[test]
 fn mixed_precision_trains_on_wgpu() {
     let device = wgpu();
-    for config in models() {
+    let [v1, _, gpt] = models();
+    for config in [v1, gpt] {
         let model = fresh(&config);
-        let (_, f32_losses) = train(&model, &device, 1, 3e-3, Precision::F32).unwrap();
+        let (_, f32_losses) = train(&model, &Device::flex(), 1, 3e-3, Precision::F32).unwrap();
         for precision in [Precision::F16, Precision::Bf16] {
             let name = format!("{} {}", model.kind(), precision.name());
             if !precision.supported_on(&device) {

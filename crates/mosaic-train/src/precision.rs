@@ -89,7 +89,7 @@ impl ModuleMapper for Cast {
 #[cfg(test)]
 mod tests {
     use burn::tensor::{DType, Int, Tensor};
-    use mosaic_models::{GptConfig, ModelConfig, cross_entropy};
+    use mosaic_models::{GptConfig, MemoryMosaicConfig, ModelConfig, cross_entropy};
 
     use super::*;
     use crate::optim::AdamW;
@@ -139,6 +139,51 @@ mod tests {
             first.push(losses[0]);
         }
         assert!((first[0] - first[1]).abs() < 1e-2, "{first:?}");
+    }
+
+    /// v2 in f16 runs its memories as their tensor forms (the gated scan in chunks, the short-
+    /// and long-term bands, the adaptive bandwidth, SwiGLU), as it does on a GPU, where the
+    /// crate's kernels are f32: finite losses that fall, the first close to f32's.
+    #[test]
+    fn v2_trains_in_f16() {
+        let device = Device::flex().autodiff();
+        device.seed(5);
+        let config = MemoryMosaicConfig {
+            short_window: 4,
+            long_offset: [4, 4],
+            ..MemoryMosaicConfig::v2(16, 1, 2, 16, 16)
+        };
+        let model = ModelConfig::MemoryMosaic(config).init(&device);
+        let ids = Tensor::<2, Int>::from_ints(
+            [[3, 1, 4, 1, 5, 9, 2, 6, 5, 3, 5, 8, 9, 7, 9, 3]],
+            &device,
+        );
+        let low = Precision::F16.compute_model(&model).unwrap();
+        assert_eq!(low.forward(ids.clone()).unwrap().logits.dtype(), DType::F16);
+        let loss = |m: &mosaic_models::LanguageModel, _| {
+            Ok(cross_entropy(m.forward(ids.clone())?.logits, ids.clone()))
+        };
+        let mut runs = Vec::new();
+        for precision in [Precision::F32, Precision::F16] {
+            let recipe = Recipe {
+                schedule: Schedule::Constant(1e-2),
+                optimizer: AdamW::new(0.0),
+                grad_clip: 1.0,
+                seed: 0,
+                precision,
+            };
+            let mut engine = Engine::new(model.clone(), recipe, &device);
+            let losses: Vec<f64> = (0..8)
+                .map(|_| engine.train_step(&[1.0], loss).unwrap().loss)
+                .collect();
+            assert!(
+                losses.iter().all(|l| l.is_finite()),
+                "{precision:?}: {losses:?}"
+            );
+            assert!(losses[7] < losses[0] - 0.1, "{precision:?}: {losses:?}");
+            runs.push(losses);
+        }
+        assert!((runs[0][0] - runs[1][0]).abs() < 1e-2, "{runs:?}");
     }
 }
 

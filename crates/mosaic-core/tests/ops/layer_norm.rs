@@ -1,10 +1,8 @@
 //! The fused LayerNorm against Burn's, forward and backward, and against finite differences.
 
-mod common;
-
+use crate::common::{gradient_errors, noise, project, rel_err, tensor, values};
 use burn::tensor::module;
 use burn::tensor::{DType, Device};
-use common::{gradient_errors, noise, project, rel_err, tensor, values};
 use mosaic_core::ops::layer_norm;
 
 #[test]

@@ -1,11 +1,9 @@
 //! The fused GELU against Burn's `gelu_approximate`, forward and backward, and against finite
 //! differences.
 
-mod common;
-
+use crate::common::{gradient_errors, noise, project, rel_err, tensor, values};
 use burn::tensor::activation::gelu_approximate;
 use burn::tensor::{DType, Device};
-use common::{gradient_errors, noise, project, rel_err, tensor, values};
 use mosaic_core::ops::gelu_tanh;
 
 #[test]

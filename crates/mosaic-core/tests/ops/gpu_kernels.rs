@@ -1,15 +1,12 @@
 //! The CubeCL kernels on WGPU against the CPU backend's fused operations and against the
-//! tensor forms on WGPU itself, values and gradients, on sizes that fill no whole cube of threads: the scan (both decay forms) and the
-//! masked retrieval (every band the models use), the bank retrieval, LayerNorm, the L2
-//! normalisation, the cross-entropy of each row of logits, the contextual memory's values.
-//! CI runs WGPU on Mesa's lavapipe; built only with the `wgpu` feature.
+//! tensor forms on WGPU itself, values and gradients, on sizes that fill no whole cube of
+//! threads: the scan (both decay forms) and the masked retrieval (every band the models use),
+//! the bank retrieval, LayerNorm, the L2 normalisation, the cross-entropy of each row of
+//! logits, the contextual memory's values. CI runs WGPU on Mesa's lavapipe; built only with the
+//! `wgpu` feature.
 
-#![cfg(feature = "wgpu")]
-
-mod common;
-
+use crate::common::{noise, project, rel_err, tensor, values};
 use burn::tensor::{DType, Device, DeviceKind, Int, Tensor, TensorData, activation};
-use common::{noise, project, rel_err, tensor, values};
 use mosaic_core::band::Band;
 use mosaic_core::gated_scan;
 use mosaic_core::heads::{l2_normalize, next_step, scaled_l2_normalize};

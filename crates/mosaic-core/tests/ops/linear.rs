@@ -2,10 +2,8 @@
 //! weights stored or read as a transposed view, one input tracked at a time) and against
 //! finite differences.
 
-mod common;
-
+use crate::common::{gradient_errors, noise, project, rel_err, tensor, values};
 use burn::tensor::{DType, Device, Tensor, module};
-use common::{gradient_errors, noise, project, rel_err, tensor, values};
 use mosaic_core::ops::linear;
 
 /// The output and the gradients of `x` and `w` (where tracked) of `project(x W)`, fused or by

@@ -1,11 +1,9 @@
 //! The fused softmaxes against Burn's (the plain tensor form), forward and backward, and their
 //! gradients against finite differences.
 
-mod common;
-
+use crate::common::{gradient_errors, noise, project, rel_err, tensor, values};
 use burn::tensor::activation::{log_softmax, softmax};
 use burn::tensor::{Bool, DType, Device, Tensor, TensorData};
-use common::{gradient_errors, noise, project, rel_err, tensor, values};
 use mosaic_core::Band;
 use mosaic_core::ops::{log_softmax_last, masked_softmax, softmax_last};
 

@@ -1,0 +1,14 @@
+//! The crate's fused operations against Burn's tensor forms and finite differences (GELU,
+//! LayerNorm, the projection, the softmaxes) and, with the `wgpu` feature, its CubeCL kernels on
+//! WGPU against the CPU backend. One test binary: each of these instantiates the generic
+//! operations with Burn's whole dispatch, about 20 s of compiling apiece as separate binaries.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod gelu;
+#[cfg(feature = "wgpu")]
+mod gpu_kernels;
+mod layer_norm;
+mod linear;
+mod softmax;
