@@ -2,7 +2,7 @@
 //! small helpers every unit shares.
 
 use burn::module::Param;
-use burn::tensor::{Device, Distribution, Tensor};
+use burn::tensor::{DType, Device, Distribution, Tensor};
 
 /// `(B, T, H * hs)` -> `(B, H, T, hs)`.
 pub fn split_heads(x: Tensor<3>, n_head: usize) -> Tensor<4> {
@@ -37,8 +37,14 @@ pub fn per_head(s: Tensor<1>) -> Tensor<4> {
 
 /// Divides each vector along the last axis by its Euclidean norm. No epsilon, as the reference:
 /// a zero vector becomes NaN rather than silently zero. One fused operation on a GPU in f32
-/// (`l2_norm`), the tensor form elsewhere.
+/// (`l2_norm`), the tensor form elsewhere. A half-precision `x` is normalised in f32: the
+/// backward divides by the squared norm, which f16 flushes to zero for norms below about 2e-4
+/// (the leaky average's first key, `(1 - lambda) u_0`, of a slowly decaying head), and the
+/// gradient would be inf.
 pub fn l2_normalize(x: Tensor<4>) -> Tensor<4> {
+    if let Some(dtype) = half(&x) {
+        return l2_normalize(x.cast(DType::F32)).cast(dtype);
+    }
     #[cfg(any(feature = "wgpu", feature = "cuda"))]
     if crate::dispatch::gpu_kernels(&x.device(), x.dtype()) {
         return crate::l2_norm::fused_l2_normalize(x);
@@ -50,11 +56,20 @@ pub fn l2_normalize(x: Tensor<4>) -> Tensor<4> {
 /// [`l2_normalize`] times a per-head `scale` `(H,)`: one fused operation on a GPU in f32
 /// (`l2_norm`), the tensor form elsewhere.
 pub fn scaled_l2_normalize(x: Tensor<4>, scale: Tensor<1>) -> Tensor<4> {
+    if let Some(dtype) = half(&x) {
+        let scale = scale.cast(DType::F32);
+        return scaled_l2_normalize(x.cast(DType::F32), scale).cast(dtype);
+    }
     #[cfg(any(feature = "wgpu", feature = "cuda"))]
     if crate::dispatch::gpu_kernels(&x.device(), x.dtype()) {
         return crate::l2_norm::fused_scaled_l2_normalize(x, scale);
     }
     l2_normalize(x) * per_head(scale)
+}
+
+/// `x`'s type where it is a half-precision one (f16, bf16).
+fn half<const D: usize>(x: &Tensor<D>) -> Option<DType> {
+    matches!(x.dtype(), DType::F16 | DType::BF16).then(|| x.dtype())
 }
 
 /// A weight matrix stored `(d_in, d_out)` (PyTorch stores `(d_out, d_in)`), drawn from

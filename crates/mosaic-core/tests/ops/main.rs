@@ -1,7 +1,8 @@
 //! The crate's fused operations against Burn's tensor forms and finite differences (GELU,
-//! LayerNorm, the projection, the softmaxes) and, with the `wgpu` feature, its CubeCL kernels on
-//! WGPU against the CPU backend. One test binary: each of these instantiates the generic
-//! operations with Burn's whole dispatch, about 20 s of compiling apiece as separate binaries.
+//! LayerNorm, the projection, the softmaxes), the L2 normalisation in half precision, and,
+//! with the `wgpu` feature, its CubeCL kernels on WGPU against the CPU backend. One test
+//! binary: each of these instantiates the generic operations with Burn's whole dispatch, about
+//! 20 s of compiling apiece as separate binaries.
 
 #[path = "../common/mod.rs"]
 mod common;
@@ -9,6 +10,7 @@ mod common;
 mod gelu;
 #[cfg(feature = "wgpu")]
 mod gpu_kernels;
+mod l2_normalize;
 mod layer_norm;
 mod linear;
 mod softmax;
