@@ -7,7 +7,7 @@ mod common;
 
 use burn::tensor::activation::softmax;
 use burn::tensor::{Bool, DType, Device, Tensor, TensorData};
-use common::{gradient_errors, noise, project, rel_err, tensor, values};
+use common::{gradient_errors, hidden_keys, noise, project, reads, rel_err, tensor, values};
 use mosaic_core::Band;
 use mosaic_core::test_support::causal_retrieval;
 
@@ -16,15 +16,8 @@ use mosaic_core::test_support::causal_retrieval;
 /// the rows that read none.
 fn plain(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, scale: f64, band: Band) -> Tensor<4> {
     let [b, h, t, hs] = q.dims();
-    let reads = |i: usize, j: usize| j + band.offset <= i && i < j.saturating_add(band.window);
-    let hidden: Vec<bool> = (0..t)
-        .flat_map(|i| {
-            let none = (0..t).all(|j| !reads(i, j));
-            (0..t).map(move |j| !(reads(i, j) || (none && j == 0)))
-        })
-        .collect();
-    let hidden = Tensor::<4, Bool>::from_data(TensorData::new(hidden, [1, 1, t, t]), &q.device());
-    let empty: Vec<bool> = (0..t).map(|i| (0..t).all(|j| !reads(i, j))).collect();
+    let hidden = hidden_keys(t, band, &q.device());
+    let empty: Vec<bool> = (0..t).map(|i| (0..t).all(|j| !reads(band, i, j))).collect();
     let empty = Tensor::<4, Bool>::from_data(TensorData::new(empty, [1, 1, t, 1]), &q.device());
     let scores = q.matmul(k.swap_dims(2, 3)) * scale;
     softmax(

@@ -2,7 +2,8 @@
 
 #![allow(dead_code)]
 
-use burn::tensor::{DType, Device, Distribution, Tensor, TensorData};
+use burn::tensor::{Bool, DType, Device, Distribution, Tensor, TensorData};
+use mosaic_core::Band;
 
 /// Deterministic pseudo-random numbers in (-1, 1), so tests need no RNG crate.
 pub fn noise(n: usize, seed: u64) -> Vec<f64> {
@@ -104,4 +105,21 @@ pub fn project<const D: usize>(y: Tensor<D>, seed: u64) -> Tensor<1> {
 
 pub fn random<const D: usize>(shape: [usize; D], device: &Device) -> Tensor<D> {
     Tensor::random(shape, Distribution::Normal(0.0, 1.0), device)
+}
+
+/// Whether query `i` reads key `j` in `band`: `i - window < j <= i - offset`.
+pub fn reads(band: Band, i: usize, j: usize) -> bool {
+    j + band.offset <= i && i < j.saturating_add(band.window)
+}
+
+/// The keys each query may not read in `band`, `(1, 1, T, T)`: true where hidden, key 0 left
+/// readable on the rows that read none.
+pub fn hidden_keys(t: usize, band: Band, device: &Device) -> Tensor<4, Bool> {
+    let hidden: Vec<bool> = (0..t)
+        .flat_map(|i| {
+            let none = (0..t).all(|j| !reads(band, i, j));
+            (0..t).map(move |j| !(reads(band, i, j) || (none && j == 0)))
+        })
+        .collect();
+    Tensor::from_data(TensorData::new(hidden, [1, 1, t, t]), device)
 }

@@ -1,10 +1,11 @@
 //! The fused GELU against Burn's `gelu_approximate`, forward and backward, and against finite
 //! differences.
 
-use crate::common::{gradient_errors, noise, project, rel_err, tensor, values};
 use burn::tensor::activation::gelu_approximate;
 use burn::tensor::{DType, Device};
 use mosaic_core::ops::gelu_tanh;
+
+use crate::common::{gradient_errors, noise, project, rel_err, tensor, values};
 
 #[test]
 fn forward_and_backward_equal_burns() {

@@ -5,7 +5,6 @@
 //! logits, the contextual memory's values. CI runs WGPU on Mesa's lavapipe; built only with the
 //! `wgpu` feature.
 
-use crate::common::{noise, project, rel_err, tensor, values};
 use burn::tensor::{DType, Device, DeviceKind, Int, Tensor, TensorData, activation};
 use mosaic_core::band::Band;
 use mosaic_core::gated_scan;
@@ -15,6 +14,8 @@ use mosaic_core::test_support::{
     bank_retrieval, causal_retrieval, fused_kernels, fused_values, gated_scan_chunked,
     leaky_average, leaky_average_chunked,
 };
+
+use crate::common::{noise, project, rel_err, tensor, values};
 
 fn wgpu() -> Device {
     Device::wgpu(DeviceKind::DefaultDevice)

@@ -1,9 +1,10 @@
 //! The fused LayerNorm against Burn's, forward and backward, and against finite differences.
 
-use crate::common::{gradient_errors, noise, project, rel_err, tensor, values};
 use burn::tensor::module;
 use burn::tensor::{DType, Device};
 use mosaic_core::ops::layer_norm;
+
+use crate::common::{gradient_errors, noise, project, rel_err, tensor, values};
 
 #[test]
 fn forward_and_backward_equal_burns() {

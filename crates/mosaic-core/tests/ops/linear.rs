@@ -2,9 +2,10 @@
 //! weights stored or read as a transposed view, one input tracked at a time) and against
 //! finite differences.
 
-use crate::common::{gradient_errors, noise, project, rel_err, tensor, values};
 use burn::tensor::{DType, Device, Tensor, module};
 use mosaic_core::ops::linear;
+
+use crate::common::{gradient_errors, noise, project, rel_err, tensor, values};
 
 /// The output and the gradients of `x` and `w` (where tracked) of `project(x W)`, fused or by
 /// Burn; `w_t` stores the weight `(d_out, d_in)` and reads its transpose.

@@ -1,11 +1,12 @@
 //! The fused softmaxes against Burn's (the plain tensor form), forward and backward, and their
 //! gradients against finite differences.
 
-use crate::common::{gradient_errors, noise, project, rel_err, tensor, values};
 use burn::tensor::activation::{log_softmax, softmax};
-use burn::tensor::{Bool, DType, Device, Tensor, TensorData};
+use burn::tensor::{DType, Device, Tensor};
 use mosaic_core::Band;
 use mosaic_core::ops::{log_softmax_last, masked_softmax, softmax_last};
+
+use crate::common::{gradient_errors, hidden_keys, noise, project, rel_err, tensor, values};
 
 /// Scores with a wide range, rows of 1, 7 and 300 entries, some -inf (masked) entries.
 fn scores(shape: [usize; 3], device: &Device) -> Tensor<3> {
@@ -59,14 +60,7 @@ type Op = fn(Tensor<4>) -> Tensor<4>;
 /// Query `i` reads `i - window < j <= i - offset`, key 0 alone where that is none.
 fn plain_masked(x: Tensor<4>, band: Band) -> Tensor<4> {
     let [b, h, t, _] = x.dims();
-    let reads = |i: usize, j: usize| j + band.offset <= i && i < j.saturating_add(band.window);
-    let hidden: Vec<bool> = (0..t)
-        .flat_map(|i| {
-            let none = (0..t).all(|j| !reads(i, j));
-            (0..t).map(move |j| !(reads(i, j) || (none && j == 0)))
-        })
-        .collect();
-    let hidden = Tensor::<4, Bool>::from_data(TensorData::new(hidden, [1, 1, t, t]), &x.device());
+    let hidden = hidden_keys(t, band, &x.device());
     softmax(
         x.mask_fill(hidden.expand([b, h, t, t]), f32::NEG_INFINITY),
         3,
