@@ -174,9 +174,9 @@ fn cached_generation_on_wgpu_gives_the_cpu_tokens() {
 /// f16 compute with f32 master weights trains on WGPU: finite losses that fall, and a first
 /// loss (same weights, same batch) close to f32's, taken on the CPU backend (which WGPU's f32
 /// equals, as the five-step test shows). bf16 where the adapter computes in it, else a clear
-/// refusal. The Memory Mosaic and GPT: in f16 the memories run as their tensor forms (the
-/// crate's GPU kernels are f32), and each model's first f16 step compiles some 200 kernels,
-/// about 1 s apiece on lavapipe; v2's tensor forms in f16 are checked on the CPU backend
+/// refusal. The Memory Mosaic and GPT (the memories' kernels compute in f32 between casts,
+/// checked one by one in mosaic-core's `tests/ops/half.rs`; each kernel lavapipe compiles costs
+/// about 1 s); v2 in f16 is checked on the CPU backend
 /// (`mosaic-train`'s precision tests), where compiling costs nothing.
 #[test]
 fn mixed_precision_trains_on_wgpu() {

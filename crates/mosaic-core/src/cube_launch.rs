@@ -9,11 +9,14 @@ use burn_cubecl::tensor::CubeTensor;
 /// Threads per cube.
 const CUBE: usize = 256;
 
-/// Enough cubes of [`CUBE`] threads for `rows` threads, one cube of fewer for fewer rows.
+/// Enough cubes of [`CUBE`] threads for `rows` threads. Always full cubes (the kernels skip the
+/// threads past the last row): the cube's size is part of a compiled kernel, and sized to the
+/// rows it compiled a new kernel for every sequence length under 256 rows, at each step of a
+/// generation.
 pub fn threads(rows: usize) -> (CubeCount, CubeDim) {
     (
         CubeCount::Static(rows.div_ceil(CUBE).max(1) as u32, 1, 1),
-        CubeDim::new_1d(CUBE.min(rows.max(1)) as u32),
+        CubeDim::new_1d(CUBE as u32),
     )
 }
 

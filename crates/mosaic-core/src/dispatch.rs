@@ -31,6 +31,15 @@ pub fn fused_kernels(device: &Device, dtype: DType) -> bool {
     cpu_kernels(device, dtype) || gpu_kernels(device, dtype)
 }
 
+/// In half precision (f16, bf16), where the operation's fused kernel runs in f32
+/// (`fused_in_f32`): the half type, to cast the result back to. Such an operation casts its
+/// inputs to f32, runs the f32 kernel and casts its result back, as PyTorch's autocast runs
+/// normalisations and softmaxes in f32: the kernels accumulate in f32, and in mixed precision
+/// each operation stays one kernel rather than its tensor form's dozens.
+pub fn via_f32(dtype: DType, fused_in_f32: bool) -> Option<DType> {
+    (matches!(dtype, DType::F16 | DType::BF16) && fused_in_f32).then_some(dtype)
+}
+
 #[cfg(any(feature = "wgpu", feature = "cuda"))]
 fn cube(device: &Device) -> bool {
     matches!(

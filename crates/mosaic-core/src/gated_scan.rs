@@ -11,9 +11,9 @@
 //! chunks, carry into the next chunk. On the `flex` CPU backend and on a GPU, one fused operation
 //! ([`crate::scan_kernel`]), which runs the leaky average too.
 
-use burn::tensor::{Bool, Tensor};
+use burn::tensor::{Bool, DType, Tensor};
 
-use crate::dispatch::fused_kernels;
+use crate::dispatch::{fused_kernels, via_f32};
 use crate::scan_kernel::{Decay, fused_scan};
 
 /// Chunk length of [`gated_scan_chunked`]: the work is `O(T * CHUNK + (T / CHUNK)^2)`.
@@ -23,6 +23,9 @@ pub const CHUNK: usize = 64;
 /// `log_decay`: `(B, H, T, 1)`, at most 0. The fused scan on the CPU backend and GPUs,
 /// [`gated_scan_chunked`] elsewhere.
 pub fn gated_scan(u: Tensor<4>, log_decay: Tensor<4>) -> Tensor<4> {
+    if let Some(half) = via_f32(u.dtype(), fused_kernels(&u.device(), DType::F32)) {
+        return gated_scan(u.cast(DType::F32), log_decay.cast(DType::F32)).cast(half);
+    }
     match fused_kernels(&u.device(), u.dtype()) {
         true => fused_scan(u, log_decay, Decay::PerStep),
         false => gated_scan_chunked(u, log_decay),

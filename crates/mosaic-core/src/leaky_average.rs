@@ -8,10 +8,10 @@
 //! oracle.
 
 use burn::module::{Module, Param};
-use burn::tensor::{Bool, Device, Tensor, TensorData};
+use burn::tensor::{Bool, DType, Device, Tensor, TensorData};
 
 use crate::EXP_PARAM_SCALE;
-use crate::dispatch::fused_kernels;
+use crate::dispatch::{fused_kernels, via_f32};
 use crate::gated_scan::{gated_scan_chunked, gated_step};
 use crate::heads::{linspace, per_head};
 use crate::scan_kernel::{Decay, fused_scan};
@@ -63,6 +63,9 @@ impl LeakyAverage {
 /// The leaky average of `u` `(B, H, T, hs)` with per-head decay rates `decay` `(H,)`, in O(T):
 /// the gated scan with a constant decay (fused on the CPU backend and GPUs, chunked elsewhere).
 pub fn leaky_average(u: Tensor<4>, decay: Tensor<1>) -> Tensor<4> {
+    if let Some(half) = via_f32(u.dtype(), fused_kernels(&u.device(), DType::F32)) {
+        return leaky_average(u.cast(DType::F32), decay.cast(DType::F32)).cast(half);
+    }
     match fused_kernels(&u.device(), u.dtype()) {
         true => fused_scan(u, decay, Decay::Leaky),
         false => leaky_average_chunked(u, decay),

@@ -5,10 +5,10 @@
 use burn::nn::Dropout;
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
-use burn::tensor::{Bool, Device, Tensor, TensorData};
+use burn::tensor::{Bool, DType, Device, Tensor, TensorData};
 
 use crate::band::Band;
-use crate::dispatch::{fused_attention, fused_kernels};
+use crate::dispatch::{fused_attention, fused_kernels, via_f32};
 use crate::softmax::{hidden_mask, masked_softmax, softmax_last};
 use crate::{bank, causal};
 
@@ -33,7 +33,12 @@ pub fn band_retrieval(
     band: Band,
     dropout: &Dropout,
 ) -> Tensor<4> {
-    if our_kernel(&query, dropout) {
+    let device = query.device();
+    if let Some(half) = via_f32(query.dtype(), our_kernel(&device, DType::F32, dropout)) {
+        let [q, k, v] = [query, keys, values].map(|x| x.cast(DType::F32));
+        return band_retrieval(q, k, v, band, dropout).cast(half);
+    }
+    if our_kernel(&device, query.dtype(), dropout) {
         // It answers zero on the rows with nothing to read itself: no zeroed copy each way.
         return causal::causal_retrieval(query, keys, values, 1.0, band);
     }
@@ -78,7 +83,11 @@ pub fn masked_retrieval(
         let mask = (band != Band::CAUSAL).then(|| hidden_mask(t, t, band, &device));
         return attention(query, keys, values, mask, None, options);
     }
-    if our_kernel(&query, dropout) {
+    if let Some(half) = via_f32(query.dtype(), our_kernel(&device, DType::F32, dropout)) {
+        let [q, k, v] = [query, keys, values].map(|x| x.cast(DType::F32));
+        return masked_retrieval(q, k, v, scale, band, dropout).cast(half);
+    }
+    if our_kernel(&device, query.dtype(), dropout) {
         return causal::causal_retrieval(query, keys, values, scale, band);
     }
     let scores = query.matmul(keys.swap_dims(2, 3));
@@ -88,9 +97,8 @@ pub fn masked_retrieval(
 
 /// Whether [`masked_retrieval`] runs [`causal::causal_retrieval`]: our kernels, where Burn's
 /// fused attention does not serve (no dropout).
-fn our_kernel(query: &Tensor<4>, dropout: &Dropout) -> bool {
-    let device = query.device();
-    !fused_attention(&device) && fused_kernels(&device, query.dtype()) && dropout.prob == 0.0
+fn our_kernel(device: &Device, dtype: DType, dropout: &Dropout) -> bool {
+    !fused_attention(device) && fused_kernels(device, dtype) && dropout.prob == 0.0
 }
 
 /// `y = softmax(scale q . K^T) V` with no mask: new positions `q` `(B, H, n, hs)` reading
@@ -116,7 +124,13 @@ pub fn bank_retrieval(
     dropout: &Dropout,
 ) -> Tensor<4> {
     let device = query.device();
-    if fused_kernels(&device, query.dtype()) && (dropout.prob == 0.0 || !device.is_autodiff()) {
+    let ours =
+        |dtype| fused_kernels(&device, dtype) && (dropout.prob == 0.0 || !device.is_autodiff());
+    if let Some(half) = via_f32(query.dtype(), ours(DType::F32)) {
+        let (k, v) = (bank_keys.cast(DType::F32), bank_values.cast(DType::F32));
+        return bank_retrieval(query.cast(DType::F32), k, v, dropout).cast(half);
+    }
+    if ours(query.dtype()) {
         return bank::bank_retrieval(query, bank_keys, bank_values);
     }
     let scores = query.matmul(bank_keys.swap_dims(1, 2).unsqueeze::<4>());

@@ -82,8 +82,17 @@ impl ValueFeatures {
     /// the shifted projection elsewhere.
     pub fn of_projection(&self, w: Tensor<4>) -> Tensor<4> {
         #[cfg(any(feature = "wgpu", feature = "cuda"))]
-        if crate::dispatch::gpu_kernels(&w.device(), w.dtype()) {
-            return crate::value_kernel::fused_values(w, self.mix.val(), self.nu.val());
+        {
+            use crate::dispatch::{gpu_kernels, via_f32};
+            use burn::tensor::DType::F32;
+            let (mix, nu) = (self.mix.val(), self.nu.val());
+            if let Some(half) = via_f32(w.dtype(), gpu_kernels(&w.device(), F32)) {
+                let (w, mix, nu) = (w.cast(F32), mix.cast(F32), nu.cast(F32));
+                return crate::value_kernel::fused_values(w, mix, nu).cast(half);
+            }
+            if gpu_kernels(&w.device(), w.dtype()) {
+                return crate::value_kernel::fused_values(w, mix, nu);
+            }
         }
         self.combine(w.clone(), next_step(w, 2))
     }

@@ -151,9 +151,9 @@ mod tests {
         assert!((first[0] - first[1]).abs() < 1e-2, "{first:?}");
     }
 
-    /// v2 in f16 runs its memories as their tensor forms (the gated scan in chunks, the short-
-    /// and long-term bands, the adaptive bandwidth, SwiGLU), as it does on a GPU, where the
-    /// crate's kernels are f32: finite losses that fall, the first close to f32's.
+    /// v2 in f16 (its memories' kernels in f32 between casts, as on a GPU; the adaptive
+    /// bandwidth and SwiGLU as tensor forms): finite losses that fall, the first close to
+    /// f32's.
     #[test]
     fn v2_trains_in_f16() {
         let device = Device::flex().autodiff();

@@ -12,7 +12,8 @@
 //!
 //! One thread per row, its `hs` accumulators in registers (`hs` is a compile-time size: one
 //! kernel per head size). Simple rather than tiled: no shared memory, each thread reads its
-//! keys from global memory. f32 only (see [`crate::dispatch::fused_kernels`]).
+//! keys from global memory. f32 only: in f16/bf16 the callers cast
+//! (`crate::dispatch::via_f32`).
 
 use burn::backend::cubecl::dtype_to_storage_type;
 use burn::tensor::{DType, Shape};

@@ -1,6 +1,6 @@
 //! LayerNorm as CubeCL kernels for WGPU and CUDA: one thread per row (rows are short, the
 //! width of the model), two launches backward (the rows, then the gain's gradient summed over
-//! them). f32 only (see [`crate::dispatch::gpu_kernels`]).
+//! them). f32 only: in f16/bf16 the callers cast (`crate::dispatch::via_f32`).
 
 use burn::backend::cubecl::dtype_to_storage_type;
 use burn::backend::ops::FloatTensorOps;

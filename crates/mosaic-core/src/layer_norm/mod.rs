@@ -22,14 +22,17 @@ use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, Backend, Dispatch, backend_extension};
-use burn::tensor::{Tensor, module};
+use burn::tensor::{DType, Tensor, module};
 
 use crate::backward::register;
-use crate::dispatch::fused_kernels;
+use crate::dispatch::{fused_kernels, via_f32};
 
 /// LayerNorm of `x` over its last axis with `gain` `(d,)` and no bias.
 pub fn layer_norm<const D: usize>(x: Tensor<D>, gain: Tensor<1>, eps: f64) -> Tensor<D> {
     let (device, dtype) = (x.device(), x.dtype());
+    if let Some(half) = via_f32(dtype, fused_kernels(&device, DType::F32)) {
+        return layer_norm(x.cast(DType::F32), gain.cast(DType::F32), eps).cast(half);
+    }
     match fused_kernels(&device, dtype) {
         true => Tensor::from_dispatch(Dispatch::fused_layer_norm(
             x.into_dispatch(),

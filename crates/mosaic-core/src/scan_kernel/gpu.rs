@@ -1,8 +1,8 @@
 //! The scan as CubeCL kernels, written once for WGPU and CUDA: one thread per
 //! (batch, head, feature) runs the recurrence over time, so a step reads and writes one element
 //! per thread and neighbouring threads touch neighbouring features (coalesced). The input is
-//! read through its strides (the heads' split of a projection is a view). f32 only (see
-//! [`crate::dispatch::fused_kernels`]).
+//! read through its strides (the heads' split of a projection is a view). f32 only: in
+//! f16/bf16 the callers cast (`crate::dispatch::via_f32`).
 //!
 //! The backward kernel leaves the decay's gradient as per-thread terms: for per-step decays
 //! `a_t r_t,i kbar_{t-1},i` at every step (summed over features after), for the leaky form
