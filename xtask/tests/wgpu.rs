@@ -176,8 +176,8 @@ fn cached_generation_on_wgpu_gives_the_cpu_tokens() {
 /// equals, as the five-step test shows). bf16 where the adapter computes in it, else a clear
 /// refusal. The Memory Mosaic and GPT (the memories' kernels compute in f32 between casts,
 /// checked one by one in mosaic-core's `tests/ops/half.rs`; each kernel lavapipe compiles costs
-/// about 1 s); v2 in f16 is checked on the CPU backend
-/// (`mosaic-train`'s precision tests), where compiling costs nothing.
+/// about 1 s); v2 in f16 is checked on the CPU backend (`mosaic-train`'s precision tests),
+/// where compiling costs nothing.
 #[test]
 fn mixed_precision_trains_on_wgpu() {
     let device = wgpu();

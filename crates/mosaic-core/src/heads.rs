@@ -4,6 +4,8 @@
 use burn::module::Param;
 use burn::tensor::{DType, Device, Distribution, Tensor};
 
+use crate::dispatch::via_f32;
+
 /// `(B, T, H * hs)` -> `(B, H, T, hs)`.
 pub fn split_heads(x: Tensor<3>, n_head: usize) -> Tensor<4> {
     let [b, t, c] = x.dims();
@@ -42,7 +44,7 @@ pub fn per_head(s: Tensor<1>) -> Tensor<4> {
 /// (the leaky average's first key, `(1 - lambda) u_0`, of a slowly decaying head), and the
 /// gradient would be inf.
 pub fn l2_normalize(x: Tensor<4>) -> Tensor<4> {
-    if let Some(dtype) = half(&x) {
+    if let Some(dtype) = via_f32(x.dtype(), true) {
         return l2_normalize(x.cast(DType::F32)).cast(dtype);
     }
     #[cfg(any(feature = "wgpu", feature = "cuda"))]
@@ -56,7 +58,7 @@ pub fn l2_normalize(x: Tensor<4>) -> Tensor<4> {
 /// [`l2_normalize`] times a per-head `scale` `(H,)`: one fused operation on a GPU in f32
 /// (`l2_norm`), the tensor form elsewhere.
 pub fn scaled_l2_normalize(x: Tensor<4>, scale: Tensor<1>) -> Tensor<4> {
-    if let Some(dtype) = half(&x) {
+    if let Some(dtype) = via_f32(x.dtype(), true) {
         let scale = scale.cast(DType::F32);
         return scaled_l2_normalize(x.cast(DType::F32), scale).cast(dtype);
     }
@@ -65,11 +67,6 @@ pub fn scaled_l2_normalize(x: Tensor<4>, scale: Tensor<1>) -> Tensor<4> {
         return crate::l2_norm::fused_scaled_l2_normalize(x, scale);
     }
     l2_normalize(x) * per_head(scale)
-}
-
-/// `x`'s type where it is a half-precision one (f16, bf16).
-fn half<const D: usize>(x: &Tensor<D>) -> Option<DType> {
-    matches!(x.dtype(), DType::F16 | DType::BF16).then(|| x.dtype())
 }
 
 /// A weight matrix stored `(d_in, d_out)` (PyTorch stores `(d_out, d_in)`), drawn from

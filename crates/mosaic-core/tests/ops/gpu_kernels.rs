@@ -2,10 +2,10 @@
 //! tensor forms, values and gradients, on sizes that fill no whole cube of threads. The tensor
 //! forms are computed on the CPU backend: on lavapipe each of their dozens of kernels would
 //! cost a compile (about 1 s), and Burn's WGPU operations are checked by the reference files.
-//! The operations: the scan (both decay forms) and the masked retrieval (every band the models use),
-//! the bank retrieval, LayerNorm, the L2 normalisation, the cross-entropy of each row of
-//! logits, the contextual memory's values. CI runs WGPU on Mesa's lavapipe; built only with the
-//! `wgpu` feature.
+//! The operations: the scan (both decay forms) and the masked retrieval (every band the models
+//! use), the bank retrieval, LayerNorm, the L2 normalisation, the cross-entropy of each row of
+//! logits, the contextual memory's values. CI runs WGPU on Mesa's lavapipe; built only with
+//! the `wgpu` feature.
 
 use burn::tensor::{DType, Device, DeviceKind, Int, Tensor, TensorData, activation};
 use mosaic_core::band::Band;
@@ -40,38 +40,24 @@ fn run(
     let n = b * h * t * hs;
     let leaf = tensor(&noise(n, seed), [b, t, h, hs], device, DType::F32).require_grad();
     let u = leaf.clone().swap_dims(1, 2);
-    let ([y, du], dd) = match leaky {
-        true => {
-            let rates: Vec<f64> = (0..h).map(|i| 0.05 + 0.7 * i as f64).collect();
-            let decay = tensor(&rates, [h], device, DType::F32).require_grad();
-            let y = match chunked {
-                true => leaky_average_chunked(u.clone(), decay.clone()),
-                false => leaky_average(u.clone(), decay.clone()),
-            };
-            let grads = project(y.clone(), seed + 2).backward();
-            let dd = values(decay.grad(&grads).expect("the decay has a gradient"));
-            (
-                [y, leaf.grad(&grads).expect("u has a gradient")].map(values),
-                dd,
-            )
-        }
-        false => {
-            // Log-decays in (-2, 0): some steps keep most of the past, some almost none.
-            let logs: Vec<f64> = noise(b * h * t, seed + 1).iter().map(|v| v - 1.0).collect();
-            let decay = tensor(&logs, [b, h, t, 1], device, DType::F32).require_grad();
-            let y = match chunked {
-                true => gated_scan_chunked(u.clone(), decay.clone()),
-                false => gated_scan(u.clone(), decay.clone()),
-            };
-            let grads = project(y.clone(), seed + 2).backward();
-            let dd = values(decay.grad(&grads).expect("the decay has a gradient"));
-            (
-                [y, leaf.grad(&grads).expect("u has a gradient")].map(values),
-                dd,
-            )
-        }
+    // Leaky: a rate per head. Gated: log-decays in (-2, 0), some steps keeping most of the
+    // past, some almost none.
+    let rates: Vec<f64> = match leaky {
+        true => (0..h).map(|i| 0.05 + 0.7 * i as f64).collect(),
+        false => noise(b * h * t, seed + 1).iter().map(|v| v - 1.0).collect(),
     };
-    [y, du, dd]
+    let decay = tensor(&rates, [rates.len()], device, DType::F32).require_grad();
+    let gated = || decay.clone().reshape([b, h, t, 1]);
+    let y = match (leaky, chunked) {
+        (true, true) => leaky_average_chunked(u, decay.clone()),
+        (true, false) => leaky_average(u, decay.clone()),
+        (false, true) => gated_scan_chunked(u, gated()),
+        (false, false) => gated_scan(u, gated()),
+    };
+    let grads = project(y.clone(), seed + 2).backward();
+    let du = leaf.grad(&grads).expect("u has a gradient");
+    let dd = decay.grad(&grads).expect("the decay has a gradient");
+    [values(y), values(du), values(dd)]
 }
 
 /// Each of `got` within 1e-4 (relative to the largest of `want`) of `want`.
