@@ -54,27 +54,22 @@ impl GeluBackend for Flex {
     }
 }
 
+#[derive(Debug)]
+struct GeluTanh;
+
+impl Backward<Flex, 1> for GeluTanh {
+    /// The input.
+    type State = FlexTensor;
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let x = ops.state;
+        // grad * gelu'(x).
+        unary::<Flex, _>(ops.parents, ops.node, grads, |grad| map(&x, Some(&grad)));
+    }
+}
+
 impl<C: CheckpointStrategy> GeluBackend for Autodiff<Flex, C> {
     fn gelu_tanh(x: FloatTensor<Self>) -> FloatTensor<Self> {
-        #[derive(Debug)]
-        struct GeluTanh;
-
-        impl Backward<Flex, 1> for GeluTanh {
-            /// The input.
-            type State = FlexTensor;
-
-            fn backward(
-                self,
-                ops: Ops<Self::State, 1>,
-                grads: &mut Gradients,
-                _: &mut Checkpointer,
-            ) {
-                let x = ops.state;
-                // grad * gelu'(x).
-                unary::<Flex, _>(ops.parents, ops.node, grads, |grad| map(&x, Some(&grad)));
-            }
-        }
-
         let (x, node) = x.into_parts();
         match GeluTanh.prepare::<C>([node]).compute_bound().stateful() {
             OpsKind::Tracked(prep) => {

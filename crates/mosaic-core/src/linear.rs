@@ -49,33 +49,28 @@ impl LinearBackend for Flex {
     }
 }
 
+#[derive(Debug)]
+struct LinearProduct;
+
+impl Backward<Flex, 2> for LinearProduct {
+    /// The input and the weight.
+    type State = (FlexTensor, FlexTensor);
+
+    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let (x, weight) = ops.state;
+        // dx = dy W^T, dW = x^T dy.
+        binary::<Flex, _, _>(
+            ops.parents,
+            ops.node,
+            grads,
+            |grad| product(&view(&grad), false, &view(&weight), true),
+            |grad| product(&view(&x), true, &view(&grad), false),
+        );
+    }
+}
+
 impl<C: CheckpointStrategy> LinearBackend for Autodiff<Flex, C> {
     fn linear_product(x: FloatTensor<Self>, weight: FloatTensor<Self>) -> FloatTensor<Self> {
-        #[derive(Debug)]
-        struct LinearProduct;
-
-        impl Backward<Flex, 2> for LinearProduct {
-            /// The input and the weight.
-            type State = (FlexTensor, FlexTensor);
-
-            fn backward(
-                self,
-                ops: Ops<Self::State, 2>,
-                grads: &mut Gradients,
-                _: &mut Checkpointer,
-            ) {
-                let (x, weight) = ops.state;
-                // dx = dy W^T, dW = x^T dy.
-                binary::<Flex, _, _>(
-                    ops.parents,
-                    ops.node,
-                    grads,
-                    |grad| product(&view(&grad), false, &view(&weight), true),
-                    |grad| product(&view(&x), true, &view(&grad), false),
-                );
-            }
-        }
-
         let (x, x_node) = x.into_parts();
         let (weight, w_node) = weight.into_parts();
         match LinearProduct

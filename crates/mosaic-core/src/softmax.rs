@@ -155,33 +155,28 @@ fn map_rows(
     FlexTensor::from_data(TensorData::new(out, shape))
 }
 
+#[derive(Debug)]
+struct FusedSoftmax;
+
+impl Backward<Flex, 1> for FusedSoftmax {
+    /// The forward pass's output and whether it is a log-softmax: all the backward
+    /// pass needs.
+    type State = (FlexTensor, bool);
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let (y, log) = ops.state;
+        unary::<Flex, _>(ops.parents, ops.node, grads, |grad| {
+            fused_softmax_backward(y, grad, log)
+        });
+    }
+}
+
 impl<C: CheckpointStrategy> SoftmaxBackend for Autodiff<Flex, C> {
     fn fused_softmax(
         x: FloatTensor<Self>,
         log: bool,
         causal: Option<[usize; 3]>,
     ) -> FloatTensor<Self> {
-        #[derive(Debug)]
-        struct FusedSoftmax;
-
-        impl Backward<Flex, 1> for FusedSoftmax {
-            /// The forward pass's output and whether it is a log-softmax: all the backward
-            /// pass needs.
-            type State = (FlexTensor, bool);
-
-            fn backward(
-                self,
-                ops: Ops<Self::State, 1>,
-                grads: &mut Gradients,
-                _: &mut Checkpointer,
-            ) {
-                let (y, log) = ops.state;
-                unary::<Flex, _>(ops.parents, ops.node, grads, |grad| {
-                    fused_softmax_backward(y, grad, log)
-                });
-            }
-        }
-
         let (x, node) = x.into_parts();
         match FusedSoftmax.prepare::<C>([node]).compute_bound().stateful() {
             OpsKind::Tracked(prep) => {

@@ -82,6 +82,21 @@ pub trait BankGradBackend: Backend {
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
 }
 
+#[derive(Debug)]
+struct BankRetrieval;
+
+impl<B: BankGradBackend> Backward<B, 3> for BankRetrieval {
+    /// The inputs, the output and what the forward pass kept.
+    type State = [FloatTensor<B>; 5];
+
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [q, k, v, y, kept] = ops.state;
+        let grad = grads.consume::<B>(&ops.node);
+        let (dq, dk, dv) = B::bank_backward(q, k, v, y, kept, grad);
+        register!(B, ops.parents, [dq, dk, dv], grads);
+    }
+}
+
 impl<B, C> BankBackend for Autodiff<B, C>
 where
     B: BankBackend + BankGradBackend,
@@ -92,26 +107,6 @@ where
         keys: FloatTensor<Self>,
         values: FloatTensor<Self>,
     ) -> FloatTensor<Self> {
-        #[derive(Debug)]
-        struct BankRetrieval;
-
-        impl<B: BankGradBackend> Backward<B, 3> for BankRetrieval {
-            /// The inputs, the output and what the forward pass kept.
-            type State = [FloatTensor<B>; 5];
-
-            fn backward(
-                self,
-                ops: Ops<Self::State, 3>,
-                grads: &mut Gradients,
-                _: &mut Checkpointer,
-            ) {
-                let [q, k, v, y, kept] = ops.state;
-                let grad = grads.consume::<B>(&ops.node);
-                let (dq, dk, dv) = B::bank_backward(q, k, v, y, kept, grad);
-                register!(B, ops.parents, [dq, dk, dv], grads);
-            }
-        }
-
         let (q, q_node) = query.into_parts();
         let (k, k_node) = keys.into_parts();
         let (v, v_node) = values.into_parts();

@@ -108,6 +108,21 @@ pub(crate) fn row_spec(
     burn::backend::fusion::custom::TensorSpec::new(shape, query.dtype)
 }
 
+#[derive(Debug)]
+struct CausalRetrieval;
+
+impl<B: CausalGradBackend> Backward<B, 3> for CausalRetrieval {
+    /// The inputs, the output, what the forward pass kept, the scale and the band.
+    type State = ([FloatTensor<B>; 5], f64, Band);
+
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let ([q, k, v, y, kept], scale, band) = ops.state;
+        let grad = grads.consume::<B>(&ops.node);
+        let (dq, dk, dv) = B::causal_backward(q, k, v, y, kept, grad, scale, band);
+        register!(B, ops.parents, [dq, dk, dv], grads);
+    }
+}
+
 impl<B, C> CausalBackend for Autodiff<B, C>
 where
     B: CausalBackend + CausalGradBackend,
@@ -120,26 +135,6 @@ where
         scale: f64,
         band: Band,
     ) -> FloatTensor<Self> {
-        #[derive(Debug)]
-        struct CausalRetrieval;
-
-        impl<B: CausalGradBackend> Backward<B, 3> for CausalRetrieval {
-            /// The inputs, the output, what the forward pass kept, the scale and the band.
-            type State = ([FloatTensor<B>; 5], f64, Band);
-
-            fn backward(
-                self,
-                ops: Ops<Self::State, 3>,
-                grads: &mut Gradients,
-                _: &mut Checkpointer,
-            ) {
-                let ([q, k, v, y, kept], scale, band) = ops.state;
-                let grad = grads.consume::<B>(&ops.node);
-                let (dq, dk, dv) = B::causal_backward(q, k, v, y, kept, grad, scale, band);
-                register!(B, ops.parents, [dq, dk, dv], grads);
-            }
-        }
-
         let (q, q_node) = query.into_parts();
         let (k, k_node) = keys.into_parts();
         let (v, v_node) = values.into_parts();

@@ -52,6 +52,21 @@ pub trait CrossEntropyGradBackend: Backend {
     ) -> FloatTensor<Self>;
 }
 
+#[derive(Debug)]
+struct CrossEntropyRows;
+
+impl<B: CrossEntropyGradBackend> Backward<B, 1> for CrossEntropyRows {
+    /// The logits and the targets.
+    type State = (FloatTensor<B>, FloatTensor<B>);
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let grad = grads.consume::<B>(&ops.node);
+        let (logits, targets) = ops.state;
+        let dx = B::cross_entropy_rows_backward(logits, targets, grad);
+        register!(B, ops.parents, [dx], grads);
+    }
+}
+
 impl<B, C> CrossEntropyBackend for Autodiff<B, C>
 where
     B: CrossEntropyBackend + CrossEntropyGradBackend,
@@ -61,26 +76,6 @@ where
         logits: FloatTensor<Self>,
         targets: FloatTensor<Self>,
     ) -> FloatTensor<Self> {
-        #[derive(Debug)]
-        struct CrossEntropyRows;
-
-        impl<B: CrossEntropyGradBackend> Backward<B, 1> for CrossEntropyRows {
-            /// The logits and the targets.
-            type State = (FloatTensor<B>, FloatTensor<B>);
-
-            fn backward(
-                self,
-                ops: Ops<Self::State, 1>,
-                grads: &mut Gradients,
-                _: &mut Checkpointer,
-            ) {
-                let grad = grads.consume::<B>(&ops.node);
-                let (logits, targets) = ops.state;
-                let dx = B::cross_entropy_rows_backward(logits, targets, grad);
-                register!(B, ops.parents, [dx], grads);
-            }
-        }
-
         let (logits, node) = logits.into_parts();
         // The targets are data: no gradient flows to them.
         let (targets, _) = targets.into_parts();

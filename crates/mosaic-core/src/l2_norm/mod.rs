@@ -58,31 +58,41 @@ pub trait L2NormGradBackend: Backend {
     ) -> (FloatTensor<Self>, FloatTensor<Self>);
 }
 
+#[derive(Debug)]
+struct L2Normalize;
+
+impl<B: L2NormGradBackend> Backward<B, 1> for L2Normalize {
+    /// The input.
+    type State = FloatTensor<B>;
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let grad = grads.consume::<B>(&ops.node);
+        let dx = B::l2_normalize_backward(ops.state, grad);
+        register!(B, ops.parents, [dx], grads);
+    }
+}
+
+#[derive(Debug)]
+struct ScaledL2Normalize;
+
+impl<B: L2NormGradBackend> Backward<B, 2> for ScaledL2Normalize {
+    /// The input and the scale.
+    type State = (FloatTensor<B>, FloatTensor<B>);
+
+    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let grad = grads.consume::<B>(&ops.node);
+        let (x, scale) = ops.state;
+        let (dx, dscale) = B::scaled_l2_normalize_backward(x, scale, grad);
+        register!(B, ops.parents, [dx, dscale], grads);
+    }
+}
+
 impl<B, C> L2NormBackend for Autodiff<B, C>
 where
     B: L2NormBackend + L2NormGradBackend,
     C: CheckpointStrategy,
 {
     fn l2_normalize(x: FloatTensor<Self>) -> FloatTensor<Self> {
-        #[derive(Debug)]
-        struct L2Normalize;
-
-        impl<B: L2NormGradBackend> Backward<B, 1> for L2Normalize {
-            /// The input.
-            type State = FloatTensor<B>;
-
-            fn backward(
-                self,
-                ops: Ops<Self::State, 1>,
-                grads: &mut Gradients,
-                _: &mut Checkpointer,
-            ) {
-                let grad = grads.consume::<B>(&ops.node);
-                let dx = B::l2_normalize_backward(ops.state, grad);
-                register!(B, ops.parents, [dx], grads);
-            }
-        }
-
         let (x, x_node) = x.into_parts();
         match L2Normalize
             .prepare::<C>([x_node])
@@ -98,26 +108,6 @@ where
     }
 
     fn scaled_l2_normalize(x: FloatTensor<Self>, scale: FloatTensor<Self>) -> FloatTensor<Self> {
-        #[derive(Debug)]
-        struct ScaledL2Normalize;
-
-        impl<B: L2NormGradBackend> Backward<B, 2> for ScaledL2Normalize {
-            /// The input and the scale.
-            type State = (FloatTensor<B>, FloatTensor<B>);
-
-            fn backward(
-                self,
-                ops: Ops<Self::State, 2>,
-                grads: &mut Gradients,
-                _: &mut Checkpointer,
-            ) {
-                let grad = grads.consume::<B>(&ops.node);
-                let (x, scale) = ops.state;
-                let (dx, dscale) = B::scaled_l2_normalize_backward(x, scale, grad);
-                register!(B, ops.parents, [dx, dscale], grads);
-            }
-        }
-
         let (x, x_node) = x.into_parts();
         let (scale, scale_node) = scale.into_parts();
         match ScaledL2Normalize

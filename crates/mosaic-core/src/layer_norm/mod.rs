@@ -75,6 +75,21 @@ pub trait LayerNormGradBackend: Backend {
     ) -> (FloatTensor<Self>, FloatTensor<Self>);
 }
 
+#[derive(Debug)]
+struct LayerNorm;
+
+impl<B: LayerNormGradBackend> Backward<B, 2> for LayerNorm {
+    /// The input, the gain and `eps`.
+    type State = (FloatTensor<B>, FloatTensor<B>, f64);
+
+    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let (x, gain, eps) = ops.state;
+        let grad = grads.consume::<B>(&ops.node);
+        let (dx, dgain) = B::fused_layer_norm_backward(x, gain, grad, eps);
+        register!(B, ops.parents, [dx, dgain], grads);
+    }
+}
+
 impl<B, C> LayerNormBackend for Autodiff<B, C>
 where
     B: LayerNormBackend + LayerNormGradBackend,
@@ -85,26 +100,6 @@ where
         gain: FloatTensor<Self>,
         eps: f64,
     ) -> FloatTensor<Self> {
-        #[derive(Debug)]
-        struct LayerNorm;
-
-        impl<B: LayerNormGradBackend> Backward<B, 2> for LayerNorm {
-            /// The input, the gain and `eps`.
-            type State = (FloatTensor<B>, FloatTensor<B>, f64);
-
-            fn backward(
-                self,
-                ops: Ops<Self::State, 2>,
-                grads: &mut Gradients,
-                _: &mut Checkpointer,
-            ) {
-                let (x, gain, eps) = ops.state;
-                let grad = grads.consume::<B>(&ops.node);
-                let (dx, dgain) = B::fused_layer_norm_backward(x, gain, grad, eps);
-                register!(B, ops.parents, [dx, dgain], grads);
-            }
-        }
-
         let (x, x_node) = x.into_parts();
         let (gain, gain_node) = gain.into_parts();
         match LayerNorm

@@ -84,32 +84,27 @@ pub trait ScanGradBackend: Backend {
     ) -> (FloatTensor<Self>, FloatTensor<Self>);
 }
 
+#[derive(Debug)]
+struct KeyScan;
+
+impl<B: ScanGradBackend> Backward<B, 2> for KeyScan {
+    /// The input (leaky form), the decay, the output and the decay's form.
+    type State = ([FloatTensor<B>; 3], bool);
+
+    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let ([u, decay, kbar], leaky) = ops.state;
+        let grad = grads.consume::<B>(&ops.node);
+        let (du, dd) = B::key_scan_backward(u, decay, kbar, grad, leaky);
+        register!(B, ops.parents, [du, dd], grads);
+    }
+}
+
 impl<B, C> ScanBackend for Autodiff<B, C>
 where
     B: ScanBackend + ScanGradBackend,
     C: CheckpointStrategy,
 {
     fn key_scan(u: FloatTensor<Self>, decay: FloatTensor<Self>, leaky: bool) -> FloatTensor<Self> {
-        #[derive(Debug)]
-        struct KeyScan;
-
-        impl<B: ScanGradBackend> Backward<B, 2> for KeyScan {
-            /// The input (leaky form), the decay, the output and the decay's form.
-            type State = ([FloatTensor<B>; 3], bool);
-
-            fn backward(
-                self,
-                ops: Ops<Self::State, 2>,
-                grads: &mut Gradients,
-                _: &mut Checkpointer,
-            ) {
-                let ([u, decay, kbar], leaky) = ops.state;
-                let grad = grads.consume::<B>(&ops.node);
-                let (du, dd) = B::key_scan_backward(u, decay, kbar, grad, leaky);
-                register!(B, ops.parents, [du, dd], grads);
-            }
-        }
-
         let (u, u_node) = u.into_parts();
         let (decay, decay_node) = decay.into_parts();
         match KeyScan

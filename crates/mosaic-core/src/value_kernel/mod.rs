@@ -53,6 +53,21 @@ pub trait ValuesGradBackend: Backend {
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
 }
 
+#[derive(Debug)]
+struct Values;
+
+impl<B: ValuesGradBackend> Backward<B, 3> for Values {
+    /// The projection, the mix and the log-scale.
+    type State = (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>);
+
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let grad = grads.consume::<B>(&ops.node);
+        let (w, mix, nu) = ops.state;
+        let (dw, dmix, dnu) = B::values_backward(w, mix, nu, grad);
+        register!(B, ops.parents, [dw, dmix, dnu], grads);
+    }
+}
+
 impl<B, C> ValuesBackend for Autodiff<B, C>
 where
     B: ValuesBackend + ValuesGradBackend,
@@ -63,26 +78,6 @@ where
         mix: FloatTensor<Self>,
         nu: FloatTensor<Self>,
     ) -> FloatTensor<Self> {
-        #[derive(Debug)]
-        struct Values;
-
-        impl<B: ValuesGradBackend> Backward<B, 3> for Values {
-            /// The projection, the mix and the log-scale.
-            type State = (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>);
-
-            fn backward(
-                self,
-                ops: Ops<Self::State, 3>,
-                grads: &mut Gradients,
-                _: &mut Checkpointer,
-            ) {
-                let grad = grads.consume::<B>(&ops.node);
-                let (w, mix, nu) = ops.state;
-                let (dw, dmix, dnu) = B::values_backward(w, mix, nu, grad);
-                register!(B, ops.parents, [dw, dmix, dnu], grads);
-            }
-        }
-
         let (w, w_node) = w.into_parts();
         let (mix, mix_node) = mix.into_parts();
         let (nu, nu_node) = nu.into_parts();
